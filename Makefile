@@ -1,0 +1,57 @@
+# Quarry: one entry point. `make run` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TOOLS := hack/tools.sh
+REGISTRY_ADDR ?= 127.0.0.1:5000
+REGISTRY_DATA ?= ./quarry-data
+
+.PHONY: help build run test test-unit test-e2e tools tools-test tools-bench bench fmt lint
+
+help: ## List targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+build: ## Build all crates (debug)
+	$(CARGO) build --workspace --locked
+
+run: ## Run the registry on 127.0.0.1:5000 with data in ./quarry-data
+	$(CARGO) build --locked -p quarry-registry --release
+	@echo ""
+	@echo "Quarry registry: http://$(REGISTRY_ADDR)  (data in $(REGISTRY_DATA); Ctrl-C stops it)"
+	@echo "Try it from another shell:"
+	@echo "  curl -s http://$(REGISTRY_ADDR)/v2/_catalog"
+	@echo "  skopeo copy --dest-tls-verify=false docker-archive:image.tar docker://$(REGISTRY_ADDR)/demo/app:1.0"
+	@echo "  oras push --plain-http $(REGISTRY_ADDR)/demo/notes:v1 README.md"
+	@echo "  helm push mychart-0.1.0.tgz oci://$(REGISTRY_ADDR)/charts --plain-http"
+	@echo ""
+	./target/release/quarry-registry --listen $(REGISTRY_ADDR) --storage-path $(REGISTRY_DATA)
+
+tools: ## Build every third-party test and benchmark tool (cached outside the repo)
+	$(TOOLS) install all
+
+tools-test: ## Build the tools `make test` needs
+	$(TOOLS) install test
+
+tools-bench: ## Build the tools `make bench` needs
+	$(TOOLS) install bench
+
+test: tools-test lint test-unit test-e2e ## Everything CI proves
+
+test-unit: ## Unit and handler tests
+	$(CARGO) test --workspace --locked --lib --bins
+
+test-e2e: tools-test ## Black-box tests: the real binary driven by real clients
+	$(CARGO) build --locked -p quarry-registry
+	eval "$$($(TOOLS) env)" && $(CARGO) test --locked -p quarry-e2e -- --test-threads=2
+
+bench: tools-bench ## Compare throughput with CNCF distribution and zot (report in docs/benchmarks.md)
+	$(CARGO) build --locked -p quarry-registry --release
+	eval "$$($(TOOLS) env)" && hack/bench.sh
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

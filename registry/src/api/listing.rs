@@ -1,0 +1,114 @@
+//! Tag list and catalog, both paginated with `n`/`last` and a `Link`
+//! header pointing at the next page.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, CONTENT_TYPE, Call, LINK, record, reply};
+use crate::error::{ApiResult, RegistryError};
+
+/// One page of a sorted list: entries after `last`, at most `n`, and
+/// whether more follow.
+fn page<'a>(sorted: &'a [String], n: Option<usize>, last: Option<&str>) -> (&'a [String], bool) {
+    let start = match last {
+        Some(last) => sorted.partition_point(|s| s.as_str() <= last),
+        None => 0,
+    };
+    let rest = &sorted[start..];
+    match n {
+        Some(n) if n < rest.len() => (&rest[..n], n > 0),
+        _ => (rest, false),
+    }
+}
+
+fn page_params(query: &HashMap<String, String>) -> ApiResult<(Option<usize>, Option<String>)> {
+    let n = match query.get("n") {
+        None => None,
+        Some(raw) => Some(raw.parse::<usize>().map_err(|_| {
+            RegistryError::SizeInvalid(format!("n={raw:?} is not a non-negative integer"))
+        })?),
+    };
+    Ok((n, query.get("last").cloned()))
+}
+
+fn paged_reply(
+    path: &str,
+    body: serde_json::Value,
+    n: Option<usize>,
+    next_after: Option<&String>,
+) -> Response {
+    let mut headers: Vec<(HeaderName, String)> = vec![(CONTENT_TYPE, "application/json".into())];
+    if let (Some(n), Some(last)) = (n, next_after) {
+        headers.push((LINK, format!("<{path}?n={n}&last={last}>; rel=\"next\"")));
+    }
+    reply(StatusCode::OK, &headers, Body::from(body.to_string()))
+}
+
+pub async fn tags(state: &AppState, call: Call) -> ApiResult<Response> {
+    let (n, last) = page_params(&call.query)?;
+    let all = state
+        .storage
+        .tags_list(&call.repo)
+        .await?
+        .ok_or_else(|| RegistryError::NameUnknown(call.repo.to_string()))?;
+    let (entries, more) = page(&all, n, last.as_deref());
+    let body = json!({ "name": call.repo.as_str(), "tags": entries });
+    let next = more.then(|| entries.last()).flatten();
+    Ok(paged_reply(
+        &format!("/v2/{}/tags/list", call.repo),
+        body,
+        n,
+        next,
+    ))
+}
+
+pub async fn catalog_route(
+    State(state): State<AppState>,
+    method: Method,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let started = Instant::now();
+    let response = match method {
+        Method::GET => catalog(&state, &query)
+            .await
+            .unwrap_or_else(IntoResponse::into_response),
+        _ => RegistryError::MethodNotAllowed.into_response(),
+    };
+    record(&state, "catalog", &method, &response, started);
+    response
+}
+
+async fn catalog(state: &AppState, query: &HashMap<String, String>) -> ApiResult<Response> {
+    let (n, last) = page_params(query)?;
+    let all = state.storage.repositories().await?;
+    let (entries, more) = page(&all, n, last.as_deref());
+    let next = more.then(|| entries.last()).flatten();
+    Ok(paged_reply(
+        "/v2/_catalog",
+        json!({ "repositories": entries }),
+        n,
+        next,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages() {
+        let all: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(page(&all, None, None), (&all[..], false));
+        assert_eq!(page(&all, Some(2), None), (&all[..2], true));
+        assert_eq!(page(&all, Some(2), Some("b")), (&all[2..], false));
+        assert_eq!(page(&all, Some(5), Some("a")), (&all[1..], false));
+        assert_eq!(page(&all, Some(0), None), (&all[..0], false));
+        assert_eq!(page(&all, None, Some("bb")), (&all[2..], false));
+    }
+}

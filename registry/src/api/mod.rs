@@ -1,0 +1,208 @@
+//! The HTTP API: OCI Distribution v1.1 under `/v2/`, plus health and
+//! metrics. `router(state)` is the whole application; tests drive it with
+//! `oneshot`, the binary serves it.
+
+mod blobs;
+mod listing;
+mod manifests;
+mod ops;
+mod referrers;
+pub mod route;
+mod uploads;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+
+use crate::config::RegistryConfig;
+use crate::error::{ApiResult, RegistryError};
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::names::RepoName;
+use crate::storage::{Storage, StorageError};
+use route::Endpoint;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Arc<dyn Storage>,
+    pub config: Arc<RegistryConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The registry application.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", any(base))
+        .route("/v2/", any(base))
+        .route("/v2/_catalog", any(listing::catalog_route))
+        .route("/v2/{*path}", any(dispatch))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { RegistryError::NotFound })
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// One request, as the handlers under `/v2/<name>/` see it.
+pub(crate) struct Call {
+    pub method: Method,
+    pub repo: RepoName,
+    pub headers: HeaderMap,
+    pub query: HashMap<String, String>,
+    pub body: Body,
+}
+
+async fn base(State(state): State<AppState>, method: Method) -> Response {
+    let started = Instant::now();
+    let response = match method {
+        Method::GET | Method::HEAD => {
+            let mut r = StatusCode::OK.into_response();
+            r.headers_mut().insert(
+                HeaderName::from_static("docker-distribution-api-version"),
+                HeaderValue::from_static("registry/2.0"),
+            );
+            r
+        }
+        _ => RegistryError::MethodNotAllowed.into_response(),
+    };
+    record(&state, "base", &method, &response, started);
+    response
+}
+
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request
+        .uri()
+        .path()
+        .strip_prefix("/v2/")
+        .unwrap_or_default()
+        .to_string();
+    let (label, response) = match route::parse(&path) {
+        None => ("unknown", RegistryError::NotFound.into_response()),
+        Some((name, endpoint)) => {
+            let label = endpoint.label();
+            let response = match RepoName::parse(name) {
+                None => RegistryError::NameInvalid(format!(
+                    "invalid repository name {name:?}: use lowercase path segments of letters and digits separated by '.', '_', '__' or '-'"
+                ))
+                .into_response(),
+                Some(repo) => {
+                    let query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
+                        .map(|q| q.0)
+                        .unwrap_or_default();
+                    let (parts, body) = request.into_parts();
+                    let call = Call {
+                        method: parts.method,
+                        repo,
+                        headers: parts.headers,
+                        query,
+                        body,
+                    };
+                    handle(&state, endpoint, call)
+                        .await
+                        .unwrap_or_else(IntoResponse::into_response)
+                }
+            };
+            (label, response)
+        }
+    };
+    record(&state, label, &method, &response, started);
+    response
+}
+
+async fn handle(state: &AppState, endpoint: Endpoint, call: Call) -> ApiResult<Response> {
+    use Endpoint::*;
+    match (&call.method, endpoint) {
+        (&Method::GET | &Method::HEAD, Blob(d)) => blobs::get(state, call, &d).await,
+        (&Method::DELETE, Blob(d)) => blobs::delete(state, call, &d).await,
+        (&Method::POST, UploadStart) => uploads::start(state, call).await,
+        (&Method::GET, Upload(id)) => uploads::status(state, call, &id).await,
+        (&Method::PATCH, Upload(id)) => uploads::patch(state, call, &id).await,
+        (&Method::PUT, Upload(id)) => uploads::finish(state, call, &id).await,
+        (&Method::DELETE, Upload(id)) => uploads::cancel(state, call, &id).await,
+        (&Method::GET | &Method::HEAD, Manifest(r)) => manifests::get(state, call, &r).await,
+        (&Method::PUT, Manifest(r)) => manifests::put(state, call, &r).await,
+        (&Method::DELETE, Manifest(r)) => manifests::delete(state, call, &r).await,
+        (&Method::GET, Tags) => listing::tags(state, call).await,
+        (&Method::GET, Referrers(d)) => referrers::get(state, call, &d).await,
+        _ => Err(RegistryError::MethodNotAllowed),
+    }
+}
+
+fn record(
+    state: &AppState,
+    route: &'static str,
+    method: &Method,
+    response: &Response,
+    started: Instant,
+) {
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method: method.as_str().to_string(),
+            status: response.status().as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Build a response from a status, headers and a body.
+pub(crate) fn reply(status: StatusCode, headers: &[(HeaderName, String)], body: Body) -> Response {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            map.insert(name.clone(), v);
+        }
+    }
+    response
+}
+
+pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
+    HeaderName::from_static("docker-content-digest");
+pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
+pub(crate) use header::{CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RANGE};
+
+/// Map storage failures that are the client's doing; the rest are internal.
+pub(crate) fn storage_error(e: StorageError) -> RegistryError {
+    match e {
+        StorageError::UploadUnknown => RegistryError::BlobUploadUnknown,
+        StorageError::DigestMismatch { expected, actual } => RegistryError::DigestInvalid(format!(
+            "uploaded content hashes to {actual}, not the digest {expected} given by the client; nothing was stored"
+        )),
+        StorageError::Body(e) => RegistryError::BlobUploadInvalid(format!(
+            "request body ended early or was malformed ({e}); the upload is unchanged, resume from its current size"
+        )),
+        StorageError::OffsetMismatch { .. } => {
+            RegistryError::Internal(anyhow::anyhow!("unmapped offset mismatch: {e}"))
+        }
+        StorageError::Io(e) => RegistryError::Internal(e.into()),
+    }
+}
+
+impl From<StorageError> for RegistryError {
+    fn from(e: StorageError) -> Self {
+        storage_error(e)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,510 @@
+//! Handler tests: the whole router, driven with `oneshot`, over a real
+//! filesystem store in a temporary directory.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+use crate::digest::{Algorithm, Digest};
+use crate::storage::FilesystemStorage;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    app: Router,
+}
+
+fn harness_with(config: RegistryConfig) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let state = AppState {
+        storage: Arc::new(FilesystemStorage::open(dir.path()).unwrap()),
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::new()),
+    };
+    Harness {
+        _dir: dir,
+        app: router(state),
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(RegistryConfig::default())
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+impl Harness {
+    async fn send(&self, req: Request<Body>) -> Reply {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: impl Into<Body>) -> Reply {
+        self.send(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+    }
+
+    async fn push_blob(&self, repo: &str, content: &'static [u8]) -> Digest {
+        let d = Digest::of_bytes(Algorithm::Sha256, content);
+        let r = self
+            .call(
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                content,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        d
+    }
+
+    async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &str,
+    ) -> Reply {
+        self.send(
+            Request::builder()
+                .method("PUT")
+                .uri(format!("/v2/{repo}/manifests/{reference}"))
+                .header("content-type", media_type)
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+fn image_manifest(config: &Digest, layer: &Digest, extra: &str) -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},
+"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":5}}]{extra}}}"#
+    )
+}
+
+#[tokio::test]
+async fn base_endpoint_and_unknown_routes() {
+    let h = harness();
+    let r = h.call("GET", "/v2/", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        h.call("GET", "/v2/a/nothing/x", Body::empty()).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h.call("GET", "/v2/UPPER/tags/list", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "NAME_INVALID");
+    assert_eq!(
+        h.call("GET", "/healthz", Body::empty()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.call("GET", "/readyz", Body::empty()).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn monolithic_blob_and_ranges() {
+    let h = harness();
+    let d = h.push_blob("a/b/c", b"hello world").await;
+    let r = h
+        .call("HEAD", &format!("/v2/a/b/c/blobs/{d}"), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-length"), "11");
+    assert_eq!(r.header("docker-content-digest"), d.to_string());
+    assert!(r.body.is_empty());
+    let r = h
+        .send(
+            Request::get(format!("/v2/a/b/c/blobs/{d}"))
+                .header("range", "bytes=6-")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&r.body[..], b"world");
+    assert_eq!(r.header("content-range"), "bytes 6-10/11");
+    // Another repository does not see the blob until it is mounted.
+    let r = h
+        .call("GET", &format!("/v2/other/blobs/{d}"), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "BLOB_UNKNOWN");
+    // Wrong digest: nothing stored.
+    let wrong = Digest::of_bytes(Algorithm::Sha256, b"other");
+    let r = h
+        .call(
+            "POST",
+            &format!("/v2/x/blobs/uploads/?digest={wrong}"),
+            "content",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
+    let r = h
+        .call("HEAD", &format!("/v2/x/blobs/{wrong}"), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn chunked_upload_with_out_of_order_chunk() {
+    let h = harness();
+    let r = h
+        .call("POST", "/v2/repo/blobs/uploads/", Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let location = r.header("location").to_string();
+    let chunk = |range: &str, body: &'static str| {
+        Request::builder()
+            .method("PATCH")
+            .uri(location.clone())
+            .header("content-range", range)
+            .header("content-type", "application/octet-stream")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let r = h.send(chunk("0-4", "hello")).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-4");
+    let r = h.send(chunk("0-4", "hello")).await;
+    assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(r.header("range"), "0-4");
+    // A chunk whose body is shorter than its Content-Range is refused whole.
+    let r = h.send(chunk("5-9", "wor")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = h.call("GET", &location, Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.header("range"), "0-4");
+    // Streamed chunk without Content-Range appends.
+    let r = h.call("PATCH", &location, " world").await;
+    assert_eq!(r.header("range"), "0-10");
+    let d = Digest::of_bytes(Algorithm::Sha256, b"hello world!");
+    let r = h.call("PUT", &format!("{location}?digest={d}"), "!").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.header("location"), format!("/v2/repo/blobs/{d}"));
+    let r = h.call("GET", &location, Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+}
+
+#[tokio::test]
+async fn cross_mount_with_and_without_from() {
+    let h = harness();
+    let d = h.push_blob("src", b"layer").await;
+    let r = h
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}&from=src"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = h
+        .call(
+            "POST",
+            &format!("/v2/dst2/blobs/uploads/?mount={d}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = h
+        .call(
+            "POST",
+            &format!("/v2/dst3/blobs/uploads/?mount={d}&from=nowhere"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+
+    let off = harness_with(RegistryConfig {
+        feature_automatic_cross_mount: false,
+        ..RegistryConfig::default()
+    });
+    let d = off.push_blob("src", b"layer").await;
+    let r = off
+        .call(
+            "POST",
+            &format!("/v2/dst/blobs/uploads/?mount={d}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn manifests_tags_and_deletes() {
+    let h = harness();
+    let config = h.push_blob("app", b"{}").await;
+    let layer = h.push_blob("app", b"layer").await;
+    let body = image_manifest(&config, &layer, "");
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    for tag in ["v3", "v1", "v2", "latest"] {
+        let r = h.put_manifest("app", tag, mt, &body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    }
+    let digest = Digest::of_bytes(Algorithm::Sha256, body.as_bytes());
+    let r = h.call("GET", "/v2/app/manifests/v1", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(&r.body[..], body.as_bytes());
+    assert_eq!(r.header("content-type"), mt);
+    assert_eq!(r.header("docker-content-digest"), digest.to_string());
+    let r = h
+        .call(
+            "HEAD",
+            &format!("/v2/app/manifests/{digest}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.header("content-length"), body.len().to_string());
+
+    let r = h.call("GET", "/v2/app/tags/list?n=2", Body::empty()).await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["latest", "v1"]));
+    assert_eq!(
+        r.header("link"),
+        "</v2/app/tags/list?n=2&last=v1>; rel=\"next\""
+    );
+    let r = h
+        .call("GET", "/v2/app/tags/list?n=2&last=v1", Body::empty())
+        .await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["v2", "v3"]));
+    assert_eq!(r.header("link"), "");
+    assert_eq!(
+        h.call("GET", "/v2/nope/tags/list", Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h.call("GET", "/v2/_catalog", Body::empty()).await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["app"]));
+
+    // Unknown blob, wrong digest reference, invalid reference.
+    let missing = Digest::of_bytes(Algorithm::Sha256, b"missing");
+    let r = h
+        .put_manifest("app", "bad", mt, &image_manifest(&config, &missing, ""))
+        .await;
+    assert_eq!(r.json()["errors"][0]["code"], "MANIFEST_BLOB_UNKNOWN");
+    let r = h.put_manifest("app", &missing.to_string(), mt, &body).await;
+    assert_eq!(r.json()["errors"][0]["code"], "DIGEST_INVALID");
+    let r = h
+        .call(
+            "GET",
+            "/v2/app/manifests/.INVALID_MANIFEST_NAME",
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Delete a tag, then the manifest (its remaining tags go with it).
+    assert_eq!(
+        h.call("DELETE", "/v2/app/manifests/v3", Body::empty())
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        h.call("GET", "/v2/app/manifests/v3", Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h
+        .call(
+            "DELETE",
+            &format!("/v2/app/manifests/{digest}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        h.call("GET", "/v2/app/manifests/v1", Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h.call("GET", "/v2/app/tags/list", Body::empty()).await;
+    assert_eq!(r.json()["tags"], serde_json::json!([]));
+    assert_eq!(
+        h.call("DELETE", &format!("/v2/app/blobs/{layer}"), Body::empty())
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        h.call("GET", &format!("/v2/app/blobs/{layer}"), Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn manifest_size_limit_is_413() {
+    let h = harness();
+    let big = format!(
+        "{{\"schemaVersion\":2,\"pad\":\"{}\"}}",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let r = h
+        .put_manifest(
+            "app",
+            "big",
+            "application/vnd.oci.image.manifest.v1+json",
+            &big,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.json()["errors"][0]["code"], "SIZE_INVALID");
+}
+
+#[tokio::test]
+async fn referrers_with_filter_and_pagination() {
+    let h = harness_with(RegistryConfig {
+        referrers_page_size: 2,
+        ..RegistryConfig::default()
+    });
+    let config = h.push_blob("app", b"{}").await;
+    let layer = h.push_blob("app", b"layer").await;
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    // The subject does not exist yet: referrers may come first.
+    let subject = Digest::of_bytes(Algorithm::Sha256, b"subject-to-come");
+    let mut pushed = Vec::new();
+    for (i, at) in [
+        "application/x-sig",
+        "application/x-sbom",
+        "application/x-sig",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let extra = format!(
+            r#","artifactType":"{at}","subject":{{"mediaType":"{mt}","digest":"{subject}","size":1}},"annotations":{{"n":"{i}"}}"#
+        );
+        let body = image_manifest(&config, &layer, &extra);
+        let d = Digest::of_bytes(Algorithm::Sha256, body.as_bytes());
+        let r = h.put_manifest("app", &d.to_string(), mt, &body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        assert_eq!(r.header("oci-subject"), subject.to_string());
+        pushed.push(d);
+    }
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{subject}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("content-type"),
+        "application/vnd.oci.image.index.v1+json"
+    );
+    assert_eq!(r.json()["manifests"].as_array().unwrap().len(), 2);
+    let next = r.header("link").to_string();
+    assert!(next.contains("last="), "{next}");
+    let url = next.trim_start_matches('<').split('>').next().unwrap();
+    let r2 = h.call("GET", url, Body::empty()).await;
+    assert_eq!(r2.json()["manifests"].as_array().unwrap().len(), 1);
+
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{subject}?artifactType=application%2Fx-sbom"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.header("oci-filters-applied"), "artifactType");
+    let m = &r.json()["manifests"];
+    assert_eq!(m.as_array().unwrap().len(), 1);
+    assert_eq!(m[0]["artifactType"], "application/x-sbom");
+    assert_eq!(m[0]["annotations"]["n"], "1");
+
+    // Unknown subject: an empty index, not 404.
+    let other = Digest::of_bytes(Algorithm::Sha256, b"nothing");
+    let r = h
+        .call("GET", &format!("/v2/app/referrers/{other}"), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+
+    // Deleting a referrer removes it from the list.
+    h.call(
+        "DELETE",
+        &format!("/v2/app/manifests/{}", pushed[1]),
+        Body::empty(),
+    )
+    .await;
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{subject}?artifactType=application%2Fx-sbom"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+
+    let off = harness_with(RegistryConfig {
+        feature_referrers_api: false,
+        ..RegistryConfig::default()
+    });
+    let r = off
+        .call(
+            "GET",
+            &format!("/v2/app/referrers/{subject}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let h = harness();
+    h.call("GET", "/v2/", Body::empty()).await;
+    h.push_blob("m", b"x").await;
+    let r = h.call("GET", "/metrics", Body::empty()).await;
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"quarry_http_requests_total{route="base",method="GET",status="200"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("quarry_blob_bytes_received_total 1"),
+        "{text}"
+    );
+}

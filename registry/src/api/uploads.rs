@@ -1,0 +1,246 @@
+//! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic or
+//! mount), `PATCH`/`PUT`/`GET`/`DELETE /v2/<name>/blobs/uploads/<id>`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+
+use super::blobs::parse_digest;
+use super::{
+    AppState, CONTENT_LENGTH, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, LOCATION, RANGE,
+    reply,
+};
+use crate::digest::Digest;
+use crate::error::{ApiResult, RegistryError, upload_range};
+use crate::names::RepoName;
+use crate::storage::{ByteStream, StorageError};
+
+fn session_location(repo: &RepoName, id: &str) -> String {
+    format!("/v2/{repo}/blobs/uploads/{id}")
+}
+
+fn session_reply(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> Response {
+    reply(
+        status,
+        &[
+            (LOCATION, session_location(repo, id)),
+            (RANGE, upload_range(size)),
+            (DOCKER_UPLOAD_UUID, id.to_string()),
+            (CONTENT_LENGTH, "0".into()),
+        ],
+        Body::empty(),
+    )
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
+    reply(
+        StatusCode::CREATED,
+        &[
+            (LOCATION, format!("/v2/{repo}/blobs/{digest}")),
+            (DOCKER_CONTENT_DIGEST, digest.to_string()),
+            (CONTENT_LENGTH, "0".into()),
+        ],
+        Body::empty(),
+    )
+}
+
+/// The request body as a byte stream. With `exact_len`, a body of any
+/// other length ends in an error, so storage rolls the chunk back.
+fn body_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
+    let mut seen: u64 = 0;
+    let mut finished = false;
+    let inner = body
+        .into_data_stream()
+        .map(|r| r.map_err(std::io::Error::other));
+    let checked = inner
+        .map(Some)
+        .chain(futures::stream::once(async { None }))
+        .filter_map(move |item| {
+            let out = match item {
+                Some(Ok(chunk)) => {
+                    seen += chunk.len() as u64;
+                    Some(Ok(chunk))
+                }
+                Some(Err(e)) => Some(Err(e)),
+                None if finished => None,
+                None => {
+                    finished = true;
+                    match exact_len {
+                        Some(n) if n != seen => Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            format!(
+                                "Content-Range announced {n} bytes but the body carried {seen}"
+                            ),
+                        ))),
+                        _ => None,
+                    }
+                }
+            };
+            futures::future::ready(out)
+        });
+    Box::pin(checked)
+}
+
+/// `Content-Range: <start>-<end>` (also accepted with a `bytes ` prefix).
+fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || {
+        RegistryError::BlobUploadInvalid(format!(
+            "Content-Range {value:?} is not of the form <start>-<end>"
+        ))
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let text = text
+        .strip_prefix("bytes=")
+        .or_else(|| text.strip_prefix("bytes "))
+        .unwrap_or(text);
+    let text = text.split('/').next().unwrap_or(text);
+    let (start, end) = text.split_once('-').ok_or_else(bad)?;
+    let start: u64 = start.trim().parse().map_err(|_| bad())?;
+    let end: u64 = end.trim().parse().map_err(|_| bad())?;
+    if end < start {
+        return Err(bad());
+    }
+    Ok(Some((start, end)))
+}
+
+/// Append the request body to a session, enforcing `Content-Range`.
+async fn append(state: &AppState, call: Call, id: &str) -> ApiResult<u64> {
+    let range = content_range(&call.headers)?;
+    let before = state.storage.upload_status(&call.repo, id).await?.size;
+    let stream = body_stream(call.body, range.map(|(s, e)| e - s + 1));
+    match state
+        .storage
+        .upload_append(&call.repo, id, range.map(|(s, _)| s), stream)
+        .await
+    {
+        Ok(size) => {
+            state
+                .metrics
+                .bytes_received
+                .inc_by(size.saturating_sub(before));
+            Ok(size)
+        }
+        Err(StorageError::OffsetMismatch { current, claimed }) => {
+            Err(RegistryError::RangeNotSatisfiable {
+                location: session_location(&call.repo, id),
+                current_size: current,
+                claimed_start: claimed,
+            })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn commit(state: &AppState, repo: &RepoName, id: &str, digest: &Digest) -> ApiResult<()> {
+    let started = state.storage.upload_status(repo, id).await?.started_at_unix;
+    state.storage.upload_commit(repo, id, digest).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(started);
+    state
+        .metrics
+        .upload_seconds
+        .observe(now.saturating_sub(started) as f64);
+    Ok(())
+}
+
+pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
+    if let Some(mount) = call.query.get("mount") {
+        let digest = parse_digest(mount)?;
+        if mountable(state, call.query.get("from"), &digest).await? {
+            state.storage.repo_blob_link(&call.repo, &digest).await?;
+            return Ok(blob_created(&call.repo, &digest));
+        }
+        // Not mountable: an ordinary session, as the spec asks.
+    } else if let Some(raw) = call.query.get("digest") {
+        let digest = parse_digest(raw)?;
+        let repo = call.repo.clone();
+        let id = state.storage.upload_start(&repo).await?;
+        let result = async {
+            append(state, call, &id).await?;
+            commit(state, &repo, &id, &digest).await
+        }
+        .await;
+        if let Err(e) = result {
+            // A monolithic push that failed leaves no session behind.
+            let _ = state.storage.upload_cancel(&repo, &id).await;
+            return Err(e);
+        }
+        return Ok(blob_created(&repo, &digest));
+    }
+    let id = state.storage.upload_start(&call.repo).await?;
+    Ok(session_reply(StatusCode::ACCEPTED, &call.repo, &id, 0))
+}
+
+/// A blob may be mounted from `from` when that repository has it, or from
+/// anywhere in the registry when automatic cross-mount is on and no `from`
+/// is given.
+async fn mountable(state: &AppState, from: Option<&String>, digest: &Digest) -> ApiResult<bool> {
+    match from.map(|f| RepoName::parse(f)) {
+        Some(Some(from)) => Ok(state.storage.repo_blob_linked(&from, digest).await?),
+        Some(None) => Ok(false),
+        None => Ok(state.config.feature_automatic_cross_mount
+            && state.storage.blob_size(digest).await?.is_some()),
+    }
+}
+
+pub async fn status(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
+    let size = state.storage.upload_status(&call.repo, id).await?.size;
+    Ok(session_reply(StatusCode::NO_CONTENT, &call.repo, id, size))
+}
+
+pub async fn patch(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
+    let repo = call.repo.clone();
+    let size = append(state, call, id).await?;
+    Ok(session_reply(StatusCode::ACCEPTED, &repo, id, size))
+}
+
+pub async fn finish(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
+    let digest = match call.query.get("digest") {
+        Some(raw) => parse_digest(raw)?,
+        None => {
+            return Err(RegistryError::DigestInvalid(
+                "closing PUT needs a ?digest=<algorithm>:<hex> query parameter".into(),
+            ));
+        }
+    };
+    let repo = call.repo.clone();
+    append(state, call, id).await?;
+    commit(state, &repo, id, &digest).await?;
+    Ok(blob_created(&repo, &digest))
+}
+
+pub async fn cancel(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
+    state.storage.upload_cancel(&call.repo, id).await?;
+    Ok(reply(
+        StatusCode::NO_CONTENT,
+        &[(CONTENT_LENGTH, "0".to_string())] as &[(HeaderName, String)],
+        Body::empty(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ranges() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_range(&h).unwrap(), None);
+        h.insert(header::CONTENT_RANGE, "0-99".parse().unwrap());
+        assert_eq!(content_range(&h).unwrap(), Some((0, 99)));
+        h.insert(header::CONTENT_RANGE, "bytes 100-199/*".parse().unwrap());
+        assert_eq!(content_range(&h).unwrap(), Some((100, 199)));
+        h.insert(header::CONTENT_RANGE, "9-1".parse().unwrap());
+        assert!(content_range(&h).is_err());
+        h.insert(header::CONTENT_RANGE, "abc".parse().unwrap());
+        assert!(content_range(&h).is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! `RegistryConfig`: the schema of the registry's `config.yaml`.
+//!
+//! Keys keep Red Hat Quay's names where Quay has the setting, so a Quay
+//! admin's file reads the same. The operator renders this type too: one
+//! type, two users, no drift. Unknown keys are reported by name; invalid
+//! values refuse to start, naming the key and the reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// The manifest size every registry must accept (OCI distribution spec).
+pub const MIN_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+
+/// Default name of the storage location in `DISTRIBUTED_STORAGE_CONFIG`.
+pub const DEFAULT_STORAGE_LOCATION: &str = "default";
+
+/// The registry's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryConfig {
+    /// Host (and optional port) clients use to reach the registry.
+    #[serde(rename = "SERVER_HOSTNAME", skip_serializing_if = "Option::is_none")]
+    pub server_hostname: Option<String>,
+
+    /// Storage locations, Quay's shape: `name: [Driver, {parameters}]`.
+    #[serde(rename = "DISTRIBUTED_STORAGE_CONFIG")]
+    pub distributed_storage_config: BTreeMap<String, StorageLocation>,
+
+    /// Which location to use, first entry wins (Quay's key).
+    #[serde(rename = "DISTRIBUTED_STORAGE_PREFERENCE")]
+    pub distributed_storage_preference: Vec<String>,
+
+    /// Accept OCI artifacts beyond container images.
+    #[serde(rename = "FEATURE_GENERAL_OCI_SUPPORT")]
+    pub feature_general_oci_support: bool,
+
+    /// Accept Helm charts.
+    #[serde(rename = "FEATURE_HELM_OCI_SUPPORT")]
+    pub feature_helm_oci_support: bool,
+
+    /// Serve `GET /v2/<name>/referrers/<digest>`.
+    #[serde(rename = "FEATURE_REFERRERS_API")]
+    pub feature_referrers_api: bool,
+
+    /// Config media type -> allowed layer media types. Unset: any artifact.
+    #[serde(
+        rename = "ALLOWED_OCI_ARTIFACT_TYPES",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allowed_oci_artifact_types: Option<BTreeMap<String, Vec<String>>>,
+
+    /// Largest manifest accepted, in bytes (at least 4 MiB).
+    #[serde(rename = "MAXIMUM_MANIFEST_SIZE")]
+    pub maximum_manifest_size: u64,
+
+    /// Mount a blob the registry already has when a client asks to mount it
+    /// without naming a `from` repository that holds it.
+    #[serde(rename = "FEATURE_AUTOMATIC_CROSS_MOUNT")]
+    pub feature_automatic_cross_mount: bool,
+
+    /// Upload sessions idle for longer than this are deleted.
+    #[serde(rename = "BLOB_UPLOAD_STALE_SECONDS")]
+    pub blob_upload_stale_seconds: u64,
+
+    /// Page size of the referrers API (a `Link` header points to the next).
+    #[serde(rename = "REFERRERS_PAGE_SIZE")]
+    pub referrers_page_size: usize,
+}
+
+/// One storage location: `[Driver, {parameters}]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageLocation(pub String, pub BTreeMap<String, serde_json::Value>);
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            server_hostname: None,
+            distributed_storage_config: BTreeMap::from([(
+                DEFAULT_STORAGE_LOCATION.to_string(),
+                StorageLocation(
+                    "LocalStorage".to_string(),
+                    BTreeMap::from([(
+                        "storage_path".to_string(),
+                        serde_json::Value::String("./quarry-data".to_string()),
+                    )]),
+                ),
+            )]),
+            distributed_storage_preference: vec![DEFAULT_STORAGE_LOCATION.to_string()],
+            feature_general_oci_support: true,
+            feature_helm_oci_support: true,
+            feature_referrers_api: true,
+            allowed_oci_artifact_types: None,
+            maximum_manifest_size: MIN_MANIFEST_SIZE,
+            feature_automatic_cross_mount: true,
+            blob_upload_stale_seconds: 24 * 3600,
+            referrers_page_size: 1000,
+        }
+    }
+}
+
+/// Keys Quay knows that Quarry reads but does not act on, so a pasted Quay
+/// file yields a warning rather than an error.
+const KNOWN_KEYS: &[&str] = &[
+    "SERVER_HOSTNAME",
+    "DISTRIBUTED_STORAGE_CONFIG",
+    "DISTRIBUTED_STORAGE_PREFERENCE",
+    "FEATURE_GENERAL_OCI_SUPPORT",
+    "FEATURE_HELM_OCI_SUPPORT",
+    "FEATURE_REFERRERS_API",
+    "ALLOWED_OCI_ARTIFACT_TYPES",
+    "MAXIMUM_MANIFEST_SIZE",
+    "FEATURE_AUTOMATIC_CROSS_MOUNT",
+    "BLOB_UPLOAD_STALE_SECONDS",
+    "REFERRERS_PAGE_SIZE",
+];
+
+/// One problem with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// Why a configuration was refused: every invalid key, at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid registry configuration{}:\n{}", source_hint(.source_name), list(.issues))]
+pub struct ConfigError {
+    pub source_name: Option<String>,
+    pub issues: Vec<ConfigIssue>,
+}
+
+fn source_hint(name: &Option<String>) -> String {
+    name.as_ref()
+        .map(|n| format!(" in {n}"))
+        .unwrap_or_default()
+}
+
+fn list(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A configuration that passed validation, with the warnings it produced.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: RegistryConfig,
+    /// Keys that were present but are not Quarry settings.
+    pub unknown_keys: Vec<String>,
+}
+
+static MEDIA_TYPE_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
+        .expect("static regex")
+});
+
+static HOSTNAME_RE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?$")
+        .expect("static regex")
+});
+
+/// Whether `s` is a syntactically valid media type (RFC 6838 names).
+pub fn is_media_type(s: &str) -> bool {
+    MEDIA_TYPE_RE.is_match(s)
+}
+
+impl RegistryConfig {
+    /// Parse and validate YAML text. `source_name` names the file in errors.
+    pub fn from_yaml(text: &str, source_name: Option<&str>) -> Result<LoadedConfig, ConfigError> {
+        let fail = |issues: Vec<ConfigIssue>| ConfigError {
+            source_name: source_name.map(str::to_string),
+            issues,
+        };
+        let raw: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_norway::from_str(text).map_err(|e| {
+                fail(vec![ConfigIssue {
+                    key: "(file)".into(),
+                    reason: format!("not valid YAML: {e}"),
+                }])
+            })?
+        };
+        let serde_json::Value::Object(map) = raw else {
+            return Err(fail(vec![ConfigIssue {
+                key: "(file)".into(),
+                reason: "the top level must be a mapping of KEY: value".into(),
+            }]));
+        };
+
+        let mut unknown_keys = Vec::new();
+        let mut issues = Vec::new();
+        let mut config = RegistryConfig::default();
+        let mut known = serde_json::Map::new();
+        for (key, value) in map {
+            if KNOWN_KEYS.contains(&key.as_str()) {
+                // Decode key by key so an error names exactly one key.
+                let single = serde_json::json!({ key.clone(): value.clone() });
+                if let Err(e) = serde_json::from_value::<RegistryConfig>(single) {
+                    issues.push(ConfigIssue {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+                known.insert(key, value);
+            } else {
+                unknown_keys.push(key);
+            }
+        }
+        if issues.is_empty() {
+            match serde_json::from_value::<RegistryConfig>(serde_json::Value::Object(known)) {
+                Ok(c) => config = c,
+                Err(e) => issues.push(ConfigIssue {
+                    key: "(file)".into(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if issues.is_empty() {
+            issues = config.validate();
+        }
+        if issues.is_empty() {
+            Ok(LoadedConfig {
+                config,
+                unknown_keys,
+            })
+        } else {
+            Err(fail(issues))
+        }
+    }
+
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<LoadedConfig, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: Some(name.clone()),
+            issues: vec![ConfigIssue {
+                key: "(file)".into(),
+                reason: format!("cannot read: {e}"),
+            }],
+        })?;
+        Self::from_yaml(&text, Some(&name))
+    }
+
+    /// Semantic checks the types cannot express. Returns every problem.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, reason: String| {
+            issues.push(ConfigIssue {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if let Some(host) = &self.server_hostname
+            && !HOSTNAME_RE.is_match(host)
+        {
+            issue(
+                "SERVER_HOSTNAME",
+                format!("{host:?} is not a host name with an optional :port"),
+            );
+        }
+        if self.maximum_manifest_size < MIN_MANIFEST_SIZE {
+            issue(
+                "MAXIMUM_MANIFEST_SIZE",
+                format!(
+                    "{} bytes is below the {MIN_MANIFEST_SIZE} bytes (4 MiB) the OCI distribution spec requires registries to accept",
+                    self.maximum_manifest_size
+                ),
+            );
+        }
+        if self.referrers_page_size == 0 {
+            issue("REFERRERS_PAGE_SIZE", "must be at least 1".into());
+        }
+        match self.distributed_storage_preference.first() {
+            None => issue(
+                "DISTRIBUTED_STORAGE_PREFERENCE",
+                "must name at least one location of DISTRIBUTED_STORAGE_CONFIG".into(),
+            ),
+            Some(name) => match self.distributed_storage_config.get(name) {
+                None => issue(
+                    "DISTRIBUTED_STORAGE_PREFERENCE",
+                    format!("{name:?} is not a location in DISTRIBUTED_STORAGE_CONFIG"),
+                ),
+                Some(StorageLocation(driver, params)) => {
+                    let key = format!("DISTRIBUTED_STORAGE_CONFIG.{name}");
+                    match driver.as_str() {
+                        "LocalStorage" => match params.get("storage_path") {
+                            Some(serde_json::Value::String(p)) if !p.is_empty() => {}
+                            _ => issue(
+                                &key,
+                                "LocalStorage needs a non-empty string parameter storage_path"
+                                    .into(),
+                            ),
+                        },
+                        other => issue(
+                            &key,
+                            format!(
+                                "storage driver {other:?} is not supported by this version of Quarry (supported: LocalStorage)"
+                            ),
+                        ),
+                    }
+                }
+            },
+        }
+        if let Some(types) = &self.allowed_oci_artifact_types {
+            for (config_type, layer_types) in types {
+                let key = format!("ALLOWED_OCI_ARTIFACT_TYPES.{config_type}");
+                if !is_media_type(config_type) {
+                    issue(
+                        &key,
+                        format!("{config_type:?} is not a media type (type/subtype)"),
+                    );
+                }
+                for (i, layer) in layer_types.iter().enumerate() {
+                    if !is_media_type(layer) {
+                        issue(
+                            &format!("{key}[{i}]"),
+                            format!("{layer:?} is not a media type (type/subtype)"),
+                        );
+                    }
+                }
+            }
+        }
+        issues
+    }
+
+    /// The local storage path, when the preferred location is LocalStorage.
+    pub fn local_storage_path(&self) -> Option<PathBuf> {
+        let name = self.distributed_storage_preference.first()?;
+        match self.distributed_storage_config.get(name)? {
+            StorageLocation(driver, params) if driver == "LocalStorage" => params
+                .get("storage_path")
+                .and_then(|v| v.as_str())
+                .map(PathBuf::from),
+            _ => None,
+        }
+    }
+
+    /// Point the preferred location at a local directory (the CLI flag).
+    pub fn set_local_storage_path(&mut self, path: &Path) {
+        self.distributed_storage_config.insert(
+            DEFAULT_STORAGE_LOCATION.to_string(),
+            StorageLocation(
+                "LocalStorage".to_string(),
+                BTreeMap::from([(
+                    "storage_path".to_string(),
+                    serde_json::Value::String(path.display().to_string()),
+                )]),
+            ),
+        );
+        self.distributed_storage_preference = vec![DEFAULT_STORAGE_LOCATION.to_string()];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let loaded = RegistryConfig::from_yaml("", None).unwrap();
+        assert_eq!(loaded.config, RegistryConfig::default());
+        assert_eq!(
+            loaded.config.local_storage_path(),
+            Some(PathBuf::from("./quarry-data"))
+        );
+    }
+
+    #[test]
+    fn quay_style_file_is_read_and_unknown_keys_reported() {
+        let yaml = r#"
+SERVER_HOSTNAME: registry.example.com:8443
+FEATURE_REFERRERS_API: false
+DATABASE_SECRET_KEY: abc
+DISTRIBUTED_STORAGE_CONFIG:
+  local_us:
+    - LocalStorage
+    - storage_path: /datastorage/registry
+DISTRIBUTED_STORAGE_PREFERENCE: [local_us]
+ALLOWED_OCI_ARTIFACT_TYPES:
+  application/vnd.sylabs.sif.config.v1+json:
+    - application/vnd.sylabs.sif.layer.v1+tar
+"#;
+        let loaded = RegistryConfig::from_yaml(yaml, Some("c.yaml")).unwrap();
+        assert_eq!(loaded.unknown_keys, vec!["DATABASE_SECRET_KEY"]);
+        assert!(!loaded.config.feature_referrers_api);
+        assert_eq!(
+            loaded.config.local_storage_path(),
+            Some(PathBuf::from("/datastorage/registry"))
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_their_keys() {
+        let yaml = r#"
+FEATURE_HELM_OCI_SUPPORT: "sometimes"
+MAXIMUM_MANIFEST_SIZE: 1024
+"#;
+        let err = RegistryConfig::from_yaml(yaml, Some("c.yaml")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("FEATURE_HELM_OCI_SUPPORT"), "{text}");
+        assert!(text.contains("c.yaml"), "{text}");
+
+        let yaml = r#"
+MAXIMUM_MANIFEST_SIZE: 1024
+SERVER_HOSTNAME: "not a host"
+ALLOWED_OCI_ARTIFACT_TYPES:
+  not-a-media-type: ["text/plain", "bad"]
+DISTRIBUTED_STORAGE_PREFERENCE: [nowhere]
+"#;
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "SERVER_HOSTNAME",
+                "MAXIMUM_MANIFEST_SIZE",
+                "DISTRIBUTED_STORAGE_PREFERENCE",
+                "ALLOWED_OCI_ARTIFACT_TYPES.not-a-media-type",
+                "ALLOWED_OCI_ARTIFACT_TYPES.not-a-media-type[1]",
+            ]
+        );
+    }
+
+    #[test]
+    fn unsupported_driver_is_refused() {
+        let yaml = "DISTRIBUTED_STORAGE_CONFIG:\n  default: [S3Storage, {s3_bucket: b}]\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert!(err.to_string().contains("S3Storage"));
+    }
+}

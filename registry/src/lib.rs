@@ -1,0 +1,12 @@
+//! Quarry's OCI registry as a library: the operator renders its
+//! [`config::RegistryConfig`], the binary serves [`api::router`].
+
+pub mod api;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod metrics;
+pub mod names;
+pub mod server;
+pub mod storage;

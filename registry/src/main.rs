@@ -1,0 +1,84 @@
+//! `quarry-registry`: serve an OCI registry.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+use quarry_registry::config::{LoadedConfig, RegistryConfig};
+use quarry_registry::server;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Quarry's OCI registry. With no arguments it serves 127.0.0.1:5000 from
+/// ./quarry-data.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// Registry config file (Quay-style config.yaml).
+    #[arg(long, env = "QUARRY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "QUARRY_LISTEN", default_value = "127.0.0.1:5000")]
+    listen: String,
+    /// Local storage directory; overrides DISTRIBUTED_STORAGE_CONFIG.
+    #[arg(long, env = "QUARRY_STORAGE_PATH")]
+    storage_path: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("quarry-registry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let LoadedConfig {
+        mut config,
+        unknown_keys,
+    } = match &cli.config {
+        Some(path) => RegistryConfig::load(path)?,
+        None => RegistryConfig::from_yaml("", None)?,
+    };
+    for key in &unknown_keys {
+        tracing::warn!(key = %key, "config key is not a Quarry setting; ignored");
+    }
+    if let Some(path) = &cli.storage_path {
+        config.set_local_storage_path(path);
+    }
+    let storage_path = config.local_storage_path();
+    let state = server::app_state(config)?;
+    let listener = tokio::net::TcpListener::bind(&cli.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        address = %addr,
+        storage = ?storage_path,
+        "quarry-registry listening on http://{addr}"
+    );
+    server::serve(listener, state, server::shutdown_signal()).await
+}

@@ -1,0 +1,90 @@
+//! Prometheus metrics served on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: &'static str,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+/// All metrics of one registry process.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: Family<RouteLabels, Histogram>,
+    pub bytes_received: Counter,
+    pub bytes_sent: Counter,
+    pub upload_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("quarry");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        let bytes_received = Counter::default();
+        let bytes_sent = Counter::default();
+        let upload_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce a response, by route (bodies stream after)",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "blob_bytes_received",
+            "Blob bytes written into upload sessions",
+            bytes_received.clone(),
+        );
+        registry.register(
+            "blob_bytes_sent",
+            "Blob bytes streamed to clients",
+            bytes_sent.clone(),
+        );
+        registry.register(
+            "blob_upload_duration_seconds",
+            "Time from the start of an upload session to its commit",
+            upload_seconds.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            bytes_received,
+            bytes_sent,
+            upload_seconds,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,94 @@
+//! Running the registry: storage from config, the HTTP server with
+//! graceful shutdown, and the stale-upload sweeper.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, router};
+use crate::config::RegistryConfig;
+use crate::metrics::Metrics;
+use crate::storage::{FilesystemStorage, Storage};
+
+/// How often stale upload sessions are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Open the storage the configuration prefers.
+pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>> {
+    let path = config
+        .local_storage_path()
+        .context("DISTRIBUTED_STORAGE_PREFERENCE does not point at a LocalStorage location")?;
+    let storage = FilesystemStorage::open(&path)
+        .with_context(|| format!("cannot open storage at {}", path.display()))?;
+    Ok(Arc::new(storage))
+}
+
+/// Build the application state for `config`.
+pub fn app_state(config: RegistryConfig) -> anyhow::Result<AppState> {
+    let storage = open_storage(&config)?;
+    Ok(AppState {
+        storage,
+        config: Arc::new(config),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+/// Serve until `shutdown` resolves; requests in flight are finished first.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let sweeper = tokio::spawn(sweep_stale_uploads(
+        state.storage.clone(),
+        Duration::from_secs(state.config.blob_upload_stale_seconds),
+    ));
+    let app = router(state);
+    let result = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("HTTP server failed");
+    sweeper.abort();
+    result
+}
+
+async fn sweep_stale_uploads(storage: Arc<dyn Storage>, max_age: Duration) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY.min(max_age.max(Duration::from_secs(1))));
+    loop {
+        tick.tick().await;
+        match storage.uploads_purge(max_age).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "removed stale upload sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep stale upload sessions"),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,859 @@
+//! The filesystem backend, the embedded default.
+//!
+//! Layout under the root:
+//! ```text
+//! blobs/<alg>/<2 hex>/<hex>                         committed blob content
+//! uploads/<uuid>/{data,info.json}                   upload sessions
+//! repositories/<name>/_layers/<alg>/<hex>           blob links (empty files)
+//! repositories/<name>/_manifests/<alg>/<hex>        manifest links (media type)
+//! repositories/<name>/_tags/<tag>                   tag -> digest
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json
+//! tmp/                                              staging for atomic writes
+//! ```
+//! Repository path segments never start with `_`, so the `_` folders cannot
+//! collide with nested repositories. Every file becomes visible by `rename`
+//! after `fsync`, and the parent directory is synced afterwards, so a crash
+//! leaves either nothing or the complete file.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{Read, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
+    StoredManifest, UploadStatus,
+};
+use crate::digest::{Algorithm, Digest, DigestHasher};
+use crate::names::{RepoName, Tag};
+
+/// Read/write buffer for blob bodies: large enough to keep syscalls rare.
+const IO_CHUNK: usize = 1024 * 1024;
+
+/// Filesystem-backed storage rooted at one directory.
+pub struct FilesystemStorage {
+    root: PathBuf,
+    /// Per-session state that only speeds things up (a running sha256 of
+    /// what is on disk) and serialises requests on one session. Losing it
+    /// (restart) costs a re-hash at commit, nothing else.
+    sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionCache>>>>,
+}
+
+#[derive(Default)]
+struct SessionCache {
+    /// sha256 of the first `hashed_len` bytes of the data file.
+    hasher: Option<(u64, DigestHasher)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct UploadInfo {
+    repository: String,
+    started_at_unix: u64,
+}
+
+impl FilesystemStorage {
+    /// Open (creating if needed) a store at `root`. Leftover staging files
+    /// from a crash are removed: they were never visible.
+    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        for dir in ["blobs", "uploads", "repositories", "tmp"] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        for entry in fs::read_dir(root.join("tmp"))? {
+            let _ = fs::remove_file(entry?.path());
+        }
+        Ok(FilesystemStorage {
+            root,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().name())
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    fn repo_dir(&self, repo: &RepoName) -> PathBuf {
+        self.root.join("repositories").join(repo.as_str())
+    }
+
+    fn layer_link(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_layers")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
+    fn manifest_link(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_manifests")
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
+    fn tag_path(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
+        self.repo_dir(repo).join("_tags").join(tag.as_str())
+    }
+
+    fn referrers_dir(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
+        self.repo_dir(repo)
+            .join("_referrers")
+            .join(subject.algorithm().name())
+            .join(subject.hex())
+    }
+
+    fn upload_dir(&self, id: &str) -> StorageResult<PathBuf> {
+        // Only canonical UUIDs name a session: nothing else reaches a path.
+        match uuid::Uuid::parse_str(id) {
+            Ok(u) if u.hyphenated().to_string() == id => Ok(self.root.join("uploads").join(id)),
+            _ => Err(StorageError::UploadUnknown),
+        }
+    }
+
+    fn session(&self, id: &str) -> Arc<tokio::sync::Mutex<SessionCache>> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.entry(id.to_string()).or_default().clone()
+    }
+
+    fn forget_session(&self, id: &str) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.remove(id);
+    }
+
+    /// Check that session `id` exists and belongs to `repo`.
+    fn check_upload(&self, repo: &RepoName, id: &str) -> StorageResult<(PathBuf, UploadInfo)> {
+        let dir = self.upload_dir(id)?;
+        let raw = match fs::read(dir.join("info.json")) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::UploadUnknown);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let info: UploadInfo = serde_json::from_slice(&raw)
+            .map_err(|e| std::io::Error::other(format!("corrupt upload info in {dir:?}: {e}")))?;
+        if info.repository != repo.as_str() {
+            return Err(StorageError::UploadUnknown);
+        }
+        Ok((dir, info))
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+}
+
+/// Write `contents` to `dest` atomically and durably, staging in `tmp`
+/// (same filesystem, so the final `rename` is atomic).
+fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let parent = dest
+        .parent()
+        .ok_or_else(|| std::io::Error::other(format!("{dest:?} has no parent")))?;
+    fs::create_dir_all(parent)?;
+    let staging = tmp.join(uuid::Uuid::new_v4().hyphenated().to_string());
+    let result = (|| {
+        let mut file = fs::File::create(&staging)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&staging, dest)?;
+        sync_dir(parent)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&staging);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn not_found_is_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<bool> {
+    Ok(not_found_is_none(fs::remove_file(path))?.is_some())
+}
+
+/// Run blocking filesystem work off the async threads.
+async fn blocking<T, F>(f: F) -> StorageResult<T>
+where
+    F: FnOnce() -> StorageResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))?
+}
+
+fn hash_file(path: &Path, algorithm: Algorithm) -> std::io::Result<Digest> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = DigestHasher::new(algorithm);
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finish());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+fn is_repo_dir(dir: &Path) -> bool {
+    dir.join("_manifests").is_dir() || dir.join("_layers").is_dir()
+}
+
+fn collect_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
+    let Some(entries) = not_found_is_none(fs::read_dir(dir))? else {
+        return Ok(());
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('_') || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if is_repo_dir(&entry.path()) {
+            out.push(full.clone());
+        }
+        collect_repos(&entry.path(), &full, out)?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Storage for FilesystemStorage {
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        let meta = not_found_is_none(tokio::fs::metadata(self.blob_path(digest)).await)?;
+        Ok(meta.map(|m| m.len()))
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> StorageResult<ByteStream> {
+        let mut file = tokio::fs::File::open(self.blob_path(digest)).await?;
+        let stream: ByteStream = match range {
+            None => Box::pin(tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)),
+            Some(range) => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                file.seek(SeekFrom::Start(range.start)).await?;
+                Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    file.take(range.len()),
+                    IO_CHUNK,
+                ))
+            }
+        };
+        Ok(stream)
+    }
+
+    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        Ok(tokio::fs::try_exists(self.layer_link(repo, digest)).await?)
+    }
+
+    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        let link = self.layer_link(repo, digest);
+        if tokio::fs::try_exists(&link).await? {
+            return Ok(());
+        }
+        let tmp = self.tmp_dir();
+        blocking(move || Ok(write_atomic(&tmp, &link, b"")?)).await
+    }
+
+    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        let link = self.layer_link(repo, digest);
+        blocking(move || Ok(remove_if_present(&link)?)).await
+    }
+
+    async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let dir = self.upload_dir(&id)?;
+        let info = UploadInfo {
+            repository: repo.as_str().to_string(),
+            started_at_unix: now_unix(),
+        };
+        let info = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        let tmp = self.tmp_dir();
+        blocking(move || {
+            fs::create_dir_all(&dir)?;
+            fs::File::create(dir.join("data"))?;
+            write_atomic(&tmp, &dir.join("info.json"), &info)?;
+            Ok(())
+        })
+        .await?;
+        Ok(id)
+    }
+
+    async fn upload_status(&self, repo: &RepoName, id: &str) -> StorageResult<UploadStatus> {
+        let (dir, info) = self.check_upload(repo, id)?;
+        let size = tokio::fs::metadata(dir.join("data")).await?.len();
+        Ok(UploadStatus {
+            size,
+            started_at_unix: info.started_at_unix,
+        })
+    }
+
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected_offset: Option<u64>,
+        mut body: ByteStream,
+    ) -> StorageResult<u64> {
+        let session = self.session(id);
+        let mut cache = session.lock().await;
+        let (dir, _) = self.check_upload(repo, id)?;
+        let data_path = dir.join("data");
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(&data_path)
+            .await?;
+        let start = file.metadata().await?.len();
+        if let Some(claimed) = expected_offset
+            && claimed != start
+        {
+            return Err(StorageError::OffsetMismatch {
+                current: start,
+                claimed,
+            });
+        }
+        // Keep hashing only if the running hash covers everything so far.
+        let mut hasher = match cache.hasher.take() {
+            Some((len, h)) if len == start => Some(h),
+            None if start == 0 => Some(DigestHasher::new(Algorithm::Sha256)),
+            _ => None,
+        };
+        let before = hasher.clone();
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        file.seek(SeekFrom::Start(start)).await?;
+        let mut writer = tokio::io::BufWriter::with_capacity(IO_CHUNK, file);
+        let mut written: u64 = 0;
+        let outcome: StorageResult<()> = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(StorageError::Body)?;
+                writer.write_all(&chunk).await?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
+                written += chunk.len() as u64;
+            }
+            writer.flush().await?;
+            Ok(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            // Roll the session back to where this request found it.
+            let file = writer.into_inner();
+            file.set_len(start).await?;
+            cache.hasher = before.map(|h| (start, h));
+            return Err(e);
+        }
+        let end = start + written;
+        cache.hasher = hasher.map(|h| (end, h));
+        Ok(end)
+    }
+
+    async fn upload_commit(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+    ) -> StorageResult<u64> {
+        let session = self.session(id);
+        let mut cache = session.lock().await;
+        let (dir, _) = self.check_upload(repo, id)?;
+        let data_path = dir.join("data");
+        let size = tokio::fs::metadata(&data_path).await?.len();
+        let running = match cache.hasher.take() {
+            Some((len, h)) if len == size && h.algorithm() == digest.algorithm() => Some(h),
+            other => {
+                cache.hasher = other;
+                None
+            }
+        };
+        let expected = digest.clone();
+        let blob_path = self.blob_path(digest);
+        let link = self.layer_link(repo, digest);
+        let tmp = self.tmp_dir();
+        let upload_dir = dir.clone();
+        let result = blocking(move || {
+            let data = fs::OpenOptions::new().write(true).open(&data_path)?;
+            data.sync_all()?;
+            drop(data);
+            let actual = match running {
+                Some(h) => h.finish(),
+                None => hash_file(&data_path, expected.algorithm())?,
+            };
+            if actual != expected {
+                return Err(StorageError::DigestMismatch { expected, actual });
+            }
+            let parent = blob_path
+                .parent()
+                .ok_or_else(|| std::io::Error::other("blob path without parent"))?;
+            fs::create_dir_all(parent)?;
+            // Identical content may already be there; renaming over it is
+            // atomic and harmless.
+            fs::rename(&data_path, &blob_path)?;
+            sync_dir(parent)?;
+            if !link.exists() {
+                write_atomic(&tmp, &link, b"")?;
+            }
+            fs::remove_dir_all(&upload_dir)?;
+            Ok(size)
+        })
+        .await;
+        if result.is_ok() {
+            drop(cache);
+            self.forget_session(id);
+        }
+        result
+    }
+
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> StorageResult<()> {
+        let session = self.session(id);
+        let _guard = session.lock().await;
+        let (dir, _) = self.check_upload(repo, id)?;
+        tokio::fs::remove_dir_all(dir).await?;
+        drop(_guard);
+        self.forget_session(id);
+        Ok(())
+    }
+
+    async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize> {
+        let uploads = self.root.join("uploads");
+        let purged = blocking(move || {
+            let mut purged = Vec::new();
+            let now = SystemTime::now();
+            for entry in fs::read_dir(&uploads)? {
+                let entry = entry?;
+                let data = entry.path().join("data");
+                let touched = fs::metadata(&data)
+                    .and_then(|m| m.modified())
+                    .or_else(|_| entry.metadata().and_then(|m| m.modified()))?;
+                let age = now.duration_since(touched).unwrap_or_default();
+                if age > max_age {
+                    fs::remove_dir_all(entry.path())?;
+                    purged.push(entry.file_name().to_string_lossy().into_owned());
+                }
+            }
+            Ok(purged)
+        })
+        .await?;
+        for id in &purged {
+            self.forget_session(id);
+        }
+        Ok(purged.len())
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &StoredManifest,
+    ) -> StorageResult<()> {
+        let blob_path = self.blob_path(digest);
+        let link = self.manifest_link(repo, digest);
+        let manifest = manifest.clone();
+        let tmp = self.tmp_dir();
+        blocking(move || {
+            if !blob_path.exists() {
+                write_atomic(&tmp, &blob_path, &manifest.bytes)?;
+            }
+            write_atomic(&tmp, &link, manifest.media_type.as_bytes())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> StorageResult<Option<StoredManifest>> {
+        let Some(media_type) =
+            not_found_is_none(tokio::fs::read_to_string(self.manifest_link(repo, digest)).await)?
+        else {
+            return Ok(None);
+        };
+        let bytes = tokio::fs::read(self.blob_path(digest)).await?;
+        Ok(Some(StoredManifest {
+            media_type,
+            bytes: Bytes::from(bytes),
+        }))
+    }
+
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        let link = self.manifest_link(repo, digest);
+        blocking(move || Ok(remove_if_present(&link)?)).await
+    }
+
+    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        let Some(raw) =
+            not_found_is_none(tokio::fs::read_to_string(self.tag_path(repo, tag)).await)?
+        else {
+            return Ok(None);
+        };
+        let digest = raw
+            .trim()
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("corrupt tag {repo}:{tag}: {e}")))?;
+        Ok(Some(digest))
+    }
+
+    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        let path = self.tag_path(repo, tag);
+        let contents = digest.to_string();
+        let tmp = self.tmp_dir();
+        blocking(move || Ok(write_atomic(&tmp, &path, contents.as_bytes())?)).await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
+        let path = self.tag_path(repo, tag);
+        blocking(move || Ok(remove_if_present(&path)?)).await
+    }
+
+    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>> {
+        let dir = self.repo_dir(repo);
+        blocking(move || {
+            if !is_repo_dir(&dir) {
+                return Ok(None);
+            }
+            let mut tags = Vec::new();
+            if let Some(entries) = not_found_is_none(fs::read_dir(dir.join("_tags")))? {
+                for entry in entries {
+                    let name = entry?.file_name().to_string_lossy().into_owned();
+                    if Tag::parse(&name).is_some() {
+                        tags.push(name);
+                    }
+                }
+            }
+            tags.sort();
+            Ok(Some(tags))
+        })
+        .await
+    }
+
+    async fn referrer_add(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &ReferrerDescriptor,
+    ) -> StorageResult<()> {
+        let path = self.referrers_dir(repo, subject).join(format!(
+            "{}-{}.json",
+            referrer.digest.algorithm().name(),
+            referrer.digest.hex()
+        ));
+        let json = serde_json::to_vec(referrer).map_err(std::io::Error::other)?;
+        let tmp = self.tmp_dir();
+        blocking(move || Ok(write_atomic(&tmp, &path, &json)?)).await
+    }
+
+    async fn referrer_remove(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()> {
+        let path = self.referrers_dir(repo, subject).join(format!(
+            "{}-{}.json",
+            referrer.algorithm().name(),
+            referrer.hex()
+        ));
+        blocking(move || {
+            remove_if_present(&path)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> StorageResult<Vec<ReferrerDescriptor>> {
+        let dir = self.referrers_dir(repo, subject);
+        blocking(move || {
+            let mut out = Vec::new();
+            let Some(entries) = not_found_is_none(fs::read_dir(&dir))? else {
+                return Ok(out);
+            };
+            for entry in entries {
+                let path = entry?.path();
+                if path.extension().is_none_or(|e| e != "json") {
+                    continue;
+                }
+                let raw = fs::read(&path)?;
+                let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw).map_err(|e| {
+                    std::io::Error::other(format!("corrupt referrer {path:?}: {e}"))
+                })?;
+                out.push(descriptor);
+            }
+            out.sort_by(|a, b| a.digest.cmp(&b.digest));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repositories(&self) -> StorageResult<Vec<String>> {
+        let dir = self.root.join("repositories");
+        blocking(move || {
+            let mut out = Vec::new();
+            collect_repos(&dir, "", &mut out)?;
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool> {
+        let dir = self.repo_dir(repo);
+        blocking(move || Ok(is_repo_dir(&dir))).await
+    }
+
+    async fn ready(&self) -> StorageResult<()> {
+        let probe = self.root.join("tmp").join(".ready-probe");
+        blocking(move || {
+            fs::write(&probe, b"ok")?;
+            fs::remove_file(&probe)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(s: &str) -> RepoName {
+        RepoName::parse(s).unwrap()
+    }
+
+    fn body(parts: &[&'static [u8]]) -> ByteStream {
+        let items: Vec<std::io::Result<Bytes>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Box::pin(futures::stream::iter(items))
+    }
+
+    async fn read_all(mut s: ByteStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = s.next().await {
+            out.extend_from_slice(&c.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn chunked_upload_commits_only_matching_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let r = repo("a/b");
+        let id = store.upload_start(&r).await.unwrap();
+        assert_eq!(
+            store
+                .upload_append(&r, &id, Some(0), body(&[b"hello "]))
+                .await
+                .unwrap(),
+            6
+        );
+        let err = store
+            .upload_append(&r, &id, Some(3), body(&[b"x"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::OffsetMismatch {
+                current: 6,
+                claimed: 3
+            }
+        ));
+        assert_eq!(
+            store
+                .upload_append(&r, &id, None, body(&[b"wor", b"ld"]))
+                .await
+                .unwrap(),
+            11
+        );
+
+        let wrong = Digest::of_bytes(Algorithm::Sha256, b"something else");
+        assert!(matches!(
+            store.upload_commit(&r, &id, &wrong).await,
+            Err(StorageError::DigestMismatch { .. })
+        ));
+        assert_eq!(store.blob_size(&wrong).await.unwrap(), None);
+
+        let right = Digest::of_bytes(Algorithm::Sha256, b"hello world");
+        assert_eq!(store.upload_commit(&r, &id, &right).await.unwrap(), 11);
+        assert!(store.repo_blob_linked(&r, &right).await.unwrap());
+        assert!(
+            !store
+                .repo_blob_linked(&repo("other"), &right)
+                .await
+                .unwrap()
+        );
+        let range = ByteRange {
+            start: 6,
+            end_inclusive: 10,
+        };
+        assert_eq!(
+            read_all(store.blob_read(&right, Some(range)).await.unwrap()).await,
+            b"world"
+        );
+        assert!(matches!(
+            store.upload_status(&r, &id).await,
+            Err(StorageError::UploadUnknown)
+        ));
+    }
+
+    #[tokio::test]
+    async fn sha512_and_rehash_after_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = repo("x");
+        let id = {
+            let store = FilesystemStorage::open(dir.path()).unwrap();
+            let id = store.upload_start(&r).await.unwrap();
+            store
+                .upload_append(&r, &id, None, body(&[b"abc"]))
+                .await
+                .unwrap();
+            id
+        };
+        // A new process has no running hash: commit must re-read the file.
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let d = Digest::of_bytes(Algorithm::Sha512, b"abc");
+        assert_eq!(store.upload_commit(&r, &id, &d).await.unwrap(), 3);
+        assert_eq!(store.blob_size(&d).await.unwrap(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn failed_body_rolls_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let r = repo("x");
+        let id = store.upload_start(&r).await.unwrap();
+        store
+            .upload_append(&r, &id, None, body(&[b"keep"]))
+            .await
+            .unwrap();
+        let broken: ByteStream = Box::pin(futures::stream::iter(vec![
+            Ok(Bytes::from_static(b"lost")),
+            Err(std::io::Error::other("client went away")),
+        ]));
+        assert!(store.upload_append(&r, &id, None, broken).await.is_err());
+        assert_eq!(store.upload_status(&r, &id).await.unwrap().size, 4);
+        let d = Digest::of_bytes(Algorithm::Sha256, b"keep");
+        store.upload_commit(&r, &id, &d).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn uploads_are_bound_to_their_repository_and_ids_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let id = store.upload_start(&repo("a")).await.unwrap();
+        assert!(matches!(
+            store.upload_status(&repo("b"), &id).await,
+            Err(StorageError::UploadUnknown)
+        ));
+        assert!(matches!(
+            store.upload_status(&repo("a"), "../../etc").await,
+            Err(StorageError::UploadUnknown)
+        ));
+        assert_eq!(
+            store
+                .uploads_purge(Duration::from_secs(3600))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.uploads_purge(Duration::ZERO).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn manifests_tags_referrers_and_catalog() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let r = repo("team/app");
+        let bytes = Bytes::from_static(b"{\"schemaVersion\":2}");
+        let d = Digest::of_bytes(Algorithm::Sha256, &bytes);
+        let m = StoredManifest {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            bytes: bytes.clone(),
+        };
+        assert!(store.tags_list(&r).await.unwrap().is_none());
+        store.manifest_put(&r, &d, &m).await.unwrap();
+        for t in ["b", "a", "c"] {
+            store
+                .tag_set(&r, &Tag::parse(t).unwrap(), &d)
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.tags_list(&r).await.unwrap().unwrap(),
+            vec!["a", "b", "c"]
+        );
+        assert_eq!(
+            store.manifest_get(&r, &d).await.unwrap().unwrap().bytes,
+            bytes
+        );
+        store.blob_size(&d).await.unwrap().unwrap();
+
+        let referrer = ReferrerDescriptor {
+            media_type: m.media_type.clone(),
+            digest: Digest::of_bytes(Algorithm::Sha256, b"sig"),
+            size: 3,
+            artifact_type: Some("application/example".into()),
+            annotations: None,
+        };
+        store.referrer_add(&r, &d, &referrer).await.unwrap();
+        assert_eq!(
+            store.referrers(&r, &d).await.unwrap(),
+            vec![referrer.clone()]
+        );
+        store
+            .referrer_remove(&r, &d, &referrer.digest)
+            .await
+            .unwrap();
+        assert!(store.referrers(&r, &d).await.unwrap().is_empty());
+
+        store.repo_blob_link(&repo("team"), &d).await.unwrap();
+        assert_eq!(
+            store.repositories().await.unwrap(),
+            vec!["team", "team/app"]
+        );
+        assert!(store.manifest_delete(&r, &d).await.unwrap());
+        assert!(store.manifest_get(&r, &d).await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,187 @@
+//! Storage behind one trait. Everything the registry knows — blobs, upload
+//! sessions, manifests, tags, referrer links — lives in the backend, never
+//! only in process memory, so several replicas can share one backend once an
+//! object-store implementation exists. The API layer sees only this trait.
+
+mod filesystem;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+
+pub use filesystem::FilesystemStorage;
+
+use crate::digest::Digest;
+use crate::names::{RepoName, Tag};
+
+/// A stream of body bytes, in or out.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+/// Errors of a storage operation that callers can act on; anything else is
+/// an I/O failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("upload session not found")]
+    UploadUnknown,
+    #[error("chunk starts at {claimed}, upload holds {current} bytes")]
+    OffsetMismatch { current: u64, claimed: u64 },
+    #[error("content does not match digest {expected}: it hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("body stream failed: {0}")]
+    Body(std::io::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type StorageResult<T> = Result<T, StorageError>;
+
+/// An inclusive byte range of a blob, already checked against its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    pub start: u64,
+    pub end_inclusive: u64,
+}
+
+impl ByteRange {
+    pub fn len(&self) -> u64 {
+        self.end_inclusive - self.start + 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// A manifest as stored: the exact pushed bytes and the media type it was
+/// pushed with.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    pub media_type: String,
+    pub bytes: Bytes,
+}
+
+/// One entry of a referrers list: the descriptor the referrers API returns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferrerDescriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// What an upload session looks like from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadStatus {
+    pub size: u64,
+    /// When the session started (seconds since the Unix epoch).
+    pub started_at_unix: u64,
+}
+
+/// The storage contract. Implementations must make every write atomic: a
+/// reader sees either the old state or the complete new one, and a crash at
+/// any point leaves no partial blob, manifest or tag visible.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    // --- blobs: content addressed, shared by all repositories -------------
+
+    /// Size of a committed blob, if present anywhere in the registry.
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>>;
+    /// Stream a committed blob, or a range of it.
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> StorageResult<ByteStream>;
+
+    // --- which blobs a repository may serve --------------------------------
+
+    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
+    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()>;
+    /// Returns false when the repository did not have the blob.
+    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
+
+    // --- upload sessions ----------------------------------------------------
+
+    /// Start a session; the id is an opaque token safe to put in a URL.
+    async fn upload_start(&self, repo: &RepoName) -> StorageResult<String>;
+    async fn upload_status(&self, repo: &RepoName, id: &str) -> StorageResult<UploadStatus>;
+    /// Append a body. With `expected_offset`, the chunk must start exactly
+    /// where the upload ends and, with `expected_len`, carry exactly that
+    /// many bytes; a short or failed body leaves the upload as it was.
+    /// Returns the new size.
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<u64>;
+    /// Verify the content against `digest`, make it a blob and link it into
+    /// the repository. On a mismatch nothing becomes visible.
+    async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest)
+    -> StorageResult<u64>;
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> StorageResult<()>;
+    /// Remove sessions not touched for `max_age`; returns how many.
+    async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize>;
+
+    // --- manifests ----------------------------------------------------------
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &StoredManifest,
+    ) -> StorageResult<()>;
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> StorageResult<Option<StoredManifest>>;
+    /// Returns false when the repository did not have the manifest.
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
+
+    // --- tags -----------------------------------------------------------------
+
+    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
+    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool>;
+    /// All tags in lexical order; `None` when the repository does not exist.
+    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>>;
+
+    // --- referrers ------------------------------------------------------------
+
+    async fn referrer_add(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &ReferrerDescriptor,
+    ) -> StorageResult<()>;
+    async fn referrer_remove(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()>;
+    /// Referrers of `subject`, ordered by digest.
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> StorageResult<Vec<ReferrerDescriptor>>;
+
+    // --- repositories ---------------------------------------------------------
+
+    /// Every repository holding at least one blob or manifest, sorted.
+    async fn repositories(&self) -> StorageResult<Vec<String>>;
+    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool>;
+
+    /// Whether the backend can take writes now (for `/readyz`).
+    async fn ready(&self) -> StorageResult<()>;
+}
