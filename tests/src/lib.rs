@@ -1,1 +1,196 @@
-//! Harness for black-box tests; see tests/tests/.
+//! Harness for black-box tests: start the real `quarry-registry` binary on
+//! a free loopback port, find the third-party tools `make tools-test`
+//! built, and run them with their output kept for failure messages.
+
+pub mod oci;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The workspace root (tests run from `tests/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a third-party tool, from `QUARRY_TOOL_<NAME>` (set by
+/// `eval "$(hack/tools.sh env)"`, which `make test-e2e` does). A missing
+/// tool fails the test: CI must never pass by skipping.
+pub fn tool(name: &str) -> PathBuf {
+    let var = format!("QUARRY_TOOL_{}", name.to_uppercase().replace('-', "_"));
+    match std::env::var_os(&var) {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "{var} is not set: run the tests with `make test-e2e` (it builds the tools with `make tools-test`)"
+        ),
+    }
+}
+
+/// Path of the registry binary under test (built by `make test-e2e`).
+pub fn registry_binary() -> PathBuf {
+    let path = std::env::var_os("QUARRY_REGISTRY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/quarry-registry"));
+    assert!(
+        path.exists(),
+        "{} does not exist: run `cargo build -p quarry-registry` first (make test-e2e does)",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running registry process with its own storage directory.
+pub struct Registry {
+    child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    config: Option<PathBuf>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Start with the default configuration.
+    pub fn start() -> Registry {
+        Self::start_with_config(None)
+    }
+
+    /// Start with a config file holding `yaml`.
+    pub fn start_with_config(yaml: Option<&str>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().join("data");
+        let config = yaml.map(|y| {
+            let p = dir.path().join("config.yaml");
+            std::fs::write(&p, y).expect("write config");
+            p
+        });
+        let log = dir.path().join("registry.log");
+        let mut registry = Registry {
+            child: None,
+            port: free_port(),
+            data,
+            config,
+            log,
+            _dir: dir,
+        };
+        registry.spawn().expect("registry starts");
+        registry
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let mut cmd = Command::new(registry_binary());
+        cmd.arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--storage-path")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(log);
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        self.child = Some(cmd.spawn().context("spawn quarry-registry")?);
+        self.wait_ready(Duration::from_secs(20))
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("registry exited with {status}; log:\n{}", self.log_text());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "registry not listening after {timeout:?}; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL the process: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn().expect("registry restarts");
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Run a command; fail with its full output when it does not succeed.
+pub fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{shown} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Run a command and return its stdout as text.
+pub fn run_text(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&run(cmd).stdout).into_owned()
+}
+
+/// sha256 of bytes, as `sha256:<hex>`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
