@@ -1,7 +1,6 @@
 //! Tag list and catalog, both paginated with `n`/`last` and a `Link`
 //! header pointing at the next page.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -27,14 +26,15 @@ fn page<'a>(sorted: &'a [String], n: Option<usize>, last: Option<&str>) -> (&'a 
     }
 }
 
-fn page_params(query: &HashMap<String, String>) -> ApiResult<(Option<usize>, Option<String>)> {
-    let n = match query.get("n") {
+fn page_params(query: &[(String, String)]) -> ApiResult<(Option<usize>, Option<String>)> {
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v);
+    let n = match get("n") {
         None => None,
         Some(raw) => Some(raw.parse::<usize>().map_err(|_| {
             RegistryError::SizeInvalid(format!("n={raw:?} is not a non-negative integer"))
         })?),
     };
-    Ok((n, query.get("last").cloned()))
+    Ok((n, get("last").cloned()))
 }
 
 fn paged_reply(
@@ -71,7 +71,7 @@ pub async fn tags(state: &AppState, call: Call) -> ApiResult<Response> {
 pub async fn catalog_route(
     State(state): State<AppState>,
     method: Method,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     let started = Instant::now();
     let response = match method {
@@ -84,7 +84,7 @@ pub async fn catalog_route(
     response
 }
 
-async fn catalog(state: &AppState, query: &HashMap<String, String>) -> ApiResult<Response> {
+async fn catalog(state: &AppState, query: &[(String, String)]) -> ApiResult<Response> {
     let (n, last) = page_params(query)?;
     let all = state.storage.repositories().await?;
     let (entries, more) = page(&all, n, last.as_deref());

@@ -8,12 +8,12 @@ use futures::StreamExt;
 
 use super::{
     AppState, CONTENT_LENGTH, CONTENT_TYPE, Call, DOCKER_CONTENT_DIGEST, LOCATION, OCI_SUBJECT,
-    reply,
+    OCI_TAG, reply,
 };
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiResult, RegistryError};
 use crate::manifest::{self, ManifestFacts};
-use crate::names::{Reference, RepoName};
+use crate::names::{Reference, RepoName, Tag};
 use crate::storage::{ReferrerDescriptor, StoredManifest};
 
 fn unknown(reference: &str) -> RegistryError {
@@ -95,6 +95,17 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let repo = call.repo.clone();
+    // `?tag=` (OCI 1.1+dev): tags to set when pushing by digest.
+    let extra_tags = call
+        .params("tag")
+        .map(|t| {
+            Tag::parse(t).ok_or_else(|| {
+                RegistryError::ManifestInvalid(format!(
+                    "tag parameter {t:?} is not a valid tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}})"
+                ))
+            })
+        })
+        .collect::<ApiResult<Vec<Tag>>>()?;
     let bytes = read_limited(call.body, limit).await?;
     let algorithm = match &reference {
         Reference::Digest(d) => d.algorithm(),
@@ -132,7 +143,11 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
             .referrer_add(&repo, subject, &descriptor)
             .await?;
     }
+    let mut tags = extra_tags;
     if let Reference::Tag(tag) = &reference {
+        tags.push(tag.clone());
+    }
+    for tag in &tags {
         state.storage.tag_set(&repo, tag, &facts.digest).await?;
     }
     let mut headers: Vec<(HeaderName, String)> = vec![
@@ -142,6 +157,10 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
     ];
     if let Some(subject) = &facts.subject {
         headers.push((OCI_SUBJECT, subject.to_string()));
+    }
+    if !tags.is_empty() {
+        let names: Vec<&str> = tags.iter().map(Tag::as_str).collect();
+        headers.push((OCI_TAG, names.join(", ")));
     }
     Ok(reply(StatusCode::CREATED, &headers, Body::empty()))
 }
@@ -214,7 +233,7 @@ pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Respon
             }
             // Tags pointing at a deleted manifest go with it.
             for tag in state.storage.tags_list(repo).await?.unwrap_or_default() {
-                let Some(tag) = crate::names::Tag::parse(&tag) else {
+                let Some(tag) = Tag::parse(&tag) else {
                     continue;
                 };
                 if state.storage.tag_get(repo, &tag).await?.as_ref() == Some(&digest) {

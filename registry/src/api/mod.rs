@@ -10,7 +10,6 @@ mod referrers;
 pub mod route;
 mod uploads;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,8 +55,23 @@ pub(crate) struct Call {
     pub method: Method,
     pub repo: RepoName,
     pub headers: HeaderMap,
-    pub query: HashMap<String, String>,
+    pub query: Vec<(String, String)>,
     pub body: Body,
+}
+
+impl Call {
+    /// The first value of a query parameter.
+    pub fn param(&self, key: &str) -> Option<&String> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Every value of a repeated query parameter, in order.
+    pub fn params<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+        self.query
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
 }
 
 async fn base(State(state): State<AppState>, method: Method) -> Response {
@@ -96,7 +110,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
                 ))
                 .into_response(),
                 Some(repo) => {
-                    let query = Query::<HashMap<String, String>>::try_from_uri(request.uri())
+                    let query = Query::<Vec<(String, String)>>::try_from_uri(request.uri())
                         .map(|q| q.0)
                         .unwrap_or_default();
                     let (parts, body) = request.into_parts();
@@ -178,6 +192,7 @@ pub(crate) const DOCKER_CONTENT_DIGEST: HeaderName =
     HeaderName::from_static("docker-content-digest");
 pub(crate) const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 pub(crate) const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
+pub(crate) const OCI_TAG: HeaderName = HeaderName::from_static("oci-tag");
 pub(crate) const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 pub(crate) use header::{CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RANGE};
 

@@ -18,11 +18,11 @@ pub async fn get(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
     }
     let subject = parse_digest(raw)?;
     let mut referrers = state.storage.referrers(&call.repo, &subject).await?;
-    let filter = call.query.get("artifactType").filter(|t| !t.is_empty());
+    let filter = call.param("artifactType").filter(|t| !t.is_empty());
     if let Some(wanted) = filter {
         referrers.retain(|r| r.artifact_type.as_deref() == Some(wanted.as_str()));
     }
-    if let Some(last) = call.query.get("last") {
+    if let Some(last) = call.param("last") {
         referrers.retain(|r| r.digest.to_string().as_str() > last.as_str());
     }
     let page_size = state.config.referrers_page_size;

@@ -508,3 +508,24 @@ async fn metrics_count_requests() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn push_by_digest_with_tag_parameters() {
+    let h = harness();
+    let config = h.push_blob("app", b"{}").await;
+    let layer = h.push_blob("app", b"layer").await;
+    let body = image_manifest(&config, &layer, "");
+    let d = Digest::of_bytes(Algorithm::Sha256, body.as_bytes());
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let r = h
+        .put_manifest("app", &format!("{d}?tag=one&tag=two"), mt, &body)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.header("oci-tag"), "one, two");
+    let r = h.call("GET", "/v2/app/tags/list", Body::empty()).await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["one", "two"]));
+    let r = h
+        .put_manifest("app", &format!("{d}?tag=bad:tag"), mt, &body)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

@@ -152,14 +152,14 @@ async fn commit(state: &AppState, repo: &RepoName, id: &str, digest: &Digest) ->
 }
 
 pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
-    if let Some(mount) = call.query.get("mount") {
+    if let Some(mount) = call.param("mount") {
         let digest = parse_digest(mount)?;
-        if mountable(state, call.query.get("from"), &digest).await? {
+        if mountable(state, call.param("from"), &digest).await? {
             state.storage.repo_blob_link(&call.repo, &digest).await?;
             return Ok(blob_created(&call.repo, &digest));
         }
         // Not mountable: an ordinary session, as the spec asks.
-    } else if let Some(raw) = call.query.get("digest") {
+    } else if let Some(raw) = call.param("digest") {
         let digest = parse_digest(raw)?;
         let repo = call.repo.clone();
         let id = state.storage.upload_start(&repo).await?;
@@ -203,7 +203,7 @@ pub async fn patch(state: &AppState, call: Call, id: &str) -> ApiResult<Response
 }
 
 pub async fn finish(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
-    let digest = match call.query.get("digest") {
+    let digest = match call.param("digest") {
         Some(raw) => parse_digest(raw)?,
         None => {
             return Err(RegistryError::DigestInvalid(

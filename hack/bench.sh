@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Benchmark Quarry's registry against CNCF distribution and zot in one run,
+# with the same clients (curl, wrk, zot's zb) on loopback, and nginx serving
+# the same file with sendfile as the ceiling for pulls. Writes the table to
+# docs/benchmarks.md. Called by `make bench` (which builds the tools and
+# the release binary and exports QUARRY_TOOL_* first).
+#
+# Knobs: BENCH_BLOB_MB (default 1024), BENCH_SECONDS (wrk duration, 10),
+#        BENCH_RUNS (repetitions of each transfer, 3; the best is kept).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+blob_mb=${BENCH_BLOB_MB:-1024}
+seconds=${BENCH_SECONDS:-10}
+runs=${BENCH_RUNS:-3}
+quarry_bin=${QUARRY_REGISTRY_BIN:-$root/target/release/quarry-registry}
+need() { [ -n "${!1:-}" ] && [ -x "${!1}" ] || { echo "bench: $1 is not set or not executable; run 'make bench' (it runs 'make tools-bench')" >&2; exit 2; }; }
+for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_ZOT QUARRY_TOOL_ZB QUARRY_TOOL_NGINX QUARRY_TOOL_WRK; do need "$v"; done
+[ -x "$quarry_bin" ] || { echo "bench: $quarry_bin missing; run 'cargo build --release -p quarry-registry'" >&2; exit 2; }
+
+# On disk, not tmpfs: fsync must mean something.
+work=$(mktemp -d /var/tmp/quarry-bench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+q_port=15101 d_port=15102 z_port=15103 n_port=15104
+log() { echo "bench: $*" >&2; }
+
+wait_port() {
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
+    sleep 0.05
+  done
+  echo "bench: nothing listening on port $1" >&2; return 1
+}
+
+# --- servers ------------------------------------------------------------
+"$quarry_bin" --listen 127.0.0.1:$q_port --storage-path "$work/quarry" 2>"$work/quarry.log" &
+q_pid=$!; pids+=($q_pid)
+
+cat >"$work/distribution.yml" <<YAML
+version: 0.1
+log: {level: error}
+storage:
+  filesystem: {rootdirectory: $work/distribution}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$d_port}
+YAML
+"$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" 2>"$work/distribution.log" &
+d_pid=$!; pids+=($d_pid)
+
+cat >"$work/zot.json" <<JSON
+{"distSpecVersion":"1.1.1","storage":{"rootDirectory":"$work/zot","dedupe":false,"gc":false},
+ "http":{"address":"127.0.0.1","port":"$z_port"},"log":{"level":"error"}}
+JSON
+"$QUARRY_TOOL_ZOT" serve "$work/zot.json" >"$work/zot.log" 2>&1 &
+z_pid=$!; pids+=($z_pid)
+
+mkdir -p "$work/static" "$work/nginx"
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events {}
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $work/nginx; proxy_temp_path $work/nginx; fastcgi_temp_path $work/nginx;
+  uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+  server { listen 127.0.0.1:$n_port; root $work/static; }
+}
+NGINX
+"$QUARRY_TOOL_NGINX" -c "$work/nginx.conf" -p "$work/nginx" &
+n_pid=$!; pids+=($n_pid)
+
+for p in $q_port $d_port $z_port $n_port; do wait_port $p; done
+rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+hwm_kib() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
+sleep 1
+q_idle=$(rss_kib $q_pid); d_idle=$(rss_kib $d_pid); z_idle=$(rss_kib $z_pid)
+
+# --- content ----------------------------------------------------------------
+log "writing a ${blob_mb} MiB random blob"
+head -c $((blob_mb * 1024 * 1024)) /dev/urandom >"$work/static/blob"
+blob="$work/static/blob"
+digest="sha256:$(sha256sum "$blob" | cut -d' ' -f1)"
+bytes=$(stat -c %s "$blob")
+
+# Disk ceiling: the same bytes written with fsync at the end.
+disk_s=$( { TIMEFORMAT=%R; time dd if="$blob" of="$work/ddcopy" bs=1M conv=fsync status=none; } 2>&1 )
+rm -f "$work/ddcopy"
+
+mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }
+best() { sort -g | head -1; }
+
+# POST a session, then PUT the whole body: the one upload form all three take.
+push_once() { # base repo
+  local base=$1 repo=$2 loc url
+  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/$repo/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
+  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
+  case "$url" in *\?*) url="$url&digest=$digest" ;; *) url="$url?digest=$digest" ;; esac
+  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X PUT -H 'Content-Type: application/octet-stream' -T "$blob" "$url"
+}
+
+push_best() { # base
+  local base=$1 out code t times=()
+  for i in $(seq 1 "$runs"); do
+    out=$(push_once "$base" "bench/push$i"); code=${out% *}; t=${out#* }
+    [ "$code" = 201 ] || { echo "bench: push to $base answered $code" >&2; exit 1; }
+    times+=("$t")
+  done
+  printf '%s\n' "${times[@]}" | best
+}
+
+pull_best() { # url
+  local out code times=()
+  for _ in $(seq 1 "$runs"); do
+    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$1")
+    code=${out% *}; [ "$code" = 200 ] || { echo "bench: GET $1 answered $code" >&2; exit 1; }
+    times+=("${out#* }")
+  done
+  printf '%s\n' "${times[@]}" | best
+}
+
+log "large-blob push"
+q_push=$(push_best "http://127.0.0.1:$q_port"); q_peak=$(hwm_kib $q_pid)
+d_push=$(push_best "http://127.0.0.1:$d_port"); d_peak=$(hwm_kib $d_pid)
+z_push=$(push_best "http://127.0.0.1:$z_port"); z_peak=$(hwm_kib $z_pid)
+
+log "large-blob pull"
+q_pull=$(pull_best "http://127.0.0.1:$q_port/v2/bench/push1/blobs/$digest")
+d_pull=$(pull_best "http://127.0.0.1:$d_port/v2/bench/push1/blobs/$digest")
+z_pull=$(pull_best "http://127.0.0.1:$z_port/v2/bench/push1/blobs/$digest")
+n_pull=$(pull_best "http://127.0.0.1:$n_port/blob")
+
+# A small image for manifest requests.
+small_image() { # base
+  local base=$1 cfg='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}' cdig mdig man
+  cdig="sha256:$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)"
+  curl -s -o /dev/null -X POST "$base/v2/bench/small/blobs/uploads/" >/dev/null
+  local loc url
+  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/bench/small/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
+  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
+  case "$url" in *\?*) url="$url&digest=$cdig" ;; *) url="$url?digest=$cdig" ;; esac
+  curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "$cfg" "$url"
+  man="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$cdig\",\"size\":${#cfg}},\"layers\":[]}"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "$man" "$base/v2/bench/small/manifests/v1")
+  [ "$code" = 201 ] || { echo "bench: manifest push to $base answered $code" >&2; exit 1; }
+}
+
+printf 'wrk.method = "HEAD"\n' >"$work/head.lua"
+rps() { # method url
+  local script=() out
+  [ "$1" = HEAD ] && script=(-s "$work/head.lua")
+  out=$("$QUARRY_TOOL_WRK" -t2 -c16 -d"${seconds}s" "${script[@]}" -H 'Accept: application/vnd.oci.image.manifest.v1+json' "$2")
+  if grep -q 'Non-2xx' <<<"$out"; then echo "bench: non-2xx answers from $2:" >&2; echo "$out" >&2; exit 1; fi
+  awk '/^Requests\/sec/{printf "%.0f", $2}' <<<"$out"
+}
+
+log "manifest GET/HEAD at concurrency 16"
+for b in $q_port $d_port $z_port; do small_image "http://127.0.0.1:$b"; done
+q_get=$(rps GET "http://127.0.0.1:$q_port/v2/bench/small/manifests/v1")
+d_get=$(rps GET "http://127.0.0.1:$d_port/v2/bench/small/manifests/v1")
+z_get=$(rps GET "http://127.0.0.1:$z_port/v2/bench/small/manifests/v1")
+q_head=$(rps HEAD "http://127.0.0.1:$q_port/v2/bench/small/manifests/v1")
+d_head=$(rps HEAD "http://127.0.0.1:$d_port/v2/bench/small/manifests/v1")
+z_head=$(rps HEAD "http://127.0.0.1:$z_port/v2/bench/small/manifests/v1")
+
+log "zb (zot's load tool), same settings for each registry"
+zb_run() { "$QUARRY_TOOL_ZB" -c 8 -n 64 -o stdout "http://127.0.0.1:$1" 2>&1 | grep -vE '^\s*$' | tail -n 40 || true; }
+q_zb=$(zb_run $q_port); d_zb=$(zb_run $d_port); z_zb=$(zb_run $z_port)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || b == "n/a") print "n/a"; else printf "%.2f", a / b }'; }
+q_push_r=$(mbps "$q_push"); d_push_r=$(mbps "$d_push"); z_push_r=$(mbps "$z_push"); disk_r=$(mbps "$disk_s")
+q_pull_r=$(mbps "$q_pull"); d_pull_r=$(mbps "$d_pull"); z_pull_r=$(mbps "$z_pull"); n_pull_r=$(mbps "$n_pull")
+mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }
+
+report="$root/docs/benchmarks.md"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Produced by \`make bench\` (hack/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores,"
+  echo "$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); every server and client on this one machine over loopback."
+  echo "Blob: ${blob_mb} MiB of random bytes; transfers are the best of ${runs}; wrk runs ${seconds}s with 2 threads, 16 connections."
+  echo "Peers: CNCF distribution ($(basename "$(dirname "$QUARRY_TOOL_DISTRIBUTION")")), zot ($(basename "$(dirname "$QUARRY_TOOL_ZOT")")), nginx with sendfile."
+  echo
+  echo "| measure | quarry | distribution | zot | ceiling | quarry / distribution | target |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "| blob push MiB/s (POST + PUT, curl) | $q_push_r | $d_push_r | $z_push_r | disk with fsync: $disk_r | $(ratio "$q_push_r" "$d_push_r") | >= 1.5x distribution; >= 0.8 of disk ($(ratio "$q_push_r" "$disk_r")) |"
+  echo "| blob pull MiB/s (GET, curl) | $q_pull_r | $d_pull_r | $z_pull_r | nginx sendfile: $n_pull_r | $(ratio "$q_pull_r" "$d_pull_r") | >= distribution; >= 0.9 of nginx ($(ratio "$q_pull_r" "$n_pull_r")) |"
+  echo "| manifest GET req/s, c=16 (wrk) | $q_get | $d_get | $z_get | | $(ratio "$q_get" "$d_get") | >= 2x distribution |"
+  echo "| manifest HEAD req/s, c=16 (wrk) | $q_head | $d_head | $z_head | | $(ratio "$q_head" "$d_head") | >= 2x distribution |"
+  echo "| idle RSS MiB | $(mib "$q_idle") | $(mib "$d_idle") | $(mib "$z_idle") | | | quarry < 20 |"
+  echo "| peak RSS MiB during ${blob_mb} MiB push | $(mib "$q_peak") | $(mib "$d_peak") | $(mib "$z_peak") | | | quarry < 64 |"
+  echo
+  echo "## zb output"
+  for name in quarry distribution zot; do
+    var="${name:0:1}_zb"
+    echo; echo "### $name"; echo; echo '```'; echo "${!var}"; echo '```'
+  done
+} >"$report"
+cat "$report"

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Third-party tools for tests and benchmarks, built from pinned Go modules
+# (or installed from Debian packages) into a cache outside the repository:
+#   ${QUARRY_TOOLS_DIR:-~/.cache/quarry/tools}/<name>-<version>/<binary>
+# A tool already in the cache is not built again. Builds land in a temporary
+# folder and are moved into place whole, so an interrupted build leaves
+# nothing half-made.
+#
+#   hack/tools.sh install test|bench|all   build what is missing
+#   hack/tools.sh path NAME                 print a tool's binary path
+#   hack/tools.sh env                       print export QUARRY_TOOL_<NAME>=<path> lines
+set -euo pipefail
+
+# --- pinned versions ----------------------------------------------------------
+# The distribution-spec conformance suites live in a sub-module without
+# tags, so they are pinned by pseudo-version (commit). The v1.1 generation
+# (Ginkgo) is the newest commit of that generation the module proxy serves;
+# it is not in the checksum database, so its module hash is pinned here.
+CONFORMANCE_V1_VERSION=v0.0.0-20231101194043-f2182352d4cc
+CONFORMANCE_V1_SUM="h1:jL+CgYEEZluGb08ZcLpEyhn389kNMlwrWOHaIqXazq0="
+CONFORMANCE_MAIN_VERSION=v0.0.0-20260831232431-97274622c111
+ORAS_VERSION=v1.3.6
+CRANE_VERSION=v0.22.1
+HELM_VERSION=v3.22.0
+COSIGN_VERSION=v2.6.5
+DISTRIBUTION_VERSION=v3.1.2
+
+CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
+TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
+export GOFLAGS="-mod=mod -trimpath"
+export CGO_ENABLED=0
+
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo)
+BENCH_TOOLS=(distribution nginx wrk)
+
+die() { echo "tools.sh: $*" >&2; exit 1; }
+
+version_of() {
+  case "$1" in
+    oci-conformance-v1) echo "$CONFORMANCE_V1_VERSION" ;;
+    oci-conformance-main) echo "$CONFORMANCE_MAIN_VERSION" ;;
+    oras) echo "$ORAS_VERSION" ;;
+    crane) echo "$CRANE_VERSION" ;;
+    helm) echo "$HELM_VERSION" ;;
+    cosign) echo "$COSIGN_VERSION" ;;
+    distribution) echo "$DISTRIBUTION_VERSION" ;;
+    skopeo | nginx | wrk) echo debian ;;
+    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]})" ;;
+  esac
+}
+
+# Debian packages: the binary is the system one.
+debian_binary() {
+  case "$1" in
+    skopeo) echo /usr/bin/skopeo ;;
+    nginx) echo /usr/sbin/nginx ;;
+    wrk) echo /usr/bin/wrk ;;
+  esac
+}
+
+bin_path() {
+  local name=$1 version
+  version=$(version_of "$name")
+  if [ "$version" = debian ]; then debian_binary "$name"; else echo "$TOOLS_DIR/$name-$version/$name"; fi
+}
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    apt-get update -qq || die "apt-get update failed"
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+# go install a main package at a version into $1 (a temporary folder).
+go_install() { # out_dir package@version
+  GOBIN=$1 go install -ldflags="-s -w" "$2" || die "go install $2 failed"
+}
+
+# Build a conformance suite from its module source (copied out of the
+# read-only module cache).
+build_conformance() { # out_file version kind(test|main) [expected_sum]
+  local out=$1 version=$2 kind=$3 sum=${4:-} json dir src
+  if [ -n "$sum" ]; then
+    json=$(GONOSUMDB=$CONFORMANCE_MODULE go mod download -json "$CONFORMANCE_MODULE@$version") \
+      || die "download of $CONFORMANCE_MODULE@$version failed"
+    grep -q "\"Sum\": \"$sum\"" <<<"$json" || die "$CONFORMANCE_MODULE@$version does not have the pinned hash $sum"
+  else
+    json=$(go mod download -json "$CONFORMANCE_MODULE@$version") || die "download of $CONFORMANCE_MODULE@$version failed"
+  fi
+  dir=$(sed -n 's/.*"Dir": "\(.*\)",*/\1/p' <<<"$json")
+  [ -d "$dir" ] || die "no source folder for $CONFORMANCE_MODULE@$version"
+  src=$(mktemp -d)
+  cp -r "$dir/." "$src/" && chmod -R u+w "$src"
+  if [ "$kind" = test ]; then
+    (cd "$src" && GONOSUMDB=$CONFORMANCE_MODULE go test -c -o "$out" .) || die "building the conformance suite $version failed"
+  else
+    (cd "$src" && go build -ldflags="-s -w" -o "$out" .) || die "building the conformance suite $version failed"
+  fi
+  rm -rf "$src"
+}
+
+install_one() {
+  local name=$1 version target tmp start
+  version=$(version_of "$name")
+  start=$SECONDS
+  if [ "$version" = debian ]; then
+    if [ -x "$(debian_binary "$name")" ]; then echo "cached  $name (Debian package)"; return; fi
+    apt_install "$name"
+    [ -x "$(debian_binary "$name")" ] || die "$name installed but $(debian_binary "$name") is missing"
+    echo "built   $name (Debian package) in $((SECONDS - start))s"
+    return
+  fi
+  target=$(bin_path "$name")
+  if [ -x "$target" ]; then echo "cached  $name $version"; return; fi
+  command -v go >/dev/null || die "Go is needed to build $name"
+  tmp=$(mktemp -d "$TOOLS_DIR/.building-$name.XXXXXX")
+  case "$name" in
+    oci-conformance-v1) build_conformance "$tmp/$name" "$CONFORMANCE_V1_VERSION" test "$CONFORMANCE_V1_SUM" ;;
+    oci-conformance-main) build_conformance "$tmp/$name" "$CONFORMANCE_MAIN_VERSION" main ;;
+    oras) go_install "$tmp" "oras.land/oras/cmd/oras@$ORAS_VERSION" ;;
+    crane) go_install "$tmp" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" ;;
+    helm) go_install "$tmp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
+    cosign) go_install "$tmp" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" ;;
+    distribution)
+      go_install "$tmp" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
+      mv "$tmp/registry" "$tmp/distribution"
+      ;;
+  esac
+  [ -x "$tmp/$name" ] || die "build of $name produced no binary"
+  rm -rf "$(dirname "$target")"
+  mv "$tmp" "$(dirname "$target")"
+  echo "built   $name $version in $((SECONDS - start))s"
+}
+
+cmd=${1:-}
+case "$cmd" in
+  install)
+    group=${2:-all}
+    case "$group" in
+      test) tools=("${TEST_TOOLS[@]}") ;;
+      bench) tools=("${BENCH_TOOLS[@]}") ;;
+      all) tools=("${TEST_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
+      *) die "install takes test, bench or all, not '$group'" ;;
+    esac
+    mkdir -p "$TOOLS_DIR"
+    started=$SECONDS
+    for t in "${tools[@]}"; do install_one "$t"; done
+    echo "tools ($group) ready in $((SECONDS - started))s under $TOOLS_DIR"
+    ;;
+  path)
+    [ -n "${2:-}" ] || die "usage: tools.sh path NAME"
+    p=$(bin_path "$2")
+    [ -x "$p" ] || die "$2 is not installed ($p); run: hack/tools.sh install all"
+    echo "$p"
+    ;;
+  env)
+    for t in "${TEST_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
+      p=$(bin_path "$t")
+      if [ -x "$p" ]; then
+        v=$(tr 'a-z-' 'A-Z_' <<<"$t")
+        echo "export QUARRY_TOOL_$v=$p"
+      fi
+    done
+    ;;
+  *)
+    echo "usage: hack/tools.sh install test|bench|all | path NAME | env" >&2
+    exit 2
+    ;;
+esac
