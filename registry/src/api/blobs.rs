@@ -84,7 +84,8 @@ pub async fn delete(state: &AppState, call: Call, raw_digest: &str) -> ApiResult
 
 /// Parse a single-range `Range` header against a blob of `size` bytes.
 /// Syntax we do not serve (multiple ranges, other units) is ignored, as
-/// RFC 9110 allows: the whole blob is sent. A range outside the blob is 416.
+/// RFC 9110 allows: the whole blob is sent. A range outside the blob, or
+/// one that ends before it starts, is 416.
 pub fn parse_range(value: &str, size: u64) -> ApiResult<Option<ByteRange>> {
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);
@@ -118,7 +119,10 @@ pub fn parse_range(value: &str, size: u64) -> ApiResult<Option<ByteRange>> {
             } else {
                 match end.parse::<u64>() {
                     Ok(e) if e >= start => e.min(size.saturating_sub(1)),
-                    _ => return Ok(None),
+                    // RFC 9110 lets a server reject an invalid range; a
+                    // 416 tells the client more than a silent full body.
+                    Ok(_) => return Err(unsatisfiable),
+                    Err(_) => return Ok(None),
                 }
             };
             if start >= size {
@@ -150,7 +154,7 @@ mod tests {
         assert_eq!(r("bytes=95-200"), Some((95, 99)));
         assert_eq!(r("bytes=0-1,5-6"), None);
         assert_eq!(r("items=0-1"), None);
-        assert_eq!(r("bytes=9-1"), None);
+        assert!(parse_range("bytes=9-1", 100).is_err());
         assert!(parse_range("bytes=100-", 100).is_err());
         assert!(parse_range("bytes=-0", 100).is_err());
     }
