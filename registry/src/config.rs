@@ -220,17 +220,16 @@ impl RegistryConfig {
                 unknown_keys.push(key);
             }
         }
-        if issues.is_empty() {
-            match serde_json::from_value::<RegistryConfig>(serde_json::Value::Object(known)) {
-                Ok(c) => config = c,
-                Err(e) => issues.push(ConfigIssue {
-                    key: "(file)".into(),
-                    reason: e.to_string(),
-                }),
+        // Check the keys that decoded too, so one run reports every problem.
+        match serde_json::from_value::<RegistryConfig>(serde_json::Value::Object(known)) {
+            Ok(c) => {
+                config = c;
+                issues.extend(config.validate());
             }
-        }
-        if issues.is_empty() {
-            issues = config.validate();
+            Err(e) => issues.push(ConfigIssue {
+                key: "(file)".into(),
+                reason: e.to_string(),
+            }),
         }
         if issues.is_empty() {
             Ok(LoadedConfig {

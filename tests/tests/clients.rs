@@ -287,6 +287,7 @@ fn helm_create_package_push_pull_show() {
         + &String::from_utf8_lossy(&pushed.stdout);
     assert!(text.contains("Digest: sha256:"), "{text}");
     let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
     run(helm(dir)
         .args(["pull", "--plain-http", "--version", "0.1.0", "-d"])
         .arg(&out)
