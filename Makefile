@@ -36,7 +36,12 @@ tools-test: ## Build the tools `make test` needs
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench
 
-test: tools-test lint test-unit test-e2e ## Everything CI proves
+test: tools-test lint ## Everything CI proves: lint, unit and e2e tests, with a one-line total
+	@mkdir -p target
+	@set -o pipefail; $(MAKE) --no-print-directory test-unit test-e2e 2>&1 | tee target/test-output.log; \
+	status=$$?; \
+	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log; \
+	exit $$status
 
 test-unit: ## Unit and handler tests
 	$(CARGO) test --workspace --locked --lib --bins

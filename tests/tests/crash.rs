@@ -10,6 +10,7 @@ use rand::{Rng, RngCore};
 
 const WRITERS: usize = 6;
 const ROUNDS: usize = 6;
+const MIN_ACKS_PER_ROUND: usize = 5;
 
 #[derive(Default)]
 struct Acknowledged {
@@ -120,7 +121,18 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_push() {
         let tasks: Vec<_> = (0..WRITERS)
             .map(|w| tokio::spawn(writer(base.clone(), round, w, acked.clone())))
             .collect();
-        let pause = rand::rng().random_range(300..1200);
+        // Kill only once this round has pushes acknowledged, then at a
+        // random moment, so the kill lands mid-upload on a slow machine too.
+        let before = acked.lock().unwrap().blobs.len();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while acked.lock().unwrap().blobs.len() < before + MIN_ACKS_PER_ROUND {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: no progress in 60s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let pause = rand::rng().random_range(0..300);
         tokio::time::sleep(Duration::from_millis(pause)).await;
         registry.kill9();
         for t in tasks {
@@ -131,7 +143,7 @@ async fn kill_9_during_concurrent_pushes_loses_no_acknowledged_push() {
     }
     let acked = acked.lock().unwrap();
     assert!(
-        acked.blobs.len() > 20,
+        acked.blobs.len() >= ROUNDS * MIN_ACKS_PER_ROUND,
         "too few pushes acknowledged to prove anything: {}",
         acked.blobs.len()
     );
