@@ -21,6 +21,7 @@ for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX QUARRY_TOOL_WRK; do need "$v
 
 # On disk, not tmpfs: fsync must mean something.
 work=$(mktemp -d /var/tmp/quarry-bench.XXXXXX)
+chmod 755 "$work"   # nginx workers run unprivileged and must read the file
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -42,13 +43,13 @@ q_pid=$!; pids+=($q_pid)
 
 cat >"$work/distribution.yml" <<YAML
 version: 0.1
-log: {level: error}
+log: {level: error, accesslog: {disabled: true}}
 storage:
   filesystem: {rootdirectory: $work/distribution}
   delete: {enabled: true}
 http: {addr: 127.0.0.1:$d_port}
 YAML
-"$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" 2>"$work/distribution.log" &
+"$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
 d_pid=$!; pids+=($d_pid)
 
 mkdir -p "$work/static" "$work/nginx"

@@ -33,6 +33,11 @@ pub enum RegistryError {
     Unsupported(String),
     #[error("{0}")]
     Denied(String),
+    /// A manifest the artifact policy refuses (403 DENIED: clients print
+    /// the message, and skopeo/podman do not retry other formats as they do
+    /// after MANIFEST_INVALID).
+    #[error("{0}")]
+    PolicyRefused(String),
     /// A chunk that does not start where the upload ends (416). The
     /// headers tell the client where to resume.
     #[error("chunk starts at byte {claimed_start}, but the upload holds {current_size} bytes")]
@@ -76,7 +81,7 @@ impl RegistryError {
             NameUnknown(_) => ("NAME_UNKNOWN", StatusCode::NOT_FOUND),
             SizeInvalid(_) => ("SIZE_INVALID", StatusCode::BAD_REQUEST),
             Unsupported(_) => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
-            Denied(_) => ("DENIED", StatusCode::FORBIDDEN),
+            Denied(_) | PolicyRefused(_) => ("DENIED", StatusCode::FORBIDDEN),
             RangeNotSatisfiable { .. } => {
                 ("BLOB_UPLOAD_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
             }

@@ -8,5 +8,7 @@ pub mod error;
 pub mod manifest;
 pub mod metrics;
 pub mod names;
+pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod storage;

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use quarry_registry::config::{LoadedConfig, RegistryConfig};
+use std::time::Duration;
+
+use quarry_registry::config::LoadedConfig;
+use quarry_registry::reload::{self, ConfigSource};
 use quarry_registry::server;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -27,6 +30,9 @@ struct Cli {
     /// Local storage directory; overrides DISTRIBUTED_STORAGE_CONFIG.
     #[arg(long, env = "QUARRY_STORAGE_PATH")]
     storage_path: Option<PathBuf>,
+    /// How often the config file is checked for changes (SIGHUP reloads at once).
+    #[arg(long, env = "QUARRY_RELOAD_INTERVAL_SECONDS", default_value_t = 5)]
+    reload_interval_seconds: u64,
     /// Log format.
     #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -60,21 +66,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let LoadedConfig {
-        mut config,
-        unknown_keys,
-    } = match &cli.config {
-        Some(path) => RegistryConfig::load(path)?,
-        None => RegistryConfig::from_yaml("", None)?,
+    let source = ConfigSource {
+        path: cli.config.clone(),
+        storage_path: cli.storage_path.clone(),
     };
+    let LoadedConfig {
+        config,
+        unknown_keys,
+    } = source.load()?;
     for key in &unknown_keys {
         tracing::warn!(key = %key, "config key is not a Quarry setting; ignored");
     }
-    if let Some(path) = &cli.storage_path {
-        config.set_local_storage_path(path);
-    }
     let storage_path = config.local_storage_path();
     let state = server::app_state(config)?;
+    if source.path.is_some() {
+        tokio::spawn(reload::watch(
+            source,
+            state.config.clone(),
+            state.metrics.clone(),
+            Duration::from_secs(cli.reload_interval_seconds.max(1)),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;

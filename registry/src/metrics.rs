@@ -14,6 +14,16 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: &'static str,
 }
@@ -26,6 +36,8 @@ pub struct Metrics {
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
     pub upload_seconds: Histogram,
+    pub policy_refusals: Family<ReasonLabels, Counter>,
+    pub config_reloads: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,8 +81,22 @@ impl Metrics {
             "Time from the start of an upload session to its commit",
             upload_seconds.clone(),
         );
+        let policy_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "policy_refusals",
+            "Manifests refused by the artifact policy, by reason",
+            policy_refusals.clone(),
+        );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config file reloads by result (applied, rejected)",
+            config_reloads.clone(),
+        );
         Metrics {
             registry,
+            policy_refusals,
+            config_reloads,
             requests,
             request_seconds,
             bytes_received,

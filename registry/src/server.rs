@@ -29,11 +29,7 @@ pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>>
 /// Build the application state for `config`.
 pub fn app_state(config: RegistryConfig) -> anyhow::Result<AppState> {
     let storage = open_storage(&config)?;
-    Ok(AppState {
-        storage,
-        config: Arc::new(config),
-        metrics: Arc::new(Metrics::new()),
-    })
+    Ok(AppState::new(storage, config, Arc::new(Metrics::new())))
 }
 
 /// Serve until `shutdown` resolves; requests in flight are finished first.
@@ -44,7 +40,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_stale_uploads(
         state.storage.clone(),
-        Duration::from_secs(state.config.blob_upload_stale_seconds),
+        Duration::from_secs(state.config().blob_upload_stale_seconds),
     ));
     let app = router(state);
     let result = axum::serve(

@@ -13,7 +13,9 @@ use super::{
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiResult, RegistryError};
 use crate::manifest::{self, ManifestFacts};
+use crate::metrics::ReasonLabels;
 use crate::names::{Reference, RepoName, Tag};
+use crate::policy;
 use crate::storage::{ReferrerDescriptor, StoredManifest};
 
 fn unknown(reference: &str) -> RegistryError {
@@ -79,7 +81,7 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
             "{raw:?} is neither a tag ([a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}) nor a digest"
         ))
     })?;
-    let limit = state.config.maximum_manifest_size;
+    let limit = state.config().maximum_manifest_size;
     if let Some(len) = call
         .headers
         .get(header::CONTENT_LENGTH)
@@ -119,6 +121,23 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
             "manifest was pushed to {d} but its content hashes to {}",
             facts.digest
         )));
+    }
+    if let Err(refusal) = policy::check(&state.config(), &facts) {
+        tracing::warn!(
+            repository = %repo,
+            reference = %reference,
+            media_type = %refusal.media_type,
+            reason = refusal.reason.label(),
+            "manifest refused by the artifact policy"
+        );
+        state
+            .metrics
+            .policy_refusals
+            .get_or_create(&ReasonLabels {
+                reason: refusal.reason.label(),
+            })
+            .inc();
+        return Err(RegistryError::PolicyRefused(refusal.message));
     }
     check_references(state, &repo, &facts).await?;
 

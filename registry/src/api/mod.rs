@@ -13,6 +13,7 @@ mod uploads;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
@@ -31,8 +32,25 @@ use route::Endpoint;
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
-    pub config: Arc<RegistryConfig>,
+    /// Swapped whole when the config file is reloaded; a request works on
+    /// the snapshot it loaded first.
+    pub config: Arc<ArcSwap<RegistryConfig>>,
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(storage: Arc<dyn Storage>, config: RegistryConfig, metrics: Arc<Metrics>) -> Self {
+        AppState {
+            storage,
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            metrics,
+        }
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<RegistryConfig> {
+        self.config.load_full()
+    }
 }
 
 /// The registry application.

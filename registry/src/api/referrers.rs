@@ -12,7 +12,7 @@ use crate::error::{ApiResult, RegistryError};
 use crate::manifest::OCI_INDEX;
 
 pub async fn get(state: &AppState, call: Call, raw: &str) -> ApiResult<Response> {
-    if !state.config.feature_referrers_api {
+    if !state.config().feature_referrers_api {
         // 404 makes oras and cosign fall back to the sha256-<hex> tag schema.
         return Err(RegistryError::NotFound);
     }
@@ -25,7 +25,7 @@ pub async fn get(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
     if let Some(last) = call.param("last") {
         referrers.retain(|r| r.digest.to_string().as_str() > last.as_str());
     }
-    let page_size = state.config.referrers_page_size;
+    let page_size = state.config().referrers_page_size;
     let mut headers: Vec<(HeaderName, String)> = vec![(CONTENT_TYPE, OCI_INDEX.into())];
     if referrers.len() > page_size {
         referrers.truncate(page_size);

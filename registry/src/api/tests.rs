@@ -17,11 +17,11 @@ struct Harness {
 
 fn harness_with(config: RegistryConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState {
-        storage: Arc::new(FilesystemStorage::open(dir.path()).unwrap()),
-        config: Arc::new(config),
-        metrics: Arc::new(Metrics::new()),
-    };
+    let state = AppState::new(
+        Arc::new(FilesystemStorage::open(dir.path()).unwrap()),
+        config,
+        Arc::new(Metrics::new()),
+    );
     Harness {
         _dir: dir,
         app: router(state),
@@ -528,4 +528,57 @@ async fn push_by_digest_with_tag_parameters() {
         .put_manifest("app", &format!("{d}?tag=bad:tag"), mt, &body)
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn policy_refusal_names_the_type_and_stores_nothing() {
+    let h = harness_with(RegistryConfig {
+        feature_general_oci_support: false,
+        ..RegistryConfig::default()
+    });
+    let config = h.push_blob("app", b"{}").await;
+    let layer = h.push_blob("app", b"sif").await;
+    let body = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+"config":{{"mediaType":"application/vnd.sylabs.sif.config.v1+json","digest":"{config}","size":2}},
+"layers":[{{"mediaType":"application/vnd.sylabs.sif.layer.v1+tar","digest":"{layer}","size":3}}]}}"#
+    );
+    let r = h
+        .put_manifest(
+            "app",
+            "sif",
+            "application/vnd.oci.image.manifest.v1+json",
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.json()["errors"][0]["code"], "DENIED");
+    assert!(
+        message.contains("application/vnd.sylabs.sif.config.v1+json"),
+        "{message}"
+    );
+    assert!(message.contains("FEATURE_GENERAL_OCI_SUPPORT"), "{message}");
+    assert_eq!(
+        h.call("GET", "/v2/app/manifests/sif", Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let d = Digest::of_bytes(Algorithm::Sha256, body.as_bytes());
+    assert_eq!(
+        h.call("GET", &format!("/v2/app/manifests/{d}"), Body::empty())
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let text =
+        String::from_utf8(h.call("GET", "/metrics", Body::empty()).await.body.to_vec()).unwrap();
+    assert!(
+        text.contains(r#"quarry_policy_refusals_total{reason="general_oci_disabled"} 1"#),
+        "{text}"
+    );
 }

@@ -186,7 +186,7 @@ async fn mountable(state: &AppState, from: Option<&String>, digest: &Digest) -> 
     match from.map(|f| RepoName::parse(f)) {
         Some(Some(from)) => Ok(state.storage.repo_blob_linked(&from, digest).await?),
         Some(None) => Ok(false),
-        None => Ok(state.config.feature_automatic_cross_mount
+        None => Ok(state.config().feature_automatic_cross_mount
             && state.storage.blob_size(digest).await?.is_some()),
     }
 }
