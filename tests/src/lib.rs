@@ -59,6 +59,7 @@ pub struct Registry {
     pub port: u16,
     pub data: PathBuf,
     config: Option<PathBuf>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +72,11 @@ impl Registry {
 
     /// Start with a config file holding `yaml`.
     pub fn start_with_config(yaml: Option<&str>) -> Registry {
+        Self::start_with(yaml, &[])
+    }
+
+    /// Start with a config file and extra environment for the process.
+    pub fn start_with(yaml: Option<&str>, env: &[(&str, &str)]) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let config = yaml.map(|y| {
@@ -84,6 +90,7 @@ impl Registry {
             port: free_port(),
             data,
             config,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             log,
             _dir: dir,
         };
@@ -106,6 +113,7 @@ impl Registry {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().context("spawn quarry-registry")?);
         self.wait_ready(Duration::from_secs(20))
     }
@@ -169,6 +177,25 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Replace the config file's content (atomically, as a Secret update does).
+    pub fn write_config(&self, yaml: &str) {
+        let path = self.config.as_ref().expect("registry started with a config file");
+        let staging = path.with_extension("new");
+        std::fs::write(&staging, yaml).expect("write config");
+        std::fs::rename(&staging, path).expect("replace config");
+    }
+
+    /// Send a signal (e.g. "HUP") to the process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.pid().expect("registry running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{name} {pid} failed");
     }
 
     /// The process id, while running.

@@ -24,9 +24,30 @@ fn write_blob(layout: &Path, bytes: &[u8]) -> String {
     digest
 }
 
+/// How layers are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
 /// A gzipped tar holding one file of `size` random bytes; returns the
 /// compressed bytes and the digest of the uncompressed tar (the diff ID).
 pub fn random_layer(size: usize, name: &str) -> (Vec<u8>, String) {
+    random_layer_compressed(size, name, Compression::Gzip)
+}
+
+/// A compressed tar holding one file of `size` random bytes, and its diff ID.
+pub fn random_layer_compressed(size: usize, name: &str, compression: Compression) -> (Vec<u8>, String) {
     let mut content = vec![0u8; size];
     rand::rng().fill_bytes(&mut content);
     let mut tar_bytes = Vec::new();
@@ -43,9 +64,15 @@ pub fn random_layer(size: usize, name: &str) -> (Vec<u8>, String) {
         builder.finish().expect("tar finish");
     }
     let diff_id = sha256(&tar_bytes);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &tar_bytes).expect("gzip");
-    (gz.finish().expect("gzip finish"), diff_id)
+    let compressed = match compression {
+        Compression::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, &tar_bytes).expect("gzip");
+            gz.finish().expect("gzip finish")
+        }
+        Compression::Zstd => zstd::encode_all(&tar_bytes[..], 3).expect("zstd"),
+    };
+    (compressed, diff_id)
 }
 
 /// Write an OCI image layout at `layout` with `layers` random layers of
@@ -67,10 +94,10 @@ pub fn write_image_layout(
     let mut layer_digests = Vec::new();
     let mut history = Vec::new();
     for i in 0..layers {
-        let (gz, diff_id) = random_layer(layer_size, &format!("file-{i}.bin"));
+        let (gz, diff_id) = random_layer_compressed(layer_size, &format!("file-{i}.bin"), compression);
         let digest = write_blob(layout, &gz);
         layer_descriptors.push(json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "mediaType": compression.media_type(),
             "digest": digest,
             "size": gz.len(),
         }));

@@ -174,7 +174,11 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
         (DOCKER_CONTENT_DIGEST, facts.digest.to_string()),
         (CONTENT_LENGTH, "0".into()),
     ];
-    if let Some(subject) = &facts.subject {
+    // OCI-Subject tells clients the registry indexed the subject; without
+    // the referrers API they must maintain the sha256-<hex> tag themselves.
+    if let Some(subject) = &facts.subject
+        && state.config().feature_referrers_api
+    {
         headers.push((OCI_SUBJECT, subject.to_string()));
     }
     if !tags.is_empty() {
