@@ -31,7 +31,7 @@ export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo)
-BENCH_TOOLS=(distribution nginx wrk)
+BENCH_TOOLS=(distribution nginx wrk ab)
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
 
@@ -44,7 +44,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     distribution) echo "$DISTRIBUTION_VERSION" ;;
-    skopeo | nginx | wrk) echo debian ;;
+    skopeo | nginx | wrk | ab) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]})" ;;
   esac
 }
@@ -55,6 +55,14 @@ debian_binary() {
     skopeo) echo /usr/bin/skopeo ;;
     nginx) echo /usr/sbin/nginx ;;
     wrk) echo /usr/bin/wrk ;;
+    ab) echo /usr/bin/ab ;;
+  esac
+}
+
+debian_package() {
+  case "$1" in
+    ab) echo apache2-utils ;;
+    *) echo "$1" ;;
   esac
 }
 
@@ -108,7 +116,7 @@ install_one() {
   start=$SECONDS
   if [ "$version" = debian ]; then
     if [ -x "$(debian_binary "$name")" ]; then echo "cached  $name (Debian package)"; return; fi
-    apt_install "$name"
+    apt_install "$(debian_package "$name")"
     [ -x "$(debian_binary "$name")" ] || die "$name installed but $(debian_binary "$name") is missing"
     echo "built   $name (Debian package) in $((SECONDS - start))s"
     return

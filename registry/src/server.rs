@@ -43,6 +43,13 @@ pub async fn serve(
         Duration::from_secs(state.config().blob_upload_stale_seconds),
     ));
     let app = router(state);
+    // Headers and a small body leave in separate writes; without NODELAY,
+    // Nagle's algorithm and delayed ACKs add ~40 ms to such responses.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

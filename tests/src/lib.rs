@@ -90,7 +90,10 @@ impl Registry {
             port: free_port(),
             data,
             config,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log,
             _dir: dir,
         };
@@ -181,7 +184,10 @@ impl Registry {
 
     /// Replace the config file's content (atomically, as a Secret update does).
     pub fn write_config(&self, yaml: &str) {
-        let path = self.config.as_ref().expect("registry started with a config file");
+        let path = self
+            .config
+            .as_ref()
+            .expect("registry started with a config file");
         let staging = path.with_extension("new");
         std::fs::write(&staging, yaml).expect("write config");
         std::fs::rename(&staging, path).expect("replace config");

@@ -47,7 +47,11 @@ pub fn random_layer(size: usize, name: &str) -> (Vec<u8>, String) {
 }
 
 /// A compressed tar holding one file of `size` random bytes, and its diff ID.
-pub fn random_layer_compressed(size: usize, name: &str, compression: Compression) -> (Vec<u8>, String) {
+pub fn random_layer_compressed(
+    size: usize,
+    name: &str,
+    compression: Compression,
+) -> (Vec<u8>, String) {
     let mut content = vec![0u8; size];
     rand::rng().fill_bytes(&mut content);
     let mut tar_bytes = Vec::new();
@@ -83,6 +87,17 @@ pub fn write_image_layout(
     layers: usize,
     layer_size: usize,
 ) -> LayoutImage {
+    write_image_layout_with(layout, tag, layers, layer_size, Compression::Gzip)
+}
+
+/// Like `write_image_layout`, with the layer compression chosen.
+pub fn write_image_layout_with(
+    layout: &Path,
+    tag: &str,
+    layers: usize,
+    layer_size: usize,
+    compression: Compression,
+) -> LayoutImage {
     std::fs::create_dir_all(layout).expect("layout dir");
     std::fs::write(
         layout.join("oci-layout"),
@@ -94,7 +109,8 @@ pub fn write_image_layout(
     let mut layer_digests = Vec::new();
     let mut history = Vec::new();
     for i in 0..layers {
-        let (gz, diff_id) = random_layer_compressed(layer_size, &format!("file-{i}.bin"), compression);
+        let (gz, diff_id) =
+            random_layer_compressed(layer_size, &format!("file-{i}.bin"), compression);
         let digest = write_blob(layout, &gz);
         layer_descriptors.push(json!({
             "mediaType": compression.media_type(),

@@ -89,7 +89,8 @@ fn skopeo() -> Command {
 }
 
 fn output_of(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 fn text(out: &Output) -> String {
@@ -131,11 +132,21 @@ fn push(content: Content, registry: &Registry, fx: &Fixture) -> (Output, String)
     let root = fx.root();
     match content {
         Content::OciImage => (
-            output_of(crane(root).args(["push", "--insecure"]).arg(&fx.oci_layout).arg(format!("{host}/m/oci:v1"))),
+            output_of(
+                crane(root)
+                    .args(["push", "--insecure"])
+                    .arg(&fx.oci_layout)
+                    .arg(format!("{host}/m/oci:v1")),
+            ),
             "m/oci:v1".into(),
         ),
         Content::ZstdImage => (
-            output_of(crane(root).args(["push", "--insecure"]).arg(&fx.zstd_layout).arg(format!("{host}/m/zstd:v1"))),
+            output_of(
+                crane(root)
+                    .args(["push", "--insecure"])
+                    .arg(&fx.zstd_layout)
+                    .arg(format!("{host}/m/zstd:v1")),
+            ),
             "m/zstd:v1".into(),
         ),
         Content::DockerImage => (
@@ -148,18 +159,33 @@ fn push(content: Content, registry: &Registry, fx: &Fixture) -> (Output, String)
             "m/docker:v1".into(),
         ),
         Content::HelmChart => (
-            output_of(helm(root).args(["push", "--plain-http"]).arg(&fx.chart).arg(format!("oci://{host}/m/charts"))),
+            output_of(
+                helm(root)
+                    .args(["push", "--plain-http"])
+                    .arg(&fx.chart)
+                    .arg(format!("oci://{host}/m/charts")),
+            ),
             "m/charts/demo:0.1.0".into(),
         ),
         Content::CosignSignature => {
             // The signed image itself is always accepted.
             let image = format!("{host}/m/signed:v1");
-            run(crane(root).args(["push", "--insecure"]).arg(&fx.oci_layout).arg(&image));
+            run(crane(root)
+                .args(["push", "--insecure"])
+                .arg(&fx.oci_layout)
+                .arg(&image));
             let digest = run_text(crane(root).args(["digest", "--insecure"]).arg(&image));
             let digest = digest.trim().to_string();
             let out = output_of(
                 cosign(root)
-                    .args(["sign", "--key", "cosign.key", "--tlog-upload=false", "--allow-http-registry", "--allow-insecure-registry"])
+                    .args([
+                        "sign",
+                        "--key",
+                        "cosign.key",
+                        "--tlog-upload=false",
+                        "--allow-http-registry",
+                        "--allow-insecure-registry",
+                    ])
                     .arg(format!("{host}/m/signed@{digest}")),
             );
             (out, format!("m/signed:{}.sig", digest.replace(':', "-")))
@@ -195,8 +221,20 @@ fn push(content: Content, registry: &Registry, fx: &Fixture) -> (Output, String)
 fn stored(registry: &Registry, repo_tag: &str) -> bool {
     let (repo, tag) = repo_tag.rsplit_once(':').unwrap();
     let url = format!("{}/v2/{repo}/manifests/{tag}", registry.url());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async { reqwest::Client::new().head(url).send().await.unwrap().status().as_u16() == 200 })
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .head(url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            == 200
+    })
 }
 
 /// `None`: accepted. `Some(t)`: refused, and the client output names `t`.
@@ -214,12 +252,30 @@ fn policy_matrix() -> Vec<(&'static str, String, [Expect; 8])> {
         (
             "general off",
             "FEATURE_GENERAL_OCI_SUPPORT: false\n".into(),
-            [ok, ok, ok, ok, Some(COSIGN_LAYER), Some(SIF_CONFIG), Some(SIF_CONFIG), Some(CUSTOM_TYPE)],
+            [
+                ok,
+                ok,
+                ok,
+                ok,
+                Some(COSIGN_LAYER),
+                Some(SIF_CONFIG),
+                Some(SIF_CONFIG),
+                Some(CUSTOM_TYPE),
+            ],
         ),
         (
             "general and helm off",
             "FEATURE_GENERAL_OCI_SUPPORT: false\nFEATURE_HELM_OCI_SUPPORT: false\n".into(),
-            [ok, ok, ok, Some(HELM_CONFIG), Some(COSIGN_LAYER), Some(SIF_CONFIG), Some(SIF_CONFIG), Some(CUSTOM_TYPE)],
+            [
+                ok,
+                ok,
+                ok,
+                Some(HELM_CONFIG),
+                Some(COSIGN_LAYER),
+                Some(SIF_CONFIG),
+                Some(SIF_CONFIG),
+                Some(CUSTOM_TYPE),
+            ],
         ),
         (
             "helm off",
@@ -229,12 +285,30 @@ fn policy_matrix() -> Vec<(&'static str, String, [Expect; 8])> {
         (
             "allowlist: Singularity only",
             sif_only,
-            [ok, ok, ok, ok, Some(COSIGN_LAYER), ok, Some("application/octet-stream"), Some(CUSTOM_TYPE)],
+            [
+                ok,
+                ok,
+                ok,
+                ok,
+                Some(COSIGN_LAYER),
+                ok,
+                Some("application/octet-stream"),
+                Some(CUSTOM_TYPE),
+            ],
         ),
         (
             "allowlist: cosign only",
             cosign_only,
-            [ok, ok, ok, ok, ok, Some(SIF_CONFIG), Some(SIF_CONFIG), Some(CUSTOM_TYPE)],
+            [
+                ok,
+                ok,
+                ok,
+                ok,
+                ok,
+                Some(SIF_CONFIG),
+                Some(SIF_CONFIG),
+                Some(CUSTOM_TYPE),
+            ],
         ),
     ]
 }
@@ -264,7 +338,12 @@ fn every_content_against_every_policy() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} cells wrong:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} cells wrong:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 fn custom_push_accepted(registry: &Registry, fx: &Fixture, tag: &str) -> bool {
@@ -311,7 +390,11 @@ fn policy_follows_the_file_without_a_restart() {
     registry.write_config("FEATURE_GENERAL_OCI_SUPPORT: [not, a, bool]\n");
     std::thread::sleep(Duration::from_secs(3));
     assert!(!custom_push_accepted(&registry, &fx, "still-refused"));
-    assert!(registry.log_text().contains("FEATURE_GENERAL_OCI_SUPPORT"), "{}", registry.log_text());
+    assert!(
+        registry.log_text().contains("FEATURE_GENERAL_OCI_SUPPORT"),
+        "{}",
+        registry.log_text()
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -201,6 +201,57 @@ fn remove_if_present(path: &Path) -> std::io::Result<bool> {
     Ok(not_found_is_none(fs::remove_file(path))?.is_some())
 }
 
+/// Chunks in flight between the request and the disk thread.
+const PIPELINE_DEPTH: usize = 8;
+
+/// A blocking thread that writes what it is sent at `offset` onwards.
+fn write_in_background(
+    file: fs::File,
+    offset: u64,
+) -> (
+    tokio::sync::mpsc::Sender<Bytes>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
+        while let Some(chunk) = rx.blocking_recv() {
+            out.write_all(&chunk)?;
+        }
+        out.flush()
+    });
+    (tx, handle)
+}
+
+/// Stream `len` bytes of `file` from `start`, read by a blocking thread in
+/// large chunks (one task per blob rather than one per read).
+fn read_in_background(file: fs::File, start: u64, len: u64) -> ByteStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIPELINE_DEPTH);
+    tokio::task::spawn_blocking(move || {
+        let mut file = file;
+        if let Err(e) = file.seek(SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut remaining = len;
+        while remaining > 0 {
+            let want = remaining.min(IO_CHUNK as u64) as usize;
+            let mut buf = vec![0u8; want];
+            let result = file.read_exact(&mut buf).map(|()| Bytes::from(buf));
+            let failed = result.is_err();
+            if tx.blocking_send(result).is_err() || failed {
+                return; // client gone, or the error was passed on
+            }
+            remaining -= want as u64;
+        }
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
 /// Run blocking filesystem work off the async threads.
 async fn blocking<T, F>(f: F) -> StorageResult<T>
 where
@@ -264,19 +315,12 @@ impl Storage for FilesystemStorage {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> StorageResult<ByteStream> {
-        let mut file = tokio::fs::File::open(self.blob_path(digest)).await?;
-        let stream: ByteStream = match range {
-            None => Box::pin(tokio_util::io::ReaderStream::with_capacity(file, IO_CHUNK)),
-            Some(range) => {
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                file.seek(SeekFrom::Start(range.start)).await?;
-                Box::pin(tokio_util::io::ReaderStream::with_capacity(
-                    file.take(range.len()),
-                    IO_CHUNK,
-                ))
-            }
+        let file = fs::File::open(self.blob_path(digest))?;
+        let (start, len) = match range {
+            Some(r) => (r.start, r.len()),
+            None => (0, file.metadata()?.len()),
         };
-        Ok(stream)
+        Ok(read_in_background(file, start, len))
     }
 
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
@@ -335,12 +379,8 @@ impl Storage for FilesystemStorage {
         let session = self.session(id);
         let mut cache = session.lock().await;
         let (dir, _) = self.check_upload(repo, id)?;
-        let data_path = dir.join("data");
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .open(&data_path)
-            .await?;
-        let start = file.metadata().await?.len();
+        let file = fs::OpenOptions::new().write(true).open(dir.join("data"))?;
+        let start = file.metadata()?.len();
         if let Some(claimed) = expected_offset
             && claimed != start
         {
@@ -356,27 +396,42 @@ impl Storage for FilesystemStorage {
             _ => None,
         };
         let before = hasher.clone();
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-        file.seek(SeekFrom::Start(start)).await?;
-        let mut writer = tokio::io::BufWriter::with_capacity(IO_CHUNK, file);
+        // Receiving and hashing happen here while a blocking thread writes,
+        // so the network, the hash and the disk overlap.
+        let (tx, writer) = write_in_background(file, start);
         let mut written: u64 = 0;
-        let outcome: StorageResult<()> = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(StorageError::Body)?;
-                writer.write_all(&chunk).await?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
+        let mut outcome: StorageResult<()> = Ok(());
+        while let Some(chunk) = body.next().await {
+            match chunk {
+                Ok(chunk) => {
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&chunk);
+                    }
+                    written += chunk.len() as u64;
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
                 }
-                written += chunk.len() as u64;
+                Err(e) => {
+                    outcome = Err(StorageError::Body(e));
+                    break;
+                }
             }
-            writer.flush().await?;
-            Ok(())
         }
-        .await;
+        drop(tx);
+        let write_result = writer
+            .await
+            .map_err(|e| std::io::Error::other(format!("writer thread: {e}")))
+            .and_then(|r| r);
+        if let Err(e) = write_result {
+            outcome = outcome.and(Err(StorageError::Io(e)));
+        }
         if let Err(e) = outcome {
             // Roll the session back to where this request found it.
-            let file = writer.into_inner();
-            file.set_len(start).await?;
+            fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("data"))?
+                .set_len(start)?;
             cache.hasher = before.map(|h| (start, h));
             return Err(e);
         }
