@@ -205,6 +205,14 @@ fn remove_if_present(path: &Path) -> std::io::Result<bool> {
     Ok(not_found_is_none(fs::remove_file(path))?.is_some())
 }
 
+/// Blobs up to this size are served from one read.
+const SMALL_BLOB: u64 = 256 * 1024;
+
+enum Opened {
+    Small(Bytes),
+    Large(fs::File, u64, u64),
+}
+
 /// Chunks in flight between the request and the disk thread.
 const PIPELINE_DEPTH: usize = 8;
 
@@ -328,12 +336,28 @@ impl Storage for FilesystemStorage {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> StorageResult<ByteStream> {
-        let file = fs::File::open(self.blob_path(digest))?;
-        let (start, len) = match range {
-            Some(r) => (r.start, r.len()),
-            None => (0, file.metadata()?.len()),
-        };
-        Ok(read_in_background(file, start, len))
+        let path = self.blob_path(digest);
+        // Small blobs (configs, signatures) are read whole in one blocking
+        // call; large ones stream from mapped windows.
+        let opened = blocking(move || {
+            let mut file = fs::File::open(path)?;
+            let (start, len) = match range {
+                Some(r) => (r.start, r.len()),
+                None => (0, file.metadata()?.len()),
+            };
+            if len > SMALL_BLOB {
+                return Ok(Opened::Large(file, start, len));
+            }
+            file.seek(SeekFrom::Start(start))?;
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut file).take(len).read_to_end(&mut buf)?;
+            Ok(Opened::Small(Bytes::from(buf)))
+        })
+        .await?;
+        Ok(match opened {
+            Opened::Small(bytes) => Box::pin(futures::stream::once(async move { Ok(bytes) })),
+            Opened::Large(file, start, len) => read_in_background(file, start, len),
+        })
     }
 
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
