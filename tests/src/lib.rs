@@ -2,6 +2,7 @@
 //! a free loopback port, find the third-party tools `make tools-test`
 //! built, and run them with their output kept for failure messages.
 
+pub mod clients;
 pub mod oci;
 
 use std::net::TcpListener;

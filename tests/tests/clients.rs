@@ -2,16 +2,10 @@
 //! built at pinned versions by `make tools-test`.
 
 use std::path::Path;
-use std::process::Command;
 
+use quarry_e2e::clients::{crane, helm, oras, skopeo};
 use quarry_e2e::oci::write_image_layout;
-use quarry_e2e::{Registry, run, run_text, sha256, tool};
-
-fn skopeo() -> Command {
-    let mut c = Command::new(tool("skopeo"));
-    c.arg("--insecure-policy");
-    c
-}
+use quarry_e2e::{Registry, run, run_text, sha256};
 
 fn raw_manifest(registry: &Registry, reference: &str) -> Vec<u8> {
     run(skopeo()
@@ -119,12 +113,6 @@ fn skopeo_pushes_and_pulls_docker_schema1() {
     assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), raw);
 }
 
-fn oras(dir: &Path) -> Command {
-    let mut c = Command::new(tool("oras"));
-    c.current_dir(dir).env("HOME", dir);
-    c
-}
-
 #[test]
 fn oras_pushes_pulls_attaches_and_discovers_through_the_referrers_api() {
     let registry = Registry::start();
@@ -198,12 +186,6 @@ fn oras_pushes_pulls_attaches_and_discovers_through_the_referrers_api() {
     assert_eq!(tags["tags"], serde_json::json!(["v1"]));
 }
 
-fn crane(dir: &Path) -> Command {
-    let mut c = Command::new(tool("crane"));
-    c.current_dir(dir).env("HOME", dir);
-    c
-}
-
 #[test]
 fn crane_push_pull_copy_ls_digest_delete() {
     let registry = Registry::start();
@@ -258,16 +240,6 @@ fn crane_push_pull_copy_ls_digest_delete() {
         run_text(crane(dir).args(["digest", "--insecure"]).arg(&app)).trim(),
         image.manifest_digest
     );
-}
-
-fn helm(dir: &Path) -> Command {
-    let mut c = Command::new(tool("helm"));
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
-        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
-        .env("HELM_DATA_HOME", dir.join(".helm/data"));
-    c
 }
 
 #[test]

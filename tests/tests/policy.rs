@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use quarry_e2e::clients::{cosign, crane, helm, oras, skopeo};
 use quarry_e2e::oci::{Compression, write_image_layout_with};
-use quarry_e2e::{Registry, run, run_text, tool};
+use quarry_e2e::{Registry, run, run_text};
 
 const SIF_CONFIG: &str = "application/vnd.sylabs.sif.config.v1+json";
 const SIF_LAYER: &str = "application/vnd.sylabs.sif.layer.v1+tar";
@@ -47,45 +48,6 @@ impl Fixture {
     fn root(&self) -> &Path {
         self.dir.path()
     }
-}
-
-fn helm(dir: &Path) -> Command {
-    let mut c = Command::new(tool("helm"));
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
-        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
-        .env("HELM_DATA_HOME", dir.join(".helm/data"));
-    c
-}
-
-fn cosign(dir: &Path) -> Command {
-    let mut c = Command::new(tool("cosign"));
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env("COSIGN_PASSWORD", "")
-        .env("COSIGN_YES", "true")
-        .env("SIGSTORE_NO_CACHE", "true")
-        .env("TUF_ROOT", dir.join(".sigstore"));
-    c
-}
-
-fn oras(dir: &Path) -> Command {
-    let mut c = Command::new(tool("oras"));
-    c.current_dir(dir).env("HOME", dir);
-    c
-}
-
-fn crane(dir: &Path) -> Command {
-    let mut c = Command::new(tool("crane"));
-    c.current_dir(dir).env("HOME", dir);
-    c
-}
-
-fn skopeo() -> Command {
-    let mut c = Command::new(tool("skopeo"));
-    c.arg("--insecure-policy");
-    c
 }
 
 fn output_of(cmd: &mut Command) -> Output {

@@ -2,38 +2,9 @@
 //! cosign signatures and oras artifacts with referrers, with the referrers
 //! API on and off (clients then fall back to the sha256-<hex> tag schema).
 
-use std::path::Path;
-use std::process::Command;
-
+use quarry_e2e::clients::{cosign, crane, helm, oras};
 use quarry_e2e::oci::write_image_layout;
-use quarry_e2e::{Registry, run, run_text, tool};
-
-fn helm(dir: &Path) -> Command {
-    let mut c = Command::new(tool("helm"));
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
-        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
-        .env("HELM_DATA_HOME", dir.join(".helm/data"));
-    c
-}
-
-fn cosign(dir: &Path) -> Command {
-    let mut c = Command::new(tool("cosign"));
-    c.current_dir(dir)
-        .env("HOME", dir)
-        .env("COSIGN_PASSWORD", "")
-        .env("COSIGN_YES", "true")
-        .env("SIGSTORE_NO_CACHE", "true")
-        .env("TUF_ROOT", dir.join(".sigstore"));
-    c
-}
-
-fn oras(dir: &Path) -> Command {
-    let mut c = Command::new(tool("oras"));
-    c.current_dir(dir).env("HOME", dir);
-    c
-}
+use quarry_e2e::{Registry, run, run_text};
 
 fn registries() -> Vec<(&'static str, Registry)> {
     vec![
@@ -76,8 +47,7 @@ fn cosign_sign_verify_triangulate() {
         let work = tempfile::tempdir().unwrap();
         let dir = work.path();
         let image = write_image_layout(&dir.join("layout"), "v1", 1, 16 * 1024);
-        run(Command::new(tool("crane"))
-            .env("HOME", dir)
+        run(crane(dir)
             .args(["push", "--insecure"])
             .arg(dir.join("layout"))
             .arg(format!("{}/signed/app:v1", registry.host())));

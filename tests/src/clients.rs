@@ -1,0 +1,49 @@
+//! Commands for the real registry clients, each confined to a working
+//! folder (its HOME, caches and config) so tests never share state.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::tool;
+
+/// helm with its cache, config and data under `dir`.
+pub fn helm(dir: &Path) -> Command {
+    let mut c = Command::new(tool("helm"));
+    c.current_dir(dir)
+        .env("HOME", dir)
+        .env("HELM_CACHE_HOME", dir.join(".helm/cache"))
+        .env("HELM_CONFIG_HOME", dir.join(".helm/config"))
+        .env("HELM_DATA_HOME", dir.join(".helm/data"));
+    c
+}
+
+/// cosign with an empty key password, no prompts and no shared TUF cache.
+pub fn cosign(dir: &Path) -> Command {
+    let mut c = Command::new(tool("cosign"));
+    c.current_dir(dir)
+        .env("HOME", dir)
+        .env("COSIGN_PASSWORD", "")
+        .env("COSIGN_YES", "true")
+        .env("SIGSTORE_NO_CACHE", "true")
+        .env("TUF_ROOT", dir.join(".sigstore"));
+    c
+}
+
+pub fn oras(dir: &Path) -> Command {
+    let mut c = Command::new(tool("oras"));
+    c.current_dir(dir).env("HOME", dir);
+    c
+}
+
+pub fn crane(dir: &Path) -> Command {
+    let mut c = Command::new(tool("crane"));
+    c.current_dir(dir).env("HOME", dir);
+    c
+}
+
+/// skopeo without a signature policy file (tests copy unsigned content).
+pub fn skopeo() -> Command {
+    let mut c = Command::new(tool("skopeo"));
+    c.arg("--insecure-policy");
+    c
+}
