@@ -7,7 +7,7 @@ TOOLS := hack/tools.sh
 REGISTRY_ADDR ?= 127.0.0.1:5000
 REGISTRY_DATA ?= ./quarry-data
 
-.PHONY: help build run test test-unit test-e2e tools tools-test tools-bench bench fmt lint
+.PHONY: help build run test test-unit test-e2e tools tools-test tools-k8s tools-bench bench fmt lint crds
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,12 @@ tools: ## Build every third-party test and benchmark tool (cached outside the re
 tools-test: ## Build the tools `make test` needs
 	$(TOOLS) install test
 
+tools-k8s: ## Build the local control plane (etcd, kube-apiserver, controller manager, scheduler, kubectl, kwok)
+	$(TOOLS) install k8s
+
+crds: ## Regenerate crds/ from the Rust types
+	$(CARGO) run --locked -q -p quarry-operator --bin crdgen > crds/quarryregistries.quarry.dev.yaml
+
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench
 
@@ -43,8 +49,9 @@ test: tools-test lint ## Everything CI proves: lint, unit and e2e tests, with a 
 	awk '/^test result:/ {p += $$4; f += $$6} END {printf "tests: %d passed, %d failed\n", p, f}' target/test-output.log; \
 	exit $$status
 
-test-unit: ## Unit and handler tests
+test-unit: ## Unit and handler tests, CRD freshness
 	$(CARGO) test --workspace --locked --lib --bins
+	$(CARGO) test --locked -p quarry-operator --tests
 
 test-e2e: tools-test ## Black-box tests: the real binary driven by real clients
 	$(CARGO) build --locked -p quarry-registry

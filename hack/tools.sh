@@ -6,7 +6,7 @@
 # folder and are moved into place whole, so an interrupted build leaves
 # nothing half-made.
 #
-#   hack/tools.sh install test|bench|all   build what is missing
+#   hack/tools.sh install test|k8s|bench|all   build what is missing
 #   hack/tools.sh path NAME                 print a tool's binary path
 #   hack/tools.sh env                       print export QUARRY_TOOL_<NAME>=<path> lines
 set -euo pipefail
@@ -24,6 +24,11 @@ CRANE_VERSION=v0.22.1
 HELM_VERSION=v3.22.0
 COSIGN_VERSION=v2.6.5
 DISTRIBUTION_VERSION=v3.1.2
+# The local control plane: one Kubernetes version, matching the
+# k8s-openapi feature the operator is built with (v1_37).
+KUBERNETES_VERSION=v1.37.2
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
 
 CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
 TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
@@ -32,6 +37,7 @@ export CGO_ENABLED=0
 
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo)
 BENCH_TOOLS=(distribution nginx wrk ab)
+K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
 
@@ -44,8 +50,11 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     distribution) echo "$DISTRIBUTION_VERSION" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok) echo "$KWOK_VERSION" ;;
     skopeo | nginx | wrk | ab) echo debian ;;
-    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]})" ;;
+    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]})" ;;
   esac
 }
 
@@ -110,6 +119,40 @@ build_conformance() { # out_file version kind(test|main) [expected_sum]
   rm -rf "$src"
 }
 
+# k8s.io/kubernetes requires its staging modules at v0.0.0 (they live in
+# its own tree); a throwaway module that builds its commands must replace
+# each with the published v0.<minor>.<patch>.
+kubernetes_module() { # dir
+  local dir=$1 gomod staging v
+  gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  [ -f "$gomod" ] || die "cannot download k8s.io/kubernetes@$KUBERNETES_VERSION"
+  v="v0.${KUBERNETES_VERSION#v1.}"
+  staging=$(awk '$2 == "v0.0.0" && $1 ~ /^k8s.io\// {print $1}' "$gomod" | sort -u)
+  {
+    echo "module quarry.local/k8s-tools"
+    echo
+    echo "go $(awk '$1 == "go" {print $2; exit}' "$gomod")"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    for m in $staging; do echo "replace $m => $m $v"; done
+  } >"$dir/go.mod"
+  (cd "$dir" && go mod download k8s.io/kubernetes) || die "resolving k8s.io/kubernetes@$KUBERNETES_VERSION failed"
+}
+
+# Build a main package inside a throwaway module that requires `module`.
+build_in_module() { # out_file module version package [prepare_fn]
+  local out=$1 module=$2 version=$3 package=$4 prepare=${5:-} dir
+  dir=$(mktemp -d)
+  if [ -n "$prepare" ]; then
+    "$prepare" "$dir"
+  else
+    printf 'module quarry.local/tool\n\ngo 1.24\n\nrequire %s %s\n' "$module" "$version" >"$dir/go.mod"
+  fi
+  (cd "$dir" && go build -ldflags="-s -w" -o "$out" "$package") || die "building $package@$version failed"
+  rm -rf "$dir"
+}
+
 install_one() {
   local name=$1 version target tmp start
   version=$(version_of "$name")
@@ -136,6 +179,11 @@ install_one() {
       go_install "$tmp" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
       mv "$tmp/registry" "$tmp/distribution"
       ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+      build_in_module "$tmp/$name" k8s.io/kubernetes "$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/$name" kubernetes_module
+      ;;
+    etcd) build_in_module "$tmp/$name" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;
+    kwok) build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
   esac
   [ -x "$tmp/$name" ] || die "build of $name produced no binary"
   rm -rf "$(dirname "$target")"
@@ -150,8 +198,9 @@ case "$cmd" in
     case "$group" in
       test) tools=("${TEST_TOOLS[@]}") ;;
       bench) tools=("${BENCH_TOOLS[@]}") ;;
-      all) tools=("${TEST_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
-      *) die "install takes test, bench or all, not '$group'" ;;
+      k8s) tools=("${K8S_TOOLS[@]}") ;;
+      all) tools=("${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
+      *) die "install takes test, k8s, bench or all, not '$group'" ;;
     esac
     mkdir -p "$TOOLS_DIR"
     started=$SECONDS
@@ -165,7 +214,7 @@ case "$cmd" in
     echo "$p"
     ;;
   env)
-    for t in "${TEST_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
+    for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
       p=$(bin_path "$t")
       if [ -x "$p" ]; then
         v=$(tr 'a-z-' 'A-Z_' <<<"$t")

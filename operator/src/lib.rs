@@ -1,4 +1,11 @@
-//! Quarry operator: reconciles `QuarryRegistry` resources into a running
-//! registry. The reconciler arrives with the operator issue; this crate
-//! already depends on the registry library so that both share one
-//! `RegistryConfig` type.
+//! Quarry operator: reconciles `QuarryRegistry` resources into running
+//! registries. The pipeline is dereference -> validate -> build -> apply ->
+//! status; `validate` and `build` are pure and unit-tested.
+
+pub mod build;
+pub mod controller;
+pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod validate;

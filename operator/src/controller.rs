@@ -1,0 +1,87 @@
+//! Wiring: which changes wake which resource.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+
+use crate::crd::QuarryRegistry;
+use crate::reconcile::{Context, error_policy, reconcile};
+
+/// Run the controller until the stream ends (shutdown).
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
+    let client = ctx.client.clone();
+    let api = |c: kube::Client| -> Api<QuarryRegistry> {
+        match &namespace {
+            Some(ns) => Api::namespaced(c, ns),
+            None => Api::all(c),
+        }
+    };
+    fn owned<K>(client: kube::Client, ns: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        }
+    }
+    let owned_cfg =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=quarry-operator");
+    let controller = Controller::new(api(client.clone()), watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(
+            owned::<Deployment>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<Service>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<ServiceAccount>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<PersistentVolumeClaim>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(owned::<Secret>(client.clone(), &namespace), owned_cfg)
+        // The user's bundle Secret is not ours: map it to the resources
+        // that reference it, so an edit is reconciled within seconds.
+        .watches(
+            owned::<Secret>(client.clone(), &namespace),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let ns = secret.namespace();
+                let name = secret.name_any();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|cr| {
+                        cr.namespace() == ns
+                            && cr.spec.config_bundle_secret.as_deref() == Some(&name)
+                    })
+                    .map(|cr| ObjectRef::from_obj(&*cr))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => {
+                    tracing::debug!(name = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+}

@@ -1,0 +1,204 @@
+//! The `QuarryRegistry` custom resource (`quarry.dev/v1alpha1`). Doc
+//! comments here become the descriptions `kubectl explain` shows.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A Quarry OCI registry: what it accepts, how it runs, and which optional
+/// components the operator manages for it.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "quarry.dev",
+    version = "v1alpha1",
+    kind = "QuarryRegistry",
+    namespaced,
+    shortname = "qreg",
+    status = "QuarryRegistryStatus",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Endpoint","type":"string","jsonPath":".status.registryEndpoint"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".status.currentVersion"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarryRegistrySpec {
+    /// Which kinds of OCI content the registry accepts. Each field maps to
+    /// one of Red Hat Quay's FEATURE_* keys; unset fields keep the bundle's
+    /// value, else the default (true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+
+    /// Artifacts the registry accepts, by artifact type (the manifest's
+    /// artifactType, else its config media type) -> allowed layer media
+    /// types. Maps to ALLOWED_OCI_ARTIFACT_TYPES. When set, every other
+    /// artifact is refused (container images and Helm charts are not
+    /// artifacts here: they follow their own switches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_artifact_types: Option<BTreeMap<String, Vec<String>>>,
+
+    /// Host name (and optional :port) clients use to reach the registry.
+    /// Maps to SERVER_HOSTNAME.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$"))]
+    pub server_hostname: Option<String>,
+
+    /// Name of a Secret in this namespace whose key config.yaml holds a
+    /// Quay-style registry configuration. Typed fields of this resource win
+    /// over the bundle; conflicts and unknown keys are reported in status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_bundle_secret: Option<String>,
+
+    /// Components the operator manages, as in QuayRegistry. Kinds not listed
+    /// get their defaults (reported in status.components).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
+
+    /// Registry version (image tag) to run. Defaults to the operator's own
+    /// version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Switches for kinds of OCI content.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    /// Accept OCI artifacts beyond container images and Helm charts
+    /// (FEATURE_GENERAL_OCI_SUPPORT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_artifacts: Option<bool>,
+    /// Accept Helm charts (FEATURE_HELM_OCI_SUPPORT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<bool>,
+    /// Serve the OCI referrers API (FEATURE_REFERRERS_API). When false,
+    /// clients fall back to sha256-<hex> tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrers: Option<bool>,
+}
+
+/// A component of the registry deployment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    /// Which component.
+    pub kind: ComponentKind,
+    /// Whether the operator creates and owns it.
+    pub managed: bool,
+    /// Adjustments of the managed component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<Overrides>,
+}
+
+/// Component kinds.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentKind {
+    /// The registry Deployment (always managed).
+    Registry,
+    /// Storage: managed = a PersistentVolumeClaim; unmanaged = an emptyDir
+    /// (data is lost with the pod; for trials only).
+    Storage,
+    /// TLS certificates (not supported by this version yet).
+    Tls,
+    /// OpenShift Route (not supported by this version yet).
+    Route,
+    /// Kubernetes Ingress (not supported by this version yet).
+    Ingress,
+    /// HorizontalPodAutoscaler (not supported by this version yet).
+    Hpa,
+    /// ServiceMonitor for Prometheus (not supported by this version yet).
+    Monitoring,
+}
+
+impl ComponentKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ComponentKind::Registry => "registry",
+            ComponentKind::Storage => "storage",
+            ComponentKind::Tls => "tls",
+            ComponentKind::Route => "route",
+            ComponentKind::Ingress => "ingress",
+            ComponentKind::Hpa => "hpa",
+            ComponentKind::Monitoring => "monitoring",
+        }
+    }
+}
+
+/// Overrides of a managed component. Fields that do not apply to a
+/// component are refused with a ConfigValid=False condition.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Overrides {
+    /// Registry pods to run (registry). More than one needs shared storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub replicas: Option<i32>,
+    /// Compute resources of the registry container (registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Extra environment variables of the registry container (registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// Node selector of the registry pods (registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the registry pods (registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Extra labels on the component's objects and pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Extra annotations on the component's objects and pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Size of the volume (storage), e.g. 50Gi. Default 10Gi.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<String>,
+    /// StorageClass of the volume (storage). Default: the cluster's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+/// What the operator observed and decided. Never written into spec.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuarryRegistryStatus {
+    /// Ready, Progressing, ConfigValid, and Component<Kind>Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Where clients reach the registry (host:port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_endpoint: Option<String>,
+    /// Registry version running with the current configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+    /// The components in effect, defaults included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<EffectiveComponent>,
+    /// Non-fatal findings: unknown bundle keys, bundle values overridden by
+    /// typed fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Hash of the rendered registry configuration in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+}
+
+/// A component as the operator runs it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveComponent {
+    pub kind: ComponentKind,
+    pub managed: bool,
+    /// "spec" when the resource says so, "default" otherwise.
+    pub source: String,
+}

@@ -1,0 +1,369 @@
+//! The reconcile pipeline: dereference -> validate -> build -> apply ->
+//! status. Only dereference, apply and status talk to the API server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{self, Desired, FIELD_MANAGER};
+use crate::crd::{QuarryRegistry, QuarryRegistryStatus};
+use crate::metrics::OperatorMetrics;
+use crate::validate::{self, Bundle, FieldError, Plan};
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<OperatorMetrics>,
+    /// Image repository of the registry; the tag is the version.
+    pub image_repository: String,
+    /// Version run when the resource names none.
+    pub default_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("resource has no namespace")]
+    NoNamespace,
+    #[error("rendering objects: {0:#}")]
+    Build(anyhow::Error),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Reconcile one resource.
+pub async fn reconcile(cr: Arc<QuarryRegistry>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_inner(&cr, &ctx).await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed(), result.is_ok());
+    result
+}
+
+async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, Error> {
+    let ns = cr.namespace().ok_or(Error::NoNamespace)?;
+    let bundle = dereference(cr, &ctx.client, &ns).await?;
+    let plan = match validate::validate(&cr.spec, &bundle, &ctx.default_version) {
+        Ok(plan) => plan,
+        Err(errors) => {
+            // Invalid input never touches what runs: only status changes.
+            write_status(cr, ctx, &ns, invalid_status(cr, &errors)).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let desired = build::build(cr, &plan, &ctx.image_repository).map_err(Error::Build)?;
+    apply_all(&ctx.client, &ns, &desired, &ctx.metrics).await?;
+    let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
+        .get_opt(&build::registry_name(cr))
+        .await?;
+    let status = valid_status(cr, &plan, &desired, deployment.as_ref());
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    write_status(cr, ctx, &ns, status).await?;
+    // Owned-object watches wake us on rollout progress; the periodic
+    // requeue is a safety net only.
+    Ok(Action::requeue(if ready {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(30)
+    }))
+}
+
+/// Read what the resource points at.
+async fn dereference(cr: &QuarryRegistry, client: &Client, ns: &str) -> Result<Bundle, Error> {
+    let Some(name) = &cr.spec.config_bundle_secret else {
+        return Ok(Bundle::None);
+    };
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await?;
+    Ok(match secret {
+        None => Bundle::Missing(format!("Secret {name:?} not found in namespace {ns}")),
+        Some(s) => {
+            let from_data = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get("config.yaml"))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+            let from_string = s
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get("config.yaml"))
+                .cloned();
+            match from_data.or(from_string) {
+                Some(text) => Bundle::Found(text),
+                None => Bundle::Missing(format!("Secret {name:?} has no key config.yaml")),
+            }
+        }
+    })
+}
+
+async fn apply<K>(
+    client: &Client,
+    ns: &str,
+    obj: &K,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api = Api::<K>::namespaced(client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
+    metrics.applies.inc();
+    Ok(())
+}
+
+/// Server-side apply in dependency order. A storage component switched off
+/// does not delete its PersistentVolumeClaim: data is never removed by a
+/// spec change (delete the claim yourself when you mean it).
+async fn apply_all(
+    client: &Client,
+    ns: &str,
+    d: &Desired,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error> {
+    apply::<ServiceAccount>(client, ns, &d.service_account, metrics).await?;
+    apply::<Secret>(client, ns, &d.config_secret, metrics).await?;
+    if let Some(pvc) = &d.pvc {
+        apply::<PersistentVolumeClaim>(client, ns, pvc, metrics).await?;
+    }
+    apply::<Deployment>(client, ns, &d.deployment, metrics).await?;
+    apply::<Service>(client, ns, &d.service, metrics).await?;
+    Ok(())
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Time(Timestamp::now()),
+    }
+}
+
+fn invalid_status(cr: &QuarryRegistry, errors: &[FieldError]) -> QuarryRegistryStatus {
+    let g = cr.meta().generation;
+    let message = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut status = cr.status.clone().unwrap_or_default();
+    status.observed_generation = g;
+    upsert(
+        &mut status.conditions,
+        condition("ConfigValid", false, "ConfigInvalid", message, g),
+    );
+    upsert(
+        &mut status.conditions,
+        condition(
+            "Progressing",
+            false,
+            "RolloutBlocked",
+            "the resource is invalid; the registry keeps running with its last valid configuration"
+                .into(),
+            g,
+        ),
+    );
+    status
+}
+
+fn valid_status(
+    cr: &QuarryRegistry,
+    plan: &Plan,
+    desired: &Desired,
+    deployment: Option<&Deployment>,
+) -> QuarryRegistryStatus {
+    let g = cr.meta().generation;
+    let mut status = cr.status.clone().unwrap_or_default();
+    status.observed_generation = g;
+    status.registry_endpoint = Some(build::endpoint(cr, plan));
+    status.components = plan.components.clone();
+    status.warnings = plan.warnings.clone();
+    status.config_hash = Some(desired.config_hash.clone());
+
+    // Rolled out = the Deployment controller has seen our latest template
+    // and every replica runs it and is available.
+    let (rolled_out, available, detail) = match deployment {
+        None => (false, false, "Deployment not found".to_string()),
+        Some(d) => {
+            let want = plan.replicas;
+            let s = d.status.clone().unwrap_or_default();
+            let seen = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+            let updated = s.updated_replicas.unwrap_or(0);
+            let avail = s.available_replicas.unwrap_or(0);
+            let total = s.replicas.unwrap_or(0);
+            let rolled = seen && updated == want && total == want;
+            (
+                rolled,
+                rolled && avail >= want,
+                format!("{updated}/{want} replicas updated, {avail} available"),
+            )
+        }
+    };
+    let ready = rolled_out && available;
+    if ready {
+        status.current_version = Some(plan.version.clone());
+    }
+    upsert(
+        &mut status.conditions,
+        condition(
+            "ConfigValid",
+            true,
+            "ConfigValid",
+            "the resource and its config bundle are valid".into(),
+            g,
+        ),
+    );
+    upsert(
+        &mut status.conditions,
+        condition(
+            "Progressing",
+            !ready,
+            if ready {
+                "RolloutComplete"
+            } else {
+                "RollingOut"
+            },
+            detail.clone(),
+            g,
+        ),
+    );
+    upsert(
+        &mut status.conditions,
+        condition(
+            "ComponentRegistryReady",
+            ready,
+            if ready { "Available" } else { "NotAvailable" },
+            detail.clone(),
+            g,
+        ),
+    );
+    upsert(
+        &mut status.conditions,
+        condition(
+            "Ready",
+            ready,
+            if ready {
+                "RegistryAvailable"
+            } else {
+                "RegistryNotAvailable"
+            },
+            if ready {
+                format!("registry {} serves the current configuration", plan.version)
+            } else {
+                detail
+            },
+            g,
+        ),
+    );
+    status
+}
+
+/// Insert or replace a condition, keeping its transition time when the
+/// status did not change (so an unchanged world writes nothing).
+fn upsert(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(old) => {
+            if old.status == new.status {
+                new.last_transition_time = old.last_transition_time.clone();
+            }
+            *old = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+/// Write status only when it changed, and publish an Event for each
+/// condition that flipped.
+async fn write_status(
+    cr: &QuarryRegistry,
+    ctx: &Context,
+    ns: &str,
+    status: QuarryRegistryStatus,
+) -> Result<(), Error> {
+    let old = cr.status.clone().unwrap_or_default();
+    if old == status {
+        return Ok(());
+    }
+    let api = Api::<QuarryRegistry>::namespaced(ctx.client.clone(), ns);
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(
+        &cr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    ctx.metrics.status_writes.inc();
+    for c in &status.conditions {
+        let before = old.conditions.iter().find(|o| o.type_ == c.type_);
+        if before.map(|b| &b.status) != Some(&c.status)
+            && matches!(c.type_.as_str(), "Ready" | "ConfigValid")
+        {
+            let event = Event {
+                type_: if c.status == "True" {
+                    EventType::Normal
+                } else {
+                    EventType::Warning
+                },
+                reason: c.reason.clone(),
+                note: Some(truncate(&c.message, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
+                tracing::warn!(error = %e, "could not publish event");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Failed reconciles are logged, counted and retried with a pause.
+pub fn error_policy(cr: Arc<QuarryRegistry>, error: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(name = %cr.name_any(), namespace = ?cr.namespace(), error = %error, "reconcile failed");
+    ctx.metrics.errors.inc();
+    Action::requeue(Duration::from_secs(10))
+}
