@@ -42,7 +42,7 @@ crds: ## Regenerate crds/ from the Rust types
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench
 
-test: tools-test lint ## Everything CI proves: lint, unit and e2e tests, with a one-line total
+test: tools-test tools-k8s lint ## Everything CI proves: lint, unit and e2e tests, with a one-line total
 	@mkdir -p target
 	@set -o pipefail; $(MAKE) --no-print-directory test-unit test-e2e 2>&1 | tee target/test-output.log; \
 	status=$$?; \
@@ -53,8 +53,8 @@ test-unit: ## Unit and handler tests, CRD freshness
 	$(CARGO) test --workspace --locked --lib --bins
 	$(CARGO) test --locked -p quarry-operator --tests
 
-test-e2e: tools-test ## Black-box tests: the real binary driven by real clients
-	$(CARGO) build --locked -p quarry-registry
+test-e2e: tools-test tools-k8s ## Black-box tests: the real binaries, real clients, a real control plane
+	$(CARGO) build --locked -p quarry-registry -p quarry-operator
 	eval "$$($(TOOLS) env)" && $(CARGO) test --locked -p quarry-e2e -- --test-threads=2
 
 bench: tools-bench ## Compare throughput with CNCF distribution and zot (report in docs/benchmarks.md)

@@ -183,7 +183,18 @@ install_one() {
       build_in_module "$tmp/$name" k8s.io/kubernetes "$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/$name" kubernetes_module
       ;;
     etcd) build_in_module "$tmp/$name" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;
-    kwok) build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok ;;
+    kwok)
+      build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
+      # kwok ships its standard stages (node ready + heartbeat, pod ready,
+      # pod delete) in its module; gather them into one --config file.
+      local kwok_dir
+      kwok_dir=$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+      for f in node/fast/node-initialize.yaml node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        [ -f "$kwok_dir/kustomize/stage/$f" ] || die "kwok stage $f missing from the module"
+        cat "$kwok_dir/kustomize/stage/$f"
+        echo "---"
+      done >"$tmp/stages.yaml"
+      ;;
   esac
   [ -x "$tmp/$name" ] || die "build of $name produced no binary"
   rm -rf "$(dirname "$target")"

@@ -5,7 +5,10 @@ use kube::CustomResourceExt;
 #[test]
 fn checked_in_crd_matches_the_types() {
     let generated = serde_norway::to_string(&quarry_operator::crd::QuarryRegistry::crd()).unwrap();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/quarryregistries.quarry.dev.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/quarryregistries.quarry.dev.yaml"
+    );
     let checked_in = std::fs::read_to_string(path).unwrap();
     assert!(
         generated == checked_in,
@@ -19,7 +22,9 @@ fn every_spec_field_has_a_description() {
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
     for (field, schema) in spec.as_object().unwrap() {
         assert!(
-            schema["description"].as_str().is_some_and(|d| !d.is_empty()),
+            schema["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
             "spec.{field} has no description for kubectl explain"
         );
     }

@@ -1,0 +1,338 @@
+//! A real Kubernetes control plane on loopback for tests and `make run`:
+//! etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+//! (one simulated node whose pods become Running and Ready), built by
+//! `make tools-k8s`. Everything stops when the `ControlPlane` is dropped,
+//! and — through PR_SET_PDEATHSIG — when the process that started it dies.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{free_port, tool};
+
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+    pub kubeconfig: PathBuf,
+    pub api_port: u16,
+}
+
+/// Start `cmd` so that it is killed when this process dies.
+fn spawn_tied(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::File::create(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork
+    // and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().with_context(|| format!("starting {cmd:?}"))
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("{what} not ready after {timeout:?}")
+}
+
+const NODE_YAML: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-0
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: kwok-node-0
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "500"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "500"}
+"#;
+
+impl ControlPlane {
+    pub fn start() -> anyhow::Result<ControlPlane> {
+        let dir = tempfile::Builder::new()
+            .prefix("quarry-cluster-")
+            .tempdir()?;
+        let root = dir.path().to_path_buf();
+        let mut cp = ControlPlane {
+            dir,
+            children: Vec::new(),
+            kubeconfig: root.join("kubeconfig"),
+            api_port: free_port(),
+        };
+        let certs = root.join("certs");
+        std::fs::create_dir_all(&certs)?;
+        let sa_key = root.join("sa.key");
+        let sa_pub = root.join("sa.pub");
+        for args in [
+            vec![
+                "genrsa",
+                "-out",
+                sa_key.to_str().unwrap_or_default(),
+                "2048",
+            ],
+            vec![
+                "rsa",
+                "-in",
+                sa_key.to_str().unwrap_or_default(),
+                "-pubout",
+                "-out",
+                sa_pub.to_str().unwrap_or_default(),
+            ],
+        ] {
+            let st = Command::new("openssl")
+                .args(&args)
+                .stderr(Stdio::null())
+                .status()?;
+            anyhow::ensure!(st.success(), "openssl {args:?} failed");
+        }
+        let token = format!("quarry-{:x}", rand::random::<u64>());
+        std::fs::write(
+            root.join("tokens.csv"),
+            format!("{token},admin,admin,\"system:masters\"\n"),
+        )?;
+
+        let etcd_port = free_port();
+        let mut etcd = Command::new(tool("etcd"));
+        etcd.arg("--data-dir")
+            .arg(root.join("etcd"))
+            .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
+            .arg(format!(
+                "--listen-peer-urls=http://127.0.0.1:{}",
+                free_port()
+            ))
+            .arg("--unsafe-no-fsync")
+            .arg("--log-level=error");
+        cp.spawn("etcd", etcd)?;
+
+        let mut api = Command::new(tool("kube-apiserver"));
+        api.arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
+            .arg(format!("--secure-port={}", cp.api_port))
+            .arg("--bind-address=127.0.0.1")
+            .arg("--advertise-address=127.0.0.1")
+            // Loopback cannot be published as the kubernetes Service endpoint.
+            .arg("--endpoint-reconciler-type=none")
+            .arg(format!("--cert-dir={}", certs.display()))
+            .arg(format!(
+                "--token-auth-file={}",
+                root.join("tokens.csv").display()
+            ))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
+            .arg(format!("--service-account-key-file={}", sa_pub.display()))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                sa_key.display()
+            ))
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--allow-privileged=true")
+            .arg("--v=0");
+        cp.spawn("kube-apiserver", api)?;
+
+        std::fs::write(
+            &cp.kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:{}\n    insecure-skip-tls-verify: true\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: local\n  context: {{cluster: local, user: admin}}\ncurrent-context: local\n",
+                cp.api_port
+            ),
+        )?;
+        let mut gone = None;
+        wait_for("kube-apiserver", Duration::from_secs(90), || {
+            gone = cp.exited();
+            gone.is_some()
+                || cp
+                    .kubectl()
+                    .args(["get", "--raw", "/readyz"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+        })
+        .with_context(|| cp.logs("kube-apiserver"))?;
+        if let Some(name) = gone {
+            bail!("{name} exited during start-up\n{}", cp.logs(&name));
+        }
+
+        let mut kcm = Command::new(tool("kube-controller-manager"));
+        kcm.arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                sa_key.display()
+            ))
+            .arg(format!(
+                "--root-ca-file={}",
+                certs.join("apiserver.crt").display()
+            ))
+            .arg("--leader-elect=false")
+            .arg("--use-service-account-credentials=false")
+            .arg("--secure-port=0")
+            .arg("--concurrent-deployment-syncs=10")
+            .arg("--concurrent-replicaset-syncs=10")
+            .arg("--v=0");
+        cp.spawn("kube-controller-manager", kcm)?;
+        let mut sched = Command::new(tool("kube-scheduler"));
+        sched
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .arg("--leader-elect=false")
+            .arg("--secure-port=0")
+            .arg("--v=0");
+        cp.spawn("kube-scheduler", sched)?;
+        let kwok_bin = tool("kwok");
+        let stages = kwok_bin.with_file_name("stages.yaml");
+        let mut kwok = Command::new(&kwok_bin);
+        kwok.arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .arg(format!("--config={}", stages.display()))
+            .arg("--manage-all-nodes=false")
+            .arg("--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake")
+            .arg("--cidr=10.244.0.0/16")
+            .arg("--node-ip=10.244.0.1");
+        cp.spawn("kwok", kwok)?;
+
+        cp.apply_yaml(NODE_YAML)?;
+        wait_for("the kwok node", Duration::from_secs(60), || {
+            cp.kubectl()
+                .args([
+                    "get",
+                    "node",
+                    "kwok-node-0",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])
+                .output()
+                .map(|o| o.stdout == b"True")
+                .unwrap_or(false)
+        })
+        .with_context(|| cp.logs("kwok"))?;
+        wait_for(
+            "the default service account",
+            Duration::from_secs(60),
+            || {
+                cp.kubectl()
+                    .args(["get", "serviceaccount", "default", "-n", "default"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+            },
+        )
+        .with_context(|| cp.logs("kube-controller-manager"))?;
+        Ok(cp)
+    }
+
+    /// The first component that is no longer running, if any.
+    fn exited(&mut self) -> Option<String> {
+        for (name, child) in self.children.iter_mut() {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Some(name.clone());
+            }
+        }
+        None
+    }
+
+    fn spawn(&mut self, name: &str, cmd: Command) -> anyhow::Result<()> {
+        let child = spawn_tied(cmd, &self.log_path(name))?;
+        self.children.push((name.to_string(), child));
+        Ok(())
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// The last lines of a component's log (for failure messages).
+    pub fn logs(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "--- {name} log (tail)\n{}",
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        )
+    }
+
+    /// Folder for files that live as long as the control plane.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// kubectl against this control plane.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(tool("kubectl"));
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--request-timeout=20s");
+        c
+    }
+
+    /// `kubectl apply -f -` with `yaml`.
+    pub fn apply_yaml(&self, yaml: &str) -> anyhow::Result<String> {
+        use std::io::Write;
+        let mut child = self
+            .kubectl()
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(yaml.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "kubectl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Start a process tied to the control plane's lifetime (an operator).
+    pub fn start_process(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<u32> {
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        self.spawn(name, cmd)?;
+        Ok(self
+            .children
+            .last()
+            .map(|(_, c)| c.id())
+            .unwrap_or_default())
+    }
+
+    /// Stop a process started with `start_process`.
+    pub fn stop_process(&mut self, name: &str) {
+        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut child) = self.children.remove(pos);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        // Reverse order: clients first, etcd last.
+        while let Some((_, mut child)) = self.children.pop() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! The operator against a real control plane (etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler, kwok). One control plane serves
+//! the whole scenario, which runs step by step in one test so that its
+//! processes are stopped when it ends, pass or fail.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use quarry_e2e::clients::{helm, oras};
+use quarry_e2e::cluster::ControlPlane;
+use quarry_e2e::{Registry, free_port, run, workspace_root};
+
+struct Scenario {
+    cp: ControlPlane,
+    operator_metrics: u16,
+}
+
+impl Scenario {
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.cp.kubectl().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.cp.logs("operator")
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn kubectl_ok(&self, args: &[&str]) -> Option<String> {
+        let out = self.cp.kubectl().args(args).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn jsonpath(&self, ns: &str, what: &str, path: &str) -> String {
+        self.kubectl_ok(&["get", "-n", ns, what, "-o", &format!("jsonpath={path}")])
+            .unwrap_or_default()
+    }
+
+    fn condition(&self, ns: &str, name: &str, type_: &str) -> (String, String) {
+        let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
+        (
+            self.jsonpath(ns, &format!("qreg/{name}"), &format!("{base}.status}}")),
+            self.jsonpath(ns, &format!("qreg/{name}"), &format!("{base}.message}}")),
+        )
+    }
+
+    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if f() {
+                return started.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "{what}: not after {timeout:?}\n{}",
+            self.cp.logs("operator")
+        );
+    }
+
+    fn wait_ready(&self, ns: &str, name: &str) -> Duration {
+        self.wait(
+            &format!("{ns}/{name} Ready"),
+            Duration::from_secs(120),
+            || {
+                self.condition(ns, name, "Ready").0 == "True"
+                    && self.jsonpath(ns, &format!("qreg/{name}"), "{.status.observedGeneration}")
+                        == self.jsonpath(ns, &format!("qreg/{name}"), "{.metadata.generation}")
+            },
+        )
+    }
+
+    fn config_yaml(&self, ns: &str, name: &str) -> String {
+        let b64 = self.jsonpath(
+            ns,
+            &format!("secret/{name}-config"),
+            "{.data.config\\.yaml}",
+        );
+        let out = Command::new("base64").arg("-d").stdin_bytes(b64.as_bytes());
+        String::from_utf8(out).unwrap()
+    }
+
+    fn start_operator(&mut self) {
+        let mut cmd = Command::new(workspace_root().join("target/debug/quarry-operator"));
+        cmd.args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{}", self.operator_metrics),
+        ])
+        .args(["--registry-image", "example.invalid/quarry-registry"])
+        .args(["--leader-election-namespace", "default"])
+        .env("RUST_LOG", "info,kube=warn");
+        self.cp.start_process("operator", cmd).unwrap();
+    }
+
+    fn resource_versions(&self, ns: &str, objects: &[&str]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{o}={}",
+                    self.jsonpath(ns, o, "{.metadata.resourceVersion}")
+                )
+            })
+            .collect()
+    }
+
+    fn patch(&self, ns: &str, name: &str, patch: &str) {
+        self.kubectl(&[
+            "patch",
+            "-n",
+            ns,
+            &format!("qreg/{name}"),
+            "--type",
+            "merge",
+            "-p",
+            patch,
+        ]);
+    }
+}
+
+trait StdinBytes {
+    fn stdin_bytes(&mut self, input: &[u8]) -> Vec<u8>;
+}
+
+impl StdinBytes for Command {
+    fn stdin_bytes(&mut self, input: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = self
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap().stdout
+    }
+}
+
+fn pv(name: &str, dir: &std::path::Path) -> String {
+    format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
+        dir.join(name).display()
+    )
+}
+
+#[test]
+fn operator_end_to_end() {
+    let cp = ControlPlane::start().expect("control plane starts");
+    let mut s = Scenario {
+        cp,
+        operator_metrics: free_port(),
+    };
+    let crd = workspace_root().join("crds/quarryregistries.quarry.dev.yaml");
+    s.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
+    s.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/quarryregistries.quarry.dev",
+        "--timeout=30s",
+    ]);
+    for i in 0..3 {
+        s.cp.apply_yaml(&pv(&format!("pv-{i}"), s.cp.dir()))
+            .unwrap();
+    }
+    s.start_operator();
+    for ns in ["alpha", "beta"] {
+        s.kubectl(&["create", "namespace", ns]);
+    }
+
+    // --- create: every object, the mapped config, Ready through kwok ----------
+    let minimal = workspace_root().join("deploy/examples/minimal.yaml");
+    let created = Instant::now();
+    s.kubectl(&["apply", "-n", "alpha", "-f", minimal.to_str().unwrap()]);
+    s.wait_ready("alpha", "registry");
+    eprintln!("create -> Ready: {:?}", created.elapsed());
+    for object in [
+        "serviceaccount/registry-registry",
+        "secret/registry-config",
+        "deployment/registry-registry",
+        "service/registry-registry",
+        "pvc/registry-data",
+    ] {
+        let owner = s.jsonpath("alpha", object, "{.metadata.ownerReferences[0].kind}");
+        assert_eq!(
+            owner, "QuarryRegistry",
+            "{object} is not owned by the resource"
+        );
+    }
+    assert_eq!(
+        s.jsonpath("alpha", "pvc/registry-data", "{.status.phase}"),
+        "Bound"
+    );
+    let config = s.config_yaml("alpha", "registry");
+    assert!(
+        config.contains("FEATURE_HELM_OCI_SUPPORT: true"),
+        "{config}"
+    );
+    assert_eq!(
+        s.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
+        "registry-registry.alpha.svc:5000"
+    );
+
+    // --- no writes when nothing changed: across resyncs and a restart ---------
+    let watched = [
+        "qreg/registry",
+        "deployment/registry-registry",
+        "secret/registry-config",
+        "service/registry-registry",
+        "serviceaccount/registry-registry",
+        "pvc/registry-data",
+    ];
+    let before = s.resource_versions("alpha", &watched);
+    std::thread::sleep(Duration::from_secs(3));
+    s.cp.stop_process("operator");
+    s.start_operator();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(
+        before,
+        s.resource_versions("alpha", &watched),
+        "an unchanged resource caused writes"
+    );
+
+    // --- toggle Helm: config and pod-template hash change, a rollout, Ready ----
+    let hash_before = s.jsonpath(
+        "alpha",
+        "deployment/registry-registry",
+        "{.spec.template.metadata.annotations.quarry\\.dev/config-hash}",
+    );
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"features":{"helm":false}}}"#,
+    );
+    s.wait(
+        "config secret with Helm off",
+        Duration::from_secs(30),
+        || {
+            s.config_yaml("alpha", "registry")
+                .contains("FEATURE_HELM_OCI_SUPPORT: false")
+        },
+    );
+    let hash_after = s.jsonpath(
+        "alpha",
+        "deployment/registry-registry",
+        "{.spec.template.metadata.annotations.quarry\\.dev/config-hash}",
+    );
+    assert_ne!(
+        hash_before, hash_after,
+        "config change did not change the pod template"
+    );
+    s.wait("a second ReplicaSet", Duration::from_secs(30), || {
+        s.kubectl(&[
+            "get",
+            "rs",
+            "-n",
+            "alpha",
+            "-l",
+            "app.kubernetes.io/instance=registry",
+            "-o",
+            "name",
+        ])
+        .lines()
+        .count()
+            == 2
+    });
+    s.wait_ready("alpha", "registry");
+
+    // --- the rendered config drives the real registry ---------------------------
+    let registry = Registry::start_with(
+        Some(&s.config_yaml("alpha", "registry")),
+        &[("QUARRY_RELOAD_INTERVAL_SECONDS", "1")],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    run(helm(dir).args(["create", "demo"]));
+    run(helm(dir).args(["package", "demo"]));
+    std::fs::write(dir.join("sif.json"), "{}").unwrap();
+    std::fs::write(dir.join("image.sif"), "sif").unwrap();
+    std::fs::write(dir.join("notes.txt"), "notes").unwrap();
+    let helm_push = || {
+        helm(dir)
+            .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+            .arg(format!("oci://{}/charts", registry.host()))
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!helm_push(), "Helm chart accepted with features.helm=false");
+    let sync_config = |s: &Scenario, needle: &str| {
+        s.wait(
+            &format!("config secret with {needle}"),
+            Duration::from_secs(30),
+            || s.config_yaml("alpha", "registry").contains(needle),
+        );
+        registry.write_config(&s.config_yaml("alpha", "registry"));
+        std::thread::sleep(Duration::from_millis(2500));
+    };
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"features":{"helm":true}}}"#,
+    );
+    sync_config(&s, "FEATURE_HELM_OCI_SUPPORT: true");
+    assert!(helm_push(), "Helm chart refused with features.helm=true");
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"allowedArtifactTypes":{"application/vnd.sylabs.sif.config.v1+json":["application/vnd.sylabs.sif.layer.v1+tar"]}}}"#,
+    );
+    sync_config(&s, "application/vnd.sylabs.sif.layer.v1+tar");
+    let sif = oras(dir)
+        .args([
+            "push",
+            "--plain-http",
+            "--config",
+            "sif.json:application/vnd.sylabs.sif.config.v1+json",
+        ])
+        .arg(format!("{}/sif/app:v1", registry.host()))
+        .arg("image.sif:application/vnd.sylabs.sif.layer.v1+tar")
+        .output()
+        .unwrap();
+    assert!(
+        sif.status.success(),
+        "Singularity refused: {}",
+        String::from_utf8_lossy(&sif.stderr)
+    );
+    let custom = oras(dir)
+        .args([
+            "push",
+            "--plain-http",
+            "--artifact-type",
+            "application/x-custom",
+        ])
+        .arg(format!("{}/custom/app:v1", registry.host()))
+        .arg("notes.txt:text/plain")
+        .output()
+        .unwrap();
+    assert!(
+        !custom.status.success(),
+        "an artifact outside allowedArtifactTypes was accepted"
+    );
+    drop(registry);
+
+    // --- the bundle Secret is watched ------------------------------------------
+    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: bundle, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_REFERRERS_API: false\\n\"\n").unwrap();
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"configBundleSecret":"bundle"}}"#,
+    );
+    s.wait("bundle applied", Duration::from_secs(30), || {
+        s.config_yaml("alpha", "registry")
+            .contains("FEATURE_REFERRERS_API: false")
+    });
+    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: bundle, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_REFERRERS_API: true\\nDATABASE_SECRET_KEY: x\\n\"\n").unwrap();
+    let took = s.wait("bundle edit reconciled", Duration::from_secs(30), || {
+        s.config_yaml("alpha", "registry")
+            .contains("FEATURE_REFERRERS_API: true")
+    });
+    assert!(took < Duration::from_secs(5), "bundle edit took {took:?}");
+    s.wait(
+        "unknown bundle key reported",
+        Duration::from_secs(10),
+        || {
+            s.jsonpath("alpha", "qreg/registry", "{.status.warnings}")
+                .contains("DATABASE_SECRET_KEY")
+        },
+    );
+
+    // --- a deleted owned object comes back ---------------------------------------
+    let uid = s.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
+    s.kubectl(&["delete", "-n", "alpha", "service/registry-registry"]);
+    s.wait("service recreated", Duration::from_secs(30), || {
+        let now = s.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
+        !now.is_empty() && now != uid
+    });
+    s.wait_ready("alpha", "registry");
+
+    // --- invalid input: precise condition, nothing running changes, others go on
+    let running = s.resource_versions(
+        "alpha",
+        &["deployment/registry-registry", "secret/registry-config"],
+    );
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"allowedArtifactTypes":{"not-a-media-type":["text/plain"]}}}"#,
+    );
+    s.wait("ConfigValid=False", Duration::from_secs(30), || {
+        let (status, message) = s.condition("alpha", "registry", "ConfigValid");
+        status == "False" && message.contains("spec.allowedArtifactTypes[not-a-media-type]")
+    });
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"configBundleSecret":"missing"}}"#,
+    );
+    s.wait("missing bundle reported", Duration::from_secs(30), || {
+        s.condition("alpha", "registry", "ConfigValid")
+            .1
+            .contains("Secret \"missing\" not found")
+    });
+    let beta = "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: other, namespace: beta}\nspec:\n  components:\n  - {kind: storage, managed: false}\n";
+    s.cp.apply_yaml(beta).unwrap();
+    s.wait_ready("beta", "other");
+    assert_eq!(
+        running,
+        s.resource_versions(
+            "alpha",
+            &["deployment/registry-registry", "secret/registry-config"]
+        ),
+        "an invalid resource changed what runs"
+    );
+    s.kubectl(&["patch", "-n", "alpha", "qreg/registry", "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/allowedArtifactTypes"},{"op":"remove","path":"/spec/configBundleSecret"}]"#]);
+    s.wait_ready("alpha", "registry");
+    assert_eq!(s.condition("alpha", "registry", "ConfigValid").0, "True");
+
+    // --- events and metrics --------------------------------------------------------
+    let events = s.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "alpha",
+        "--field-selector",
+        "involvedObject.name=registry",
+        "-o",
+        "jsonpath={.items[*].reason}",
+    ]);
+    assert!(
+        events.contains("ConfigInvalid") && events.contains("RegistryAvailable"),
+        "{events}"
+    );
+    let metrics = reqwest_get(&format!("http://127.0.0.1:{}/metrics", s.operator_metrics));
+    assert!(
+        metrics.contains("quarry_operator_reconciles_total"),
+        "{metrics}"
+    );
+
+    // --- delete: owned objects are garbage-collected -------------------------------
+    s.kubectl(&["delete", "-n", "alpha", "qreg/registry"]);
+    s.wait("owned objects collected", Duration::from_secs(60), || {
+        s.kubectl_ok(&["get", "-n", "alpha", "deployment/registry-registry"])
+            .is_none()
+            && s.kubectl_ok(&["get", "-n", "alpha", "secret/registry-config"])
+                .is_none()
+    });
+}
+
+fn reqwest_get(url: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+}
