@@ -7,7 +7,7 @@ TOOLS := hack/tools.sh
 REGISTRY_ADDR ?= 127.0.0.1:5000
 REGISTRY_DATA ?= ./quarry-data
 
-.PHONY: help build run test test-unit test-e2e tools tools-test tools-k8s tools-bench bench fmt lint crds
+.PHONY: help build run run-registry test test-unit test-e2e tools tools-test tools-k8s tools-bench bench fmt lint crds
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -15,16 +15,12 @@ help: ## List targets
 build: ## Build all crates (debug)
 	$(CARGO) build --workspace --locked
 
-run: ## Run the registry on 127.0.0.1:5000 with data in ./quarry-data
+run: tools-k8s ## The whole product locally: control plane, operator, example QuarryRegistry, registry on 127.0.0.1:5000
+	$(CARGO) build --locked -p quarry-registry -p quarry-operator -p quarry-e2e --bin quarry-local
+	eval "$$($(TOOLS) env)" && QUARRY_LISTEN=$(REGISTRY_ADDR) QUARRY_DATA=$(REGISTRY_DATA) ./target/debug/quarry-local
+
+run-registry: ## Only the registry, on 127.0.0.1:5000 with data in ./quarry-data
 	$(CARGO) build --locked -p quarry-registry --release
-	@echo ""
-	@echo "Quarry registry: http://$(REGISTRY_ADDR)  (data in $(REGISTRY_DATA); Ctrl-C stops it)"
-	@echo "Try it from another shell:"
-	@echo "  curl -s http://$(REGISTRY_ADDR)/v2/_catalog"
-	@echo "  skopeo copy --dest-tls-verify=false docker-archive:image.tar docker://$(REGISTRY_ADDR)/demo/app:1.0"
-	@echo "  oras push --plain-http $(REGISTRY_ADDR)/demo/notes:v1 README.md"
-	@echo "  helm push mychart-0.1.0.tgz oci://$(REGISTRY_ADDR)/charts --plain-http"
-	@echo ""
 	./target/release/quarry-registry --listen $(REGISTRY_ADDR) --storage-path $(REGISTRY_DATA)
 
 tools: ## Build every third-party test and benchmark tool (cached outside the repo)

@@ -1,0 +1,201 @@
+//! `make run`: the whole product on this machine. A local control plane
+//! (etcd, kube-apiserver, controller manager, scheduler, kwok), the CRD,
+//! the operator, the minimal example QuarryRegistry, and the registry
+//! process running the configuration the operator rendered — kept in step
+//! with the Secret, so editing the resource changes the registry's policy.
+//! Ctrl-C stops everything.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use quarry_e2e::cluster::ControlPlane;
+use quarry_e2e::workspace_root;
+
+const NAMESPACE: &str = "default";
+const NAME: &str = "registry";
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
+    let out = cp.kubectl().args(args).output()?;
+    if !out.status.success() {
+        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn rendered_config(cp: &ControlPlane) -> anyhow::Result<String> {
+    let b64 = kubectl(
+        cp,
+        &[
+            "get",
+            "-n",
+            NAMESPACE,
+            &format!("secret/{NAME}-config"),
+            "-o",
+            "jsonpath={.data.config\\.yaml}",
+        ],
+    )?;
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64.trim())?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+fn main() -> anyhow::Result<()> {
+    let listen = std::env::var("QUARRY_LISTEN").unwrap_or_else(|_| "127.0.0.1:5000".into());
+    let data =
+        PathBuf::from(std::env::var("QUARRY_DATA").unwrap_or_else(|_| "./quarry-data".into()));
+    let started = Instant::now();
+    eprintln!(
+        "starting the local control plane (etcd, kube-apiserver, controller manager, scheduler, kwok)…"
+    );
+    let mut cp = ControlPlane::start()?;
+    let root = workspace_root();
+    kubectl(
+        &cp,
+        &[
+            "apply",
+            "-f",
+            root.join("crds/quarryregistries.quarry.dev.yaml")
+                .to_str()
+                .unwrap_or_default(),
+        ],
+    )?;
+    kubectl(
+        &cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/quarryregistries.quarry.dev",
+            "--timeout=30s",
+        ],
+    )?;
+    cp.apply_yaml(&format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: local-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
+        cp.dir().join("pv").display()
+    ))?;
+    let mut operator = Command::new(root.join("target/debug/quarry-operator"));
+    operator
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .env("RUST_LOG", "info,kube=warn");
+    cp.start_process("operator", operator)?;
+    kubectl(
+        &cp,
+        &[
+            "apply",
+            "-n",
+            NAMESPACE,
+            "-f",
+            root.join("deploy/examples/minimal.yaml")
+                .to_str()
+                .unwrap_or_default(),
+        ],
+    )?;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = kubectl(
+            &cp,
+            &[
+                "get",
+                "-n",
+                NAMESPACE,
+                &format!("qreg/{NAME}"),
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+        .unwrap_or_default();
+        if ready == "True" {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the QuarryRegistry did not become Ready\n{}",
+                cp.logs("operator")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The registry runs here, with the operator's rendered config; storage
+    // is redirected to a local folder (the pod's volume path is not ours).
+    let config_path = cp.dir().join("registry-config.yaml");
+    let mut config = rendered_config(&cp)?;
+    std::fs::write(&config_path, &config)?;
+    let mut registry = Command::new(root.join("target/debug/quarry-registry"));
+    registry
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--listen", &listen])
+        .arg("--storage-path")
+        .arg(&data)
+        .args(["--reload-interval-seconds", "1"]);
+    cp.start_process("registry", registry)
+        .context("starting quarry-registry")?;
+
+    let kubeconfig = cp.kubeconfig.display().to_string();
+    println!();
+    println!("Quarry is running ({:.0?}).", started.elapsed());
+    println!(
+        "  registry:    http://{listen}   (data in {})",
+        data.display()
+    );
+    println!("  kubeconfig:  {kubeconfig}");
+    println!();
+    println!("Try, from another shell:");
+    println!("  export KUBECONFIG={kubeconfig}");
+    println!("  kubectl get qreg                      # Ready, endpoint, version");
+    println!("  kubectl describe qreg {NAME}          # conditions and events");
+    println!(
+        "  helm create demo && helm package demo && helm push demo-0.1.0.tgz oci://{listen}/charts --plain-http"
+    );
+    println!(
+        "  kubectl patch qreg {NAME} --type merge -p '{{\"spec\":{{\"features\":{{\"helm\":false}}}}}}'"
+    );
+    println!("  # …and the same helm push is now refused, naming FEATURE_HELM_OCI_SUPPORT");
+    println!("  oras push --plain-http {listen}/demo/notes:v1 README.md:text/plain");
+    println!();
+    println!(
+        "Ctrl-C stops everything. Component logs: {}",
+        cp.dir().display()
+    );
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc_on(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
+    }
+    // Keep the local registry's file in step with the Secret.
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_secs(1));
+        if let Ok(now) = rendered_config(&cp)
+            && now != config
+        {
+            std::fs::write(&config_path, &now)?;
+            eprintln!("the operator rendered a new configuration; the registry reloads it");
+            config = now;
+        }
+    }
+    eprintln!("stopping…");
+    drop(cp);
+    Ok(())
+}
+
+/// Run `f` on SIGINT or SIGTERM.
+fn ctrlc_on(f: impl Fn() + Send + 'static) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        });
+        f();
+    });
+    Ok(())
+}
