@@ -53,8 +53,9 @@ test-e2e: tools-test tools-k8s ## Black-box tests: the real binaries, real clien
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator
 	eval "$$($(TOOLS) env)" && $(CARGO) test --locked -p quarry-e2e -- --test-threads=2
 
-bench: tools-bench ## Compare throughput with CNCF distribution and zot (report in docs/benchmarks.md)
-	$(CARGO) build --locked -p quarry-registry --release
+bench: tools-bench tools-k8s ## Registry vs CNCF distribution, and operator convergence (report in docs/benchmarks.md)
+	$(CARGO) build --locked -p quarry-registry -p quarry-operator --release
+	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench
 	eval "$$($(TOOLS) env)" && hack/bench.sh
 
 fmt: ## Format the code

@@ -198,4 +198,8 @@ report="$root/docs/benchmarks.md"
   echo "| idle RSS MiB | $(mib "$q_idle") | $(mib "$d_idle") | | | quarry < 20 |"
   echo "| peak RSS MiB during ${blob_mb} MiB push | $(mib "$q_peak") | $(mib "$d_peak") | | | quarry < 64 |"
 } >"$report"
+log "operator: create -> Ready, 100 resources, no-op resync"
+if [ -x "$root/target/debug/quarry-operator-bench" ]; then
+  { echo; "$root/target/debug/quarry-operator-bench"; } >>"$report"
+fi
 cat "$report"
