@@ -14,6 +14,10 @@ use k8s_openapi::api::core::v1::{
     Secret, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
     Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -39,6 +43,7 @@ pub struct Desired {
     pub pvc: Option<PersistentVolumeClaim>,
     pub deployment: Deployment,
     pub service: Service,
+    pub ingress: Option<Ingress>,
     pub config_hash: String,
     pub image: String,
 }
@@ -298,12 +303,53 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         }),
         ..Service::default()
     };
+    let ingress = match (&plan.ingress, &plan.registry_config.server_hostname) {
+        (Some(o), Some(host)) => {
+            let mut metadata = meta(cr, registry_name(cr), "ingress", plan);
+            if let Some(extra) = &o.labels {
+                let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+                for (k, v) in extra {
+                    labels.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            metadata.annotations = o.annotations.clone();
+            Some(Ingress {
+                metadata,
+                spec: Some(IngressSpec {
+                    rules: Some(vec![IngressRule {
+                        // The Ingress host has no port.
+                        host: Some(host.split(':').next().unwrap_or(host).to_string()),
+                        http: Some(HTTPIngressRuleValue {
+                            paths: vec![HTTPIngressPath {
+                                path: Some("/".into()),
+                                path_type: "Prefix".into(),
+                                backend: IngressBackend {
+                                    service: Some(IngressServiceBackend {
+                                        name: registry_name(cr),
+                                        port: Some(ServiceBackendPort {
+                                            name: Some("http".into()),
+                                            number: None,
+                                        }),
+                                    }),
+                                    resource: None,
+                                },
+                            }],
+                        }),
+                    }]),
+                    ..IngressSpec::default()
+                }),
+                ..Ingress::default()
+            })
+        }
+        _ => None,
+    };
     Ok(Desired {
         service_account,
         config_secret,
         pvc,
         deployment,
         service,
+        ingress,
         config_hash,
         image,
     })
@@ -361,7 +407,25 @@ mod tests {
         );
         assert!(config.contains(DATA_DIR), "{config}");
         assert!(d.pvc.is_some());
+        assert!(d.ingress.is_none());
         assert_eq!(endpoint(&cr, &plan), "demo-registry.ns.svc:5000");
+    }
+
+    #[test]
+    fn managed_ingress_routes_the_host_to_the_service() {
+        let cr = cr(
+            "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: demo, namespace: ns}\nspec:\n  serverHostname: registry.example.com:443\n  components: [{kind: ingress, managed: true, overrides: {annotations: {a: b}}}]\n",
+        );
+        let plan = validate(&cr.spec, &Bundle::None, "v").unwrap();
+        let d = build(&cr, &plan, "img").unwrap();
+        let ingress = d.ingress.unwrap();
+        assert_eq!(ingress.metadata.annotations.unwrap()["a"], "b");
+        let rule = &ingress.spec.unwrap().rules.unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("registry.example.com"));
+        let mut no_host = cr.clone();
+        no_host.spec.server_hostname = None;
+        let errors = validate(&no_host.spec, &Bundle::None, "v").unwrap_err();
+        assert_eq!(errors[0].path, "spec.serverHostname");
     }
 
     #[test]

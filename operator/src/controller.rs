@@ -5,6 +5,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -51,6 +52,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         )
         .owns(
             owned::<PersistentVolumeClaim>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<Ingress>(client.clone(), &namespace),
             owned_cfg.clone(),
         )
         .owns(owned::<Secret>(client.clone(), &namespace), owned_cfg)

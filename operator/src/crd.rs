@@ -55,6 +55,11 @@ pub struct QuarryRegistrySpec {
     /// Components the operator manages, as in QuayRegistry. Kinds not listed
     /// get their defaults (reported in status.components).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(c, c.kind != 'registry' || c.managed)", "message": "the registry component is always managed"},
+        {"rule": "self.all(x, self.filter(y, y.kind == x.kind).size() == 1)", "message": "each component kind may be listed once"}
+    ]))]
     pub components: Vec<Component>,
 
     /// Registry version (image tag) to run. Defaults to the operator's own
@@ -108,7 +113,9 @@ pub enum ComponentKind {
     Tls,
     /// OpenShift Route (not supported by this version yet).
     Route,
-    /// Kubernetes Ingress (not supported by this version yet).
+    /// Kubernetes Ingress for spec.serverHostname, routed to the registry
+    /// Service. Overrides: labels, annotations (e.g. the ingress class or
+    /// TLS settings of your controller).
     Ingress,
     /// HorizontalPodAutoscaler (not supported by this version yet).
     Hpa,

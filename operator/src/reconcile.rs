@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -152,6 +153,23 @@ async fn apply_all(
     }
     apply::<Deployment>(client, ns, &d.deployment, metrics).await?;
     apply::<Service>(client, ns, &d.service, metrics).await?;
+    match &d.ingress {
+        Some(ingress) => apply::<Ingress>(client, ns, ingress, metrics).await?,
+        None => {
+            // A component switched off: remove what we made, only if ours.
+            let name = d.service.metadata.name.clone().unwrap_or_default();
+            let api = Api::<Ingress>::namespaced(client.clone(), ns);
+            if let Some(existing) = api.get_opt(&name).await?
+                && existing
+                    .labels()
+                    .get("app.kubernetes.io/managed-by")
+                    .map(String::as_str)
+                    == Some(build::MANAGED_BY)
+            {
+                api.delete(&name, &DeleteParams::default()).await?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -32,6 +32,8 @@ pub struct Plan {
     pub registry_overrides: Overrides,
     /// `Some` when storage is managed (a PVC): its overrides.
     pub storage: Option<Overrides>,
+    /// `Some` when an Ingress is managed: its overrides.
+    pub ingress: Option<Overrides>,
     pub components: Vec<EffectiveComponent>,
     pub warnings: Vec<String>,
     pub version: String,
@@ -49,7 +51,11 @@ pub enum Bundle {
 }
 
 /// Kinds this version of the operator can run.
-const SUPPORTED: &[ComponentKind] = &[ComponentKind::Registry, ComponentKind::Storage];
+const SUPPORTED: &[ComponentKind] = &[
+    ComponentKind::Registry,
+    ComponentKind::Storage,
+    ComponentKind::Ingress,
+];
 
 pub fn validate(
     spec: &QuarryRegistrySpec,
@@ -185,7 +191,7 @@ pub fn validate(
             err(
                 &format!("{path}.kind"),
                 format!(
-                    "managed component {} is not supported by this operator version (supported: registry, storage)",
+                    "managed component {} is not supported by this operator version (supported: registry, storage, ingress)",
                     c.kind.name()
                 ),
             );
@@ -237,6 +243,21 @@ pub fn validate(
             .map(|(_, o)| o.clone())
             .unwrap_or_default()
     });
+    let ingress = components
+        .iter()
+        .any(|c| c.kind == ComponentKind::Ingress && c.managed)
+        .then(|| {
+            listed
+                .get(&ComponentKind::Ingress)
+                .map(|(_, o)| o.clone())
+                .unwrap_or_default()
+        });
+    if ingress.is_some() && spec.server_hostname.is_none() {
+        err(
+            "spec.serverHostname",
+            "a managed ingress needs the host name it serves: set spec.serverHostname".into(),
+        );
+    }
     let replicas = registry_overrides.replicas.unwrap_or(1);
     if replicas > 1 {
         err(
@@ -252,6 +273,7 @@ pub fn validate(
             replicas,
             registry_overrides,
             storage,
+            ingress,
             components,
             warnings,
             version: spec

@@ -380,6 +380,53 @@ fn operator_end_to_end() {
     });
     s.wait_ready("alpha", "registry");
 
+    // --- a managed Ingress follows the component switch --------------------------
+    s.patch("alpha", "registry", r#"{"spec":{"serverHostname":"registry.example.com","components":[{"kind":"ingress","managed":true,"overrides":{"annotations":{"example.com/class":"public"}}}]}}"#);
+    s.wait("ingress created", Duration::from_secs(30), || {
+        s.jsonpath(
+            "alpha",
+            "ingress/registry-registry",
+            "{.spec.rules[0].host}",
+        ) == "registry.example.com"
+    });
+    assert_eq!(
+        s.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
+        "registry.example.com"
+    );
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"components":[{"kind":"ingress","managed":false}]}}"#,
+    );
+    s.wait("ingress removed", Duration::from_secs(30), || {
+        s.kubectl_ok(&["get", "-n", "alpha", "ingress/registry-registry"])
+            .is_none()
+    });
+    s.wait_ready("alpha", "registry");
+
+    // --- what the schema can check, the API server refuses up front ------------
+    for (spec, message) in [
+        (
+            "components: [{kind: registry, managed: false}]",
+            "the registry component is always managed",
+        ),
+        (
+            "components: [{kind: storage, managed: true}, {kind: storage, managed: false}]",
+            "each component kind may be listed once",
+        ),
+        (
+            "components: [{kind: telemetry, managed: true}]",
+            "Unsupported value",
+        ),
+        ("serverHostname: 'not a host'", "should match"),
+    ] {
+        let yaml = format!(
+            "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: refused, namespace: alpha}}\nspec:\n  {spec}\n"
+        );
+        let err = s.cp.apply_yaml(&yaml).expect_err(spec).to_string();
+        assert!(err.contains(message), "{spec}: {err}");
+    }
+
     // --- invalid input: precise condition, nothing running changes, others go on
     let running = s.resource_versions(
         "alpha",
