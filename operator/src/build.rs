@@ -44,6 +44,10 @@ pub struct Desired {
     pub deployment: Deployment,
     pub service: Service,
     pub ingress: Option<Ingress>,
+    /// route.openshift.io/v1 Route, as JSON (the type is not in k8s-openapi).
+    pub route: Option<serde_json::Value>,
+    /// monitoring.coreos.com/v1 ServiceMonitor, as JSON.
+    pub service_monitor: Option<serde_json::Value>,
     pub config_hash: String,
     pub image: String,
 }
@@ -343,6 +347,46 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         }
         _ => None,
     };
+    let owner_json = serde_json::to_value(owner(cr))?;
+    let route = plan.route.as_ref().map(|o| {
+        let mut spec = serde_json::json!({
+            "to": {"kind": "Service", "name": registry_name(cr), "weight": 100},
+            "port": {"targetPort": "http"},
+            "tls": {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"},
+        });
+        if let Some(host) = &plan.registry_config.server_hostname {
+            spec["host"] =
+                serde_json::Value::String(host.split(':').next().unwrap_or(host).to_string());
+        }
+        serde_json::json!({
+            "apiVersion": "route.openshift.io/v1",
+            "kind": "Route",
+            "metadata": {
+                "name": registry_name(cr),
+                "namespace": cr.namespace(),
+                "labels": labels(cr, "route"),
+                "annotations": o.annotations.clone().unwrap_or_default(),
+                "ownerReferences": owner_json,
+            },
+            "spec": spec,
+        })
+    });
+    let service_monitor = plan.monitoring.as_ref().map(|_| {
+        serde_json::json!({
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "ServiceMonitor",
+            "metadata": {
+                "name": registry_name(cr),
+                "namespace": cr.namespace(),
+                "labels": labels(cr, "monitoring"),
+                "ownerReferences": owner_json,
+            },
+            "spec": {
+                "selector": {"matchLabels": selector_labels(cr)},
+                "endpoints": [{"port": "http", "path": "/metrics"}],
+            },
+        })
+    });
     Ok(Desired {
         service_account,
         config_secret,
@@ -350,6 +394,8 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         deployment,
         service,
         ingress,
+        route,
+        service_monitor,
         config_hash,
         image,
     })
@@ -383,7 +429,7 @@ mod tests {
     #[test]
     fn renders_the_objects_with_labels_owner_and_hash() {
         let cr = cr(MINIMAL);
-        let plan = validate(&cr.spec, &Bundle::None, "0.1.0").unwrap();
+        let plan = validate(&cr.spec, &Bundle::None, "0.1.0", Default::default()).unwrap();
         let d = build(&cr, &plan, "quay.io/quarry/registry").unwrap();
         assert_eq!(d.deployment.metadata.name.as_deref(), Some("demo-registry"));
         assert_eq!(d.image, "quay.io/quarry/registry:0.1.0");
@@ -416,7 +462,7 @@ mod tests {
         let cr = cr(
             "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: demo, namespace: ns}\nspec:\n  serverHostname: registry.example.com:443\n  components: [{kind: ingress, managed: true, overrides: {annotations: {a: b}}}]\n",
         );
-        let plan = validate(&cr.spec, &Bundle::None, "v").unwrap();
+        let plan = validate(&cr.spec, &Bundle::None, "v", Default::default()).unwrap();
         let d = build(&cr, &plan, "img").unwrap();
         let ingress = d.ingress.unwrap();
         assert_eq!(ingress.metadata.annotations.unwrap()["a"], "b");
@@ -424,14 +470,14 @@ mod tests {
         assert_eq!(rule.host.as_deref(), Some("registry.example.com"));
         let mut no_host = cr.clone();
         no_host.spec.server_hostname = None;
-        let errors = validate(&no_host.spec, &Bundle::None, "v").unwrap_err();
+        let errors = validate(&no_host.spec, &Bundle::None, "v", Default::default()).unwrap_err();
         assert_eq!(errors[0].path, "spec.serverHostname");
     }
 
     #[test]
     fn deterministic_and_hash_follows_config_only() {
         let a = cr(MINIMAL);
-        let plan = validate(&a.spec, &Bundle::None, "0.1.0").unwrap();
+        let plan = validate(&a.spec, &Bundle::None, "0.1.0", Default::default()).unwrap();
         let first = build(&a, &plan, "img").unwrap();
         assert_eq!(first, build(&a, &plan, "img").unwrap());
         let mut b = a.clone();
@@ -439,7 +485,7 @@ mod tests {
             helm: Some(false),
             ..Default::default()
         });
-        let plan_b = validate(&b.spec, &Bundle::None, "0.1.0").unwrap();
+        let plan_b = validate(&b.spec, &Bundle::None, "0.1.0", Default::default()).unwrap();
         let second = build(&b, &plan_b, "img").unwrap();
         assert_ne!(first.config_hash, second.config_hash);
         // The rendered config drives the real registry: it parses back.

@@ -111,7 +111,9 @@ pub enum ComponentKind {
     Storage,
     /// TLS certificates (not supported by this version yet).
     Tls,
-    /// OpenShift Route (not supported by this version yet).
+    /// OpenShift Route to the registry Service (edge TLS), for
+    /// spec.serverHostname or a generated host. Managed by default where
+    /// the route.openshift.io API exists.
     Route,
     /// Kubernetes Ingress for spec.serverHostname, routed to the registry
     /// Service. Overrides: labels, annotations (e.g. the ingress class or
@@ -119,7 +121,9 @@ pub enum ComponentKind {
     Ingress,
     /// HorizontalPodAutoscaler (not supported by this version yet).
     Hpa,
-    /// ServiceMonitor for Prometheus (not supported by this version yet).
+    /// A Prometheus Operator ServiceMonitor scraping the registry's
+    /// /metrics. Managed by default where the monitoring.coreos.com API
+    /// exists.
     Monitoring,
 }
 

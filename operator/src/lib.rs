@@ -3,6 +3,7 @@
 //! status; `validate` and `build` are pure and unit-tested.
 
 pub mod build;
+pub mod capabilities;
 pub mod controller;
 pub mod crd;
 pub mod leader;

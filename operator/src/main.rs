@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         metrics: metrics_state,
         image_repository: cli.registry_image.clone(),
         default_version: env!("CARGO_PKG_VERSION").to_string(),
+        apis: Default::default(),
     });
     let controller = quarry_operator::controller::run(ctx, cli.watch_namespace.clone());
     match &elector {

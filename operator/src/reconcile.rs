@@ -30,6 +30,8 @@ pub struct Context {
     pub image_repository: String,
     /// Version run when the resource names none.
     pub default_version: String,
+    /// Optional APIs of the cluster (Routes, ServiceMonitors).
+    pub apis: crate::capabilities::ApiCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +56,8 @@ pub async fn reconcile(cr: Arc<QuarryRegistry>, ctx: Arc<Context>) -> Result<Act
 async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, Error> {
     let ns = cr.namespace().ok_or(Error::NoNamespace)?;
     let bundle = dereference(cr, &ctx.client, &ns).await?;
-    let plan = match validate::validate(&cr.spec, &bundle, &ctx.default_version) {
+    let apis = ctx.apis.get(&ctx.client).await;
+    let plan = match validate::validate(&cr.spec, &bundle, &ctx.default_version, apis.offers()) {
         Ok(plan) => plan,
         Err(errors) => {
             // Invalid input never touches what runs: only status changes.
@@ -64,6 +67,29 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     };
     let desired = build::build(cr, &plan, &ctx.image_repository).map_err(Error::Build)?;
     apply_all(&ctx.client, &ns, &desired, &ctx.metrics).await?;
+    let name = build::registry_name(cr);
+    if let Some(ar) = &apis.route {
+        apply_or_remove_dynamic(
+            &ctx.client,
+            &ns,
+            ar,
+            &name,
+            desired.route.as_ref(),
+            &ctx.metrics,
+        )
+        .await?;
+    }
+    if let Some(ar) = &apis.service_monitor {
+        apply_or_remove_dynamic(
+            &ctx.client,
+            &ns,
+            ar,
+            &name,
+            desired.service_monitor.as_ref(),
+            &ctx.metrics,
+        )
+        .await?;
+    }
     let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::registry_name(cr))
         .await?;
@@ -167,6 +193,42 @@ async fn apply_all(
                     == Some(build::MANAGED_BY)
             {
                 api.delete(&name, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Apply an object of a type k8s-openapi does not have, or remove ours
+/// when its component is switched off.
+async fn apply_or_remove_dynamic(
+    client: &Client,
+    ns: &str,
+    ar: &kube::core::ApiResource,
+    name: &str,
+    desired: Option<&serde_json::Value>,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error> {
+    let api = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, ar);
+    match desired {
+        Some(obj) => {
+            api.patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(obj),
+            )
+            .await?;
+            metrics.applies.inc();
+        }
+        None => {
+            if let Some(existing) = api.get_opt(name).await?
+                && existing
+                    .labels()
+                    .get("app.kubernetes.io/managed-by")
+                    .map(String::as_str)
+                    == Some(build::MANAGED_BY)
+            {
+                api.delete(name, &DeleteParams::default()).await?;
             }
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use quarry_registry::config::{RegistryConfig, is_media_type};
 
+use crate::capabilities::Offers;
 use crate::crd::{ComponentKind, EffectiveComponent, Overrides, QuarryRegistrySpec};
 
 /// Where registry data lives inside the pod.
@@ -34,6 +35,10 @@ pub struct Plan {
     pub storage: Option<Overrides>,
     /// `Some` when an Ingress is managed: its overrides.
     pub ingress: Option<Overrides>,
+    /// `Some` when a Route is managed.
+    pub route: Option<Overrides>,
+    /// `Some` when a ServiceMonitor is managed.
+    pub monitoring: Option<Overrides>,
     pub components: Vec<EffectiveComponent>,
     pub warnings: Vec<String>,
     pub version: String,
@@ -55,12 +60,15 @@ const SUPPORTED: &[ComponentKind] = &[
     ComponentKind::Registry,
     ComponentKind::Storage,
     ComponentKind::Ingress,
+    ComponentKind::Route,
+    ComponentKind::Monitoring,
 ];
 
 pub fn validate(
     spec: &QuarryRegistrySpec,
     bundle: &Bundle,
     default_version: &str,
+    offers: Offers,
 ) -> Result<Plan, Vec<FieldError>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
@@ -191,7 +199,25 @@ pub fn validate(
             err(
                 &format!("{path}.kind"),
                 format!(
-                    "managed component {} is not supported by this operator version (supported: registry, storage, ingress)",
+                    "managed component {} is not supported by this operator version (supported: registry, storage, ingress, route, monitoring)",
+                    c.kind.name()
+                ),
+            );
+        }
+        let missing_api = match c.kind {
+            ComponentKind::Route if !offers.routes => Some("route.openshift.io/v1 Route"),
+            ComponentKind::Monitoring if !offers.service_monitors => {
+                Some("monitoring.coreos.com/v1 ServiceMonitor")
+            }
+            _ => None,
+        };
+        if let Some(api) = missing_api
+            && c.managed
+        {
+            err(
+                &format!("{path}.kind"),
+                format!(
+                    "managed component {} needs the {api} API, which this cluster does not serve",
                     c.kind.name()
                 ),
             );
@@ -218,9 +244,15 @@ pub fn validate(
     ] {
         let (managed, source) = match listed.get(&kind) {
             Some((m, _)) => (*m, "spec"),
-            // Defaults: the registry and its storage; the rest off.
+            // Defaults: the registry and its storage; a Route and a
+            // ServiceMonitor where the cluster serves those APIs.
             None => (
-                matches!(kind, ComponentKind::Registry | ComponentKind::Storage),
+                match kind {
+                    ComponentKind::Registry | ComponentKind::Storage => true,
+                    ComponentKind::Route => offers.routes,
+                    ComponentKind::Monitoring => offers.service_monitors,
+                    _ => false,
+                },
                 "default",
             ),
         };
@@ -252,6 +284,19 @@ pub fn validate(
                 .map(|(_, o)| o.clone())
                 .unwrap_or_default()
         });
+    let managed_overrides = |kind: ComponentKind| {
+        components
+            .iter()
+            .any(|c| c.kind == kind && c.managed)
+            .then(|| {
+                listed
+                    .get(&kind)
+                    .map(|(_, o)| o.clone())
+                    .unwrap_or_default()
+            })
+    };
+    let route = managed_overrides(ComponentKind::Route);
+    let monitoring = managed_overrides(ComponentKind::Monitoring);
     if ingress.is_some() && spec.server_hostname.is_none() {
         err(
             "spec.serverHostname",
@@ -274,6 +319,8 @@ pub fn validate(
             registry_overrides,
             storage,
             ingress,
+            route,
+            monitoring,
             components,
             warnings,
             version: spec
@@ -361,7 +408,7 @@ mod tests {
 
     #[test]
     fn minimal_spec_gets_defaults() {
-        let plan = validate(&spec("{}"), &Bundle::None, "0.1.0").unwrap();
+        let plan = validate(&spec("{}"), &Bundle::None, "0.1.0", Offers::default()).unwrap();
         assert!(plan.registry_config.feature_helm_oci_support);
         assert_eq!(plan.replicas, 1);
         assert!(plan.storage.is_some(), "storage is managed by default");
@@ -385,7 +432,7 @@ allowedArtifactTypes:
   application/vnd.sylabs.sif.config.v1+json: [application/vnd.sylabs.sif.layer.v1+tar]
 "#,
         );
-        let plan = validate(&s, &bundle, "v").unwrap();
+        let plan = validate(&s, &bundle, "v", Offers::default()).unwrap();
         let c = &plan.registry_config;
         assert!(!c.feature_helm_oci_support);
         assert!(
@@ -417,6 +464,34 @@ allowedArtifactTypes:
     }
 
     #[test]
+    fn optional_apis_decide_defaults_and_are_required_when_listed() {
+        let plan = validate(&spec("{}"), &Bundle::None, "v", Offers::default()).unwrap();
+        assert!(plan.route.is_none() && plan.monitoring.is_none());
+        let openshift = Offers {
+            routes: true,
+            service_monitors: true,
+        };
+        let plan = validate(&spec("{}"), &Bundle::None, "v", openshift).unwrap();
+        assert!(plan.route.is_some() && plan.monitoring.is_some());
+        assert!(
+            plan.components
+                .iter()
+                .any(|c| c.kind == ComponentKind::Route && c.managed && c.source == "default")
+        );
+        let errors = validate(
+            &spec("components: [{kind: route, managed: true}]"),
+            &Bundle::None,
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].reason.contains("route.openshift.io/v1 Route"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn invalid_inputs_name_their_fields() {
         let s = spec(
             r#"
@@ -428,8 +503,13 @@ components:
   - {kind: storage, managed: true, overrides: {volumeSize: lots}}
 "#,
         );
-        let errors =
-            validate(&s, &Bundle::Missing("Secret \"b\" not found".into()), "v").unwrap_err();
+        let errors = validate(
+            &s,
+            &Bundle::Missing("Secret \"b\" not found".into()),
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for expected in [
             "spec.configBundleSecret",
@@ -446,7 +526,7 @@ components:
             );
         }
         let bad_bundle = Bundle::Found("FEATURE_HELM_OCI_SUPPORT: perhaps\n".into());
-        let errors = validate(&spec("{}"), &bad_bundle, "v").unwrap_err();
+        let errors = validate(&spec("{}"), &bad_bundle, "v", Offers::default()).unwrap_err();
         assert_eq!(
             errors[0].path,
             "spec.configBundleSecret[config.yaml].FEATURE_HELM_OCI_SUPPORT"

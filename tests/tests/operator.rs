@@ -466,6 +466,61 @@ fn operator_end_to_end() {
     s.wait_ready("alpha", "registry");
     assert_eq!(s.condition("alpha", "registry", "ConfigValid").0, "True");
 
+    // --- optional APIs: Route and ServiceMonitor where the cluster serves them ----
+    for (group, kind, plural) in [
+        ("route.openshift.io", "Route", "routes"),
+        ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+    ] {
+        s.cp.apply_yaml(&format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+        ))
+        .unwrap();
+        s.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{plural}.{group}"),
+            "--timeout=30s",
+        ]);
+    }
+    s.kubectl(&["create", "namespace", "gamma"]);
+    s.cp.apply_yaml("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: os, namespace: gamma}\nspec:\n  serverHostname: registry.apps.example.com\n  components:\n  - {kind: storage, managed: false}\n").unwrap();
+    s.wait(
+        "Route and ServiceMonitor by default",
+        Duration::from_secs(60),
+        || {
+            s.jsonpath(
+                "gamma",
+                "routes.route.openshift.io/os-registry",
+                "{.spec.host}",
+            ) == "registry.apps.example.com"
+                && s.jsonpath(
+                    "gamma",
+                    "servicemonitors.monitoring.coreos.com/os-registry",
+                    "{.spec.endpoints[0].path}",
+                ) == "/metrics"
+        },
+    );
+    s.wait_ready("gamma", "os");
+    let components = s.jsonpath("gamma", "qreg/os", "{.status.components}");
+    assert!(
+        components.contains(r#"{"kind":"route","managed":true,"source":"default"}"#),
+        "{components}"
+    );
+    s.patch("gamma", "os", r#"{"spec":{"components":[{"kind":"storage","managed":false},{"kind":"route","managed":false}]}}"#);
+    s.wait(
+        "Route removed when switched off",
+        Duration::from_secs(30),
+        || {
+            s.kubectl_ok(&[
+                "get",
+                "-n",
+                "gamma",
+                "routes.route.openshift.io/os-registry",
+            ])
+            .is_none()
+        },
+    );
+
     // --- events and metrics --------------------------------------------------------
     let events = s.kubectl(&[
         "get",
