@@ -40,10 +40,16 @@ pub struct ApiCache {
 }
 
 impl ApiCache {
+    /// Only a complete answer (every optional API present) is served from
+    /// the cache: a missing API is asked for again, so a CRD installed a
+    /// moment ago counts at the next reconcile. Resources already reconciled
+    /// notice new APIs at their periodic requeue.
     pub async fn get(&self, client: &Client) -> ClusterApis {
         if let Ok(guard) = self.cached.lock()
             && let Some((at, apis)) = guard.as_ref()
             && at.elapsed() < TTL
+            && apis.route.is_some()
+            && apis.service_monitor.is_some()
         {
             return apis.clone();
         }

@@ -13,6 +13,7 @@ use quarry_e2e::{Registry, free_port, run, workspace_root};
 struct Scenario {
     cp: ControlPlane,
     operator_metrics: u16,
+    operator2_metrics: u16,
 }
 
 impl Scenario {
@@ -84,15 +85,21 @@ impl Scenario {
     }
 
     fn start_operator(&mut self) {
+        self.start_operator_as("operator", "operator-1", self.operator_metrics);
+    }
+
+    fn start_operator_as(&mut self, process: &str, identity: &str, metrics_port: u16) {
         let mut cmd = Command::new(workspace_root().join("target/debug/quarry-operator"));
-        cmd.args([
-            "--metrics-addr",
-            &format!("127.0.0.1:{}", self.operator_metrics),
-        ])
-        .args(["--registry-image", "example.invalid/quarry-registry"])
-        .args(["--leader-election-namespace", "default"])
-        .env("RUST_LOG", "info,kube=warn");
-        self.cp.start_process("operator", cmd).unwrap();
+        cmd.args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--registry-image", "example.invalid/quarry-registry"])
+            .args(["--leader-election-namespace", "default"])
+            .args(["--identity", identity])
+            .env("RUST_LOG", "info,kube=warn");
+        self.cp.start_process(process, cmd).unwrap();
+    }
+
+    fn lease_holder(&self) -> String {
+        self.jsonpath("default", "lease/quarry-operator", "{.spec.holderIdentity}")
     }
 
     fn resource_versions(&self, ns: &str, objects: &[&str]) -> Vec<String> {
@@ -152,6 +159,7 @@ fn operator_end_to_end() {
     let mut s = Scenario {
         cp,
         operator_metrics: free_port(),
+        operator2_metrics: free_port(),
     };
     let crd = workspace_root().join("crds/quarryregistries.quarry.dev.yaml");
     s.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
@@ -521,6 +529,70 @@ fn operator_end_to_end() {
         },
     );
 
+    // --- an unparsable bundle is named, and nothing running changes ------------------
+    let running = s.resource_versions(
+        "alpha",
+        &["deployment/registry-registry", "secret/registry-config"],
+    );
+    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: broken, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_HELM_OCI_SUPPORT: [yes\\n\"\n").unwrap();
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"configBundleSecret":"broken"}}"#,
+    );
+    s.wait(
+        "unparsable bundle reported",
+        Duration::from_secs(30),
+        || {
+            let (status, message) = s.condition("alpha", "registry", "ConfigValid");
+            status == "False" && message.contains("not valid YAML")
+        },
+    );
+    assert_eq!(
+        running,
+        s.resource_versions(
+            "alpha",
+            &["deployment/registry-registry", "secret/registry-config"]
+        )
+    );
+    s.kubectl(&[
+        "patch",
+        "-n",
+        "alpha",
+        "qreg/registry",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/spec/configBundleSecret"}]"#,
+    ]);
+    s.wait_ready("alpha", "registry");
+
+    // --- two operator replicas: one leads, the other takes over when it dies ----
+    s.wait("operator-1 leads", Duration::from_secs(30), || {
+        s.lease_holder() == "operator-1"
+    });
+    let port = s.operator2_metrics;
+    s.start_operator_as("operator-2", "operator-2", port);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        s.lease_holder(),
+        "operator-1",
+        "the standby took the lease from a live leader"
+    );
+    s.cp.stop_process("operator");
+    s.wait("operator-2 takes over", Duration::from_secs(40), || {
+        s.lease_holder() == "operator-2"
+    });
+    s.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"features":{"referrers":false}}}"#,
+    );
+    s.wait("the new leader reconciles", Duration::from_secs(30), || {
+        s.config_yaml("alpha", "registry")
+            .contains("FEATURE_REFERRERS_API: false")
+    });
+
     // --- events and metrics --------------------------------------------------------
     let events = s.kubectl(&[
         "get",
@@ -536,7 +608,7 @@ fn operator_end_to_end() {
         events.contains("ConfigInvalid") && events.contains("RegistryAvailable"),
         "{events}"
     );
-    let metrics = reqwest_get(&format!("http://127.0.0.1:{}/metrics", s.operator_metrics));
+    let metrics = reqwest_get(&format!("http://127.0.0.1:{}/metrics", s.operator2_metrics));
     assert!(
         metrics.contains("quarry_operator_reconciles_total"),
         "{metrics}"
