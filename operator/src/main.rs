@@ -6,17 +6,12 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use kube::runtime::events::{Recorder, Reporter};
 use quarry_operator::leader::LeaderElector;
 use quarry_operator::metrics::OperatorMetrics;
 use quarry_operator::reconcile::Context;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use quarry_registry::logging::{self, LogFormat};
 
 /// Quarry's Kubernetes operator.
 #[derive(Parser, Debug)]
@@ -52,16 +47,7 @@ async fn metrics(State(m): State<Arc<OperatorMetrics>>) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    logging::init(cli.log_format);
 
     let client = kube::Client::try_default().await?;
     let metrics_state = Arc::new(OperatorMetrics::default());

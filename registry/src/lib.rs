@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod logging;
 pub mod manifest;
 pub mod metrics;
 pub mod names;

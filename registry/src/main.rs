@@ -3,18 +3,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use quarry_registry::logging::{self, LogFormat};
 use std::time::Duration;
 
 use quarry_registry::config::LoadedConfig;
 use quarry_registry::reload::{self, ConfigSource};
 use quarry_registry::server;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Quarry's OCI registry. With no arguments it serves 127.0.0.1:5000 from
 /// ./quarry-data.
@@ -38,24 +33,10 @@ struct Cli {
     log_format: LogFormat,
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    logging::init(cli.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

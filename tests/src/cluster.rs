@@ -281,6 +281,28 @@ impl ControlPlane {
         c
     }
 
+    /// Run kubectl; its stdout, or an error with its stderr.
+    pub fn kubectl_out(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.kubectl().args(args).output()?;
+        if !out.status.success() {
+            bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Install the QuarryRegistry CRD from crds/ and wait until it is served.
+    pub fn install_crd(&self) -> anyhow::Result<()> {
+        let crd = crate::workspace_root().join("crds/quarryregistries.quarry.dev.yaml");
+        self.kubectl_out(&["apply", "-f", &crd.display().to_string()])?;
+        self.kubectl_out(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/quarryregistries.quarry.dev",
+            "--timeout=30s",
+        ])?;
+        Ok(())
+    }
+
     /// `kubectl apply -f -` with `yaml`.
     pub fn apply_yaml(&self, yaml: &str) -> anyhow::Result<String> {
         use std::io::Write;

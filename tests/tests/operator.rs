@@ -161,14 +161,7 @@ fn operator_end_to_end() {
         operator_metrics: free_port(),
         operator2_metrics: free_port(),
     };
-    let crd = workspace_root().join("crds/quarryregistries.quarry.dev.yaml");
-    s.kubectl(&["apply", "-f", crd.to_str().unwrap()]);
-    s.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/quarryregistries.quarry.dev",
-        "--timeout=30s",
-    ]);
+    s.cp.install_crd().expect("CRD installed");
     for i in 0..3 {
         s.cp.apply_yaml(&pv(&format!("pv-{i}"), s.cp.dir()))
             .unwrap();

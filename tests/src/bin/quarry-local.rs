@@ -17,11 +17,7 @@ const NAMESPACE: &str = "default";
 const NAME: &str = "registry";
 
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
-    let out = cp.kubectl().args(args).output()?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    cp.kubectl_out(args)
 }
 
 fn rendered_config(cp: &ControlPlane) -> anyhow::Result<String> {
@@ -51,25 +47,7 @@ fn main() -> anyhow::Result<()> {
     );
     let mut cp = ControlPlane::start()?;
     let root = workspace_root();
-    kubectl(
-        &cp,
-        &[
-            "apply",
-            "-f",
-            root.join("crds/quarryregistries.quarry.dev.yaml")
-                .to_str()
-                .unwrap_or_default(),
-        ],
-    )?;
-    kubectl(
-        &cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/quarryregistries.quarry.dev",
-            "--timeout=30s",
-        ],
-    )?;
+    cp.install_crd()?;
     cp.apply_yaml(&format!(
         "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: local-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
         cp.dir().join("pv").display()

@@ -14,11 +14,7 @@ use quarry_e2e::{free_port, workspace_root};
 const COUNT: usize = 100;
 
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> anyhow::Result<String> {
-    let out = cp.kubectl().args(args).output()?;
-    if !out.status.success() {
-        bail!("kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    cp.kubectl_out(args)
 }
 
 fn cr(ns: &str) -> String {
@@ -93,25 +89,7 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> anyhow::R
 fn main() -> anyhow::Result<()> {
     let mut cp = ControlPlane::start()?;
     let root = workspace_root();
-    kubectl(
-        &cp,
-        &[
-            "apply",
-            "-f",
-            root.join("crds/quarryregistries.quarry.dev.yaml")
-                .to_str()
-                .unwrap_or_default(),
-        ],
-    )?;
-    kubectl(
-        &cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/quarryregistries.quarry.dev",
-            "--timeout=30s",
-        ],
-    )?;
+    cp.install_crd()?;
     let operator_bin = root.join("target/release/quarry-operator");
     let start_operator = |cp: &mut ControlPlane| -> anyhow::Result<u32> {
         let mut cmd = Command::new(&operator_bin);
