@@ -32,8 +32,9 @@ tools-test: ## Build the tools `make test` needs
 tools-k8s: ## Build the local control plane (etcd, kube-apiserver, controller manager, scheduler, kubectl, kwok)
 	$(TOOLS) install k8s
 
-crds: ## Regenerate crds/ from the Rust types
+crds: ## Regenerate crds/ (and its copies in deploy/ and the chart) from the Rust types
 	$(CARGO) run --locked -q -p quarry-operator --bin crdgen > crds/quarryregistries.quarry.dev.yaml
+	cp crds/quarryregistries.quarry.dev.yaml deploy/crd/quarryregistries.quarry.dev.yaml
 
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench

@@ -290,6 +290,27 @@ impl ControlPlane {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// A kubeconfig for a ServiceAccount (a TokenRequest token), to run a
+    /// process with exactly the rights RBAC grants it.
+    pub fn service_account_kubeconfig(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<PathBuf> {
+        let token =
+            self.kubectl_out(&["create", "token", name, "-n", namespace, "--duration=2h"])?;
+        let path = self.dir().join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: https://127.0.0.1:{}\n    insecure-skip-tls-verify: true\nusers:\n- name: sa\n  user:\n    token: {}\ncontexts:\n- name: local\n  context: {{cluster: local, user: sa, namespace: {namespace}}}\ncurrent-context: local\n",
+                self.api_port,
+                token.trim()
+            ),
+        )?;
+        Ok(path)
+    }
+
     /// Install the QuarryRegistry CRD from crds/ and wait until it is served.
     pub fn install_crd(&self) -> anyhow::Result<()> {
         let crd = crate::workspace_root().join("crds/quarryregistries.quarry.dev.yaml");
@@ -329,8 +350,19 @@ impl ControlPlane {
     }
 
     /// Start a process tied to the control plane's lifetime (an operator).
-    pub fn start_process(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<u32> {
-        cmd.env("KUBECONFIG", &self.kubeconfig);
+    pub fn start_process(&mut self, name: &str, cmd: Command) -> anyhow::Result<u32> {
+        let admin = self.kubeconfig.clone();
+        self.start_process_with(name, cmd, &admin)
+    }
+
+    /// Like `start_process`, with another identity's kubeconfig.
+    pub fn start_process_with(
+        &mut self,
+        name: &str,
+        mut cmd: Command,
+        kubeconfig: &Path,
+    ) -> anyhow::Result<u32> {
+        cmd.env("KUBECONFIG", kubeconfig);
         self.spawn(name, cmd)?;
         Ok(self
             .children
