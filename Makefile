@@ -35,6 +35,7 @@ tools-k8s: ## Build the local control plane (etcd, kube-apiserver, controller ma
 crds: ## Regenerate crds/ (and its copies in deploy/ and the chart) from the Rust types
 	$(CARGO) run --locked -q -p quarry-operator --bin crdgen > crds/quarryregistries.quarry.dev.yaml
 	cp crds/quarryregistries.quarry.dev.yaml deploy/crd/quarryregistries.quarry.dev.yaml
+	cp crds/quarryregistries.quarry.dev.yaml charts/quarry-operator/crds/quarryregistries.quarry.dev.yaml
 
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench

@@ -50,7 +50,9 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     distribution) echo "$DISTRIBUTION_VERSION" ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION" ;;
+    # "-stamped": built with the version linked in (see kube_ldflags), so
+    # the API server reports v1.37.2 rather than v0.0.0-master.
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION-stamped" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     skopeo | nginx | wrk | ab) echo debian ;;
@@ -140,16 +142,28 @@ kubernetes_module() { # dir
   (cd "$dir" && go mod download k8s.io/kubernetes) || die "resolving k8s.io/kubernetes@$KUBERNETES_VERSION failed"
 }
 
+# What Kubernetes' own build links in, so components report their version.
+kube_ldflags() {
+  local v=$KUBERNETES_VERSION minor
+  minor=${v#v1.}; minor=${minor%%.*}
+  local flags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags="$flags -X $pkg.gitVersion=$v -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
 # Build a main package inside a throwaway module that requires `module`.
 build_in_module() { # out_file module version package [prepare_fn]
-  local out=$1 module=$2 version=$3 package=$4 prepare=${5:-} dir
+  local out=$1 module=$2 version=$3 package=$4 prepare=${5:-} dir ldflags="-s -w"
   dir=$(mktemp -d)
   if [ -n "$prepare" ]; then
     "$prepare" "$dir"
   else
     printf 'module quarry.local/tool\n\ngo 1.24\n\nrequire %s %s\n' "$module" "$version" >"$dir/go.mod"
   fi
-  (cd "$dir" && go build -ldflags="-s -w" -o "$out" "$package") || die "building $package@$version failed"
+  [ "$module" = k8s.io/kubernetes ] && ldflags=$(kube_ldflags)
+  (cd "$dir" && go build -ldflags="$ldflags" -o "$out" "$package") || die "building $package@$version failed"
   rm -rf "$dir"
 }
 

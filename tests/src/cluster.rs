@@ -311,6 +311,27 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// Install a minimal CRD standing in for another project's API (an
+    /// OpenShift Route, a Prometheus Operator ServiceMonitor): any object
+    /// of that kind is accepted, so code that needs the API can run.
+    pub fn install_stand_in_crd(
+        &self,
+        group: &str,
+        kind: &str,
+        plural: &str,
+    ) -> anyhow::Result<()> {
+        self.apply_yaml(&format!(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
+        ))?;
+        self.kubectl_out(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{plural}.{group}"),
+            "--timeout=30s",
+        ])?;
+        Ok(())
+    }
+
     /// Install the QuarryRegistry CRD from crds/ and wait until it is served.
     pub fn install_crd(&self) -> anyhow::Result<()> {
         let crd = crate::workspace_root().join("crds/quarryregistries.quarry.dev.yaml");

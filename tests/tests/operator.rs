@@ -472,16 +472,7 @@ fn operator_end_to_end() {
         ("route.openshift.io", "Route", "routes"),
         ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
     ] {
-        s.cp.apply_yaml(&format!(
-            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {{name: {plural}.{group}}}\nspec:\n  group: {group}\n  scope: Namespaced\n  names: {{kind: {kind}, plural: {plural}}}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}\n"
-        ))
-        .unwrap();
-        s.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            &format!("crd/{plural}.{group}"),
-            "--timeout=30s",
-        ]);
+        s.cp.install_stand_in_crd(group, kind, plural).unwrap();
     }
     s.kubectl(&["create", "namespace", "gamma"]);
     s.cp.apply_yaml("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: os, namespace: gamma}\nspec:\n  serverHostname: registry.apps.example.com\n  components:\n  - {kind: storage, managed: false}\n").unwrap();
