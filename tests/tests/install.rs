@@ -332,3 +332,157 @@ fn helm_chart_lint_template_install_upgrade_uninstall() {
     cp.kubectl_out(&["get", "-n", "apps", "qreg/registry"])
         .expect("the user's resources stay");
 }
+
+/// `make e2e`: the kind-e2e scenario (hack/kind-e2e.sh) on the local
+/// control plane; the registry process stands in for the registry pod and
+/// runs the configuration the operator rendered.
+#[test]
+fn scenario_helm_install_example_push_pull_refuse() {
+    let mut cp = ControlPlane::start().expect("control plane");
+    let root = workspace_root();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    cp.kubectl_out(&["create", "namespace", "quarry"]).unwrap();
+    ok(helm_cmd(&cp, dir)
+        .args([
+            "install",
+            "quarry-operator",
+            "-n",
+            "quarry",
+            "--wait",
+            "--timeout",
+            "90s",
+        ])
+        .arg(root.join("charts/quarry-operator")));
+    let kubeconfig = cp
+        .service_account_kubeconfig("quarry", "quarry-operator")
+        .unwrap();
+    let mut operator = Command::new(root.join("target/debug/quarry-operator"));
+    operator
+        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+        .args(["--leader-election-namespace", "quarry"])
+        .env("RUST_LOG", "info,kube=warn");
+    cp.start_process_with("operator", operator, &kubeconfig)
+        .unwrap();
+    cp.apply_yaml(&format!(
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: e2e-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
+        cp.dir().join("pv").display()
+    ))
+    .unwrap();
+    cp.kubectl_out(&["create", "namespace", "apps"]).unwrap();
+    cp.kubectl_out(&[
+        "apply",
+        "-n",
+        "apps",
+        "-f",
+        &root
+            .join("deploy/examples/minimal.yaml")
+            .display()
+            .to_string(),
+    ])
+    .unwrap();
+    let ready = || {
+        cp.kubectl_out(&[
+            "get",
+            "-n",
+            "apps",
+            "qreg/registry",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .map(|s| s == "True")
+        .unwrap_or(false)
+    };
+    wait(&cp, "example Ready", Duration::from_secs(120), ready);
+    let rendered = || {
+        let b64 = cp
+            .kubectl_out(&[
+                "get",
+                "-n",
+                "apps",
+                "secret/registry-config",
+                "-o",
+                "jsonpath={.data.config\\.yaml}",
+            ])
+            .unwrap();
+        use base64_decode::decode;
+        decode(&b64)
+    };
+    let registry = quarry_e2e::Registry::start_with(
+        Some(&rendered()),
+        &[("QUARRY_RELOAD_INTERVAL_SECONDS", "1")],
+    );
+    let host = registry.host();
+
+    // An image in and out with skopeo, a chart with helm.
+    let image = quarry_e2e::oci::write_image_layout(&dir.join("layout"), "v1", 2, 64 * 1024);
+    ok(quarry_e2e::clients::skopeo()
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", dir.join("layout").display()))
+        .arg(format!("docker://{host}/e2e/app:1")));
+    ok(quarry_e2e::clients::skopeo()
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{host}/e2e/app:1"))
+        .arg(format!("oci:{}:v1", dir.join("out").display())));
+    let index = std::fs::read_to_string(dir.join("out/index.json")).unwrap();
+    assert!(index.contains(&image.manifest_digest), "{index}");
+    ok(helm_cmd(&cp, dir).args(["create", "demo"]));
+    ok(helm_cmd(&cp, dir).args(["package", "demo"]));
+    ok(helm_cmd(&cp, dir)
+        .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+        .arg(format!("oci://{host}/charts")));
+    std::fs::create_dir_all(dir.join("pulled")).unwrap();
+    ok(helm_cmd(&cp, dir)
+        .args(["pull", "--plain-http", "--version", "0.1.0", "-d", "pulled"])
+        .arg(format!("oci://{host}/charts/demo")));
+
+    // A refused artifact after the resource changes.
+    cp.kubectl_out(&[
+        "patch",
+        "-n",
+        "apps",
+        "qreg/registry",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"features":{"helm":false}}}"#,
+    ])
+    .unwrap();
+    wait(&cp, "config with Helm off", Duration::from_secs(30), || {
+        rendered().contains("FEATURE_HELM_OCI_SUPPORT: false")
+    });
+    registry.write_config(&rendered());
+    std::thread::sleep(Duration::from_millis(2500));
+    let refused = helm_cmd(&cp, dir)
+        .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+        .arg(format!("oci://{host}/refused"))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a Helm chart was accepted with features.helm=false"
+    );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("FEATURE_HELM_OCI_SUPPORT"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    wait(
+        &cp,
+        "Ready after the change",
+        Duration::from_secs(120),
+        ready,
+    );
+}
+
+mod base64_decode {
+    pub fn decode(b64: &str) -> String {
+        use base64::Engine;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .unwrap(),
+        )
+        .unwrap()
+    }
+}
