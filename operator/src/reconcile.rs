@@ -68,8 +68,9 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     let desired = build::build(cr, &plan, &ctx.image_repository).map_err(Error::Build)?;
     apply_all(&ctx.client, &ns, &desired, &ctx.metrics).await?;
     let name = build::registry_name(cr);
+    let mut route_endpoint = None;
     if let Some(ar) = &apis.route {
-        apply_or_remove_dynamic(
+        route_endpoint = apply_or_remove_dynamic(
             &ctx.client,
             &ns,
             ar,
@@ -77,7 +78,9 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
             desired.route.as_ref(),
             &ctx.metrics,
         )
-        .await?;
+        .await?
+        .as_ref()
+        .and_then(route_host);
     }
     if let Some(ar) = &apis.service_monitor {
         apply_or_remove_dynamic(
@@ -93,7 +96,13 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::registry_name(cr))
         .await?;
-    let status = valid_status(cr, &plan, &desired, deployment.as_ref());
+    let mut status = valid_status(cr, &plan, &desired, deployment.as_ref());
+    // With a Route and no serverHostname, clients reach the Route's host.
+    if plan.registry_config.server_hostname.is_none()
+        && let Some(host) = route_endpoint
+    {
+        status.registry_endpoint = Some(host);
+    }
     let ready = status
         .conditions
         .iter()
@@ -208,17 +217,19 @@ async fn apply_or_remove_dynamic(
     name: &str,
     desired: Option<&serde_json::Value>,
     metrics: &OperatorMetrics,
-) -> Result<(), Error> {
+) -> Result<Option<kube::core::DynamicObject>, Error> {
     let api = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, ar);
     match desired {
         Some(obj) => {
-            api.patch(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(obj),
-            )
-            .await?;
+            let applied = api
+                .patch(
+                    name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(obj),
+                )
+                .await?;
             metrics.applies.inc();
+            Ok(Some(applied))
         }
         None => {
             if let Some(existing) = api.get_opt(name).await?
@@ -230,9 +241,19 @@ async fn apply_or_remove_dynamic(
             {
                 api.delete(name, &DeleteParams::default()).await?;
             }
+            Ok(None)
         }
     }
-    Ok(())
+}
+
+/// The host a Route serves: the router's admitted host, else spec.host.
+fn route_host(route: &kube::core::DynamicObject) -> Option<String> {
+    let admitted = route.data["status"]["ingress"][0]["host"].as_str();
+    let spec = route.data["spec"]["host"].as_str();
+    admitted
+        .or(spec)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
 }
 
 fn condition(

@@ -498,6 +498,32 @@ fn operator_end_to_end() {
         components.contains(r#"{"kind":"route","managed":true,"source":"default"}"#),
         "{components}"
     );
+    // Without serverHostname the endpoint is the Route's host (here set by
+    // hand, as an OpenShift router would admit a generated one).
+    s.patch("gamma", "os", r#"{"spec":{"serverHostname":null}}"#);
+    s.kubectl(&[
+        "patch",
+        "-n",
+        "gamma",
+        "routes.route.openshift.io/os-registry",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"ingress":[{"host":"os-registry-gamma.apps.example.com"}]}}"#,
+    ]);
+    s.patch(
+        "gamma",
+        "os",
+        r#"{"metadata":{"annotations":{"touch":"1"}}}"#,
+    );
+    s.wait(
+        "endpoint from the Route host",
+        Duration::from_secs(30),
+        || {
+            s.jsonpath("gamma", "qreg/os", "{.status.registryEndpoint}")
+                == "os-registry-gamma.apps.example.com"
+        },
+    );
     s.patch("gamma", "os", r#"{"spec":{"components":[{"kind":"storage","managed":false},{"kind":"route","managed":false}]}}"#);
     s.wait(
         "Route removed when switched off",
