@@ -75,7 +75,7 @@ static: ## The static binaries the images ship (target/static/)
 test-static: static ## Prove the image binaries are static and run
 	@for b in quarry-registry quarry-operator; do \
 	  f=target/static/x86_64-unknown-linux-gnu/release/$$b; \
-	  if ldd $$f >/dev/null 2>&1; then echo "$$b is dynamically linked"; exit 1; fi; \
+	  if ! ldd $$f 2>&1 | grep -qE 'statically linked|not a dynamic executable'; then echo "$$b is dynamically linked"; exit 1; fi; \
 	  $$f --version || exit 1; \
 	done; echo "static binaries: ok"
 
