@@ -37,6 +37,7 @@ crds: ## Regenerate crds/ (and its copies in deploy/ and the chart) from the Rus
 	$(CARGO) run --locked -q -p quarry-operator --bin crdgen > crds/quarryregistries.quarry.dev.yaml
 	cp crds/quarryregistries.quarry.dev.yaml deploy/crd/quarryregistries.quarry.dev.yaml
 	cp crds/quarryregistries.quarry.dev.yaml charts/quarry-operator/crds/quarryregistries.quarry.dev.yaml
+	cp crds/quarryregistries.quarry.dev.yaml deploy/olm/manifests/quarryregistries.quarry.dev.yaml
 
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench
@@ -80,7 +81,7 @@ test-static: static ## Prove the image binaries are static and run
 	done; echo "static binaries: ok"
 
 lint-files: tools-test ## hadolint the Containerfile, shellcheck the scripts
-	eval "$$($(TOOLS) env)" && $$QUARRY_TOOL_HADOLINT Containerfile && $$QUARRY_TOOL_SHELLCHECK hack/*.sh .ci/run
+	eval "$$($(TOOLS) env)" && $$QUARRY_TOOL_HADOLINT Containerfile deploy/olm/bundle.Containerfile && $$QUARRY_TOOL_SHELLCHECK hack/*.sh .ci/run
 
 kind-e2e: ## On a machine with kind and podman/docker: build images, install, push, pull, refuse (hack/kind-e2e.sh)
 	hack/kind-e2e.sh

@@ -92,7 +92,9 @@ async fn main() -> anyhow::Result<()> {
         default_version: env!("CARGO_PKG_VERSION").to_string(),
         apis: Default::default(),
     });
-    let controller = quarry_operator::controller::run(ctx, cli.watch_namespace.clone());
+    // OLM passes "" (all namespaces) through olm.targetNamespaces.
+    let watch = cli.watch_namespace.clone().filter(|ns| !ns.is_empty());
+    let controller = quarry_operator::controller::run(ctx, watch);
     match &elector {
         Some(e) => {
             tokio::select! {
