@@ -332,6 +332,48 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// A hostPath PersistentVolume (no class) for a claim to bind to: the
+    /// local control plane has no volume provisioner.
+    pub fn create_volume(&self, name: &str) -> anyhow::Result<()> {
+        self.apply_yaml(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
+            self.dir().join("volumes").join(name).display()
+        ))?;
+        Ok(())
+    }
+
+    /// Whether a QuarryRegistry reports Ready=True.
+    pub fn registry_ready(&self, namespace: &str, name: &str) -> bool {
+        self.kubectl_out(&[
+            "get",
+            "-n",
+            namespace,
+            &format!("qreg/{name}"),
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+        .map(|s| s == "True")
+        .unwrap_or(false)
+    }
+
+    /// Run the operator binary as a ServiceAccount (exactly its RBAC),
+    /// electing its leader in `namespace`.
+    pub fn run_operator_as(
+        &mut self,
+        namespace: &str,
+        service_account: &str,
+    ) -> anyhow::Result<()> {
+        let kubeconfig = self.service_account_kubeconfig(namespace, service_account)?;
+        let mut operator =
+            Command::new(crate::workspace_root().join("target/debug/quarry-operator"));
+        operator
+            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
+            .args(["--leader-election-namespace", namespace])
+            .env("RUST_LOG", "info,kube=warn");
+        self.start_process_with("operator", operator, &kubeconfig)?;
+        Ok(())
+    }
+
     /// Install the QuarryRegistry CRD from crds/ and wait until it is served.
     pub fn install_crd(&self) -> anyhow::Result<()> {
         let crd = crate::workspace_root().join("crds/quarryregistries.quarry.dev.yaml");

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quarry_e2e::cluster::ControlPlane;
-use quarry_e2e::{free_port, workspace_root};
+use quarry_e2e::workspace_root;
 
 fn wait(cp: &ControlPlane, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -67,15 +67,7 @@ fn kustomize_install_least_privilege_and_restricted_pods() {
     }
 
     // The kwok pod does not run our binary: run it here, as the SA.
-    let kubeconfig = cp
-        .service_account_kubeconfig("quarry-system", "quarry-operator")
-        .unwrap();
-    let mut operator = Command::new(root.join("target/debug/quarry-operator"));
-    operator
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--leader-election-namespace", "quarry-system"])
-        .env("RUST_LOG", "info,kube=warn");
-    cp.start_process_with("operator", operator, &kubeconfig)
+    cp.run_operator_as("quarry-system", "quarry-operator")
         .unwrap();
 
     // Every example passes the API server's validation.
@@ -92,11 +84,7 @@ fn kustomize_install_least_privilege_and_restricted_pods() {
         ])
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     }
-    cp.apply_yaml(&format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: apps-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
-        cp.dir().join("pv").display()
-    ))
-    .unwrap();
+    cp.create_volume("apps-pv").unwrap();
     cp.kubectl_out(&[
         "apply",
         "-n",
@@ -112,18 +100,7 @@ fn kustomize_install_least_privilege_and_restricted_pods() {
         &cp,
         "minimal example Ready",
         Duration::from_secs(120),
-        || {
-            cp.kubectl_out(&[
-                "get",
-                "-n",
-                "apps",
-                "qreg/registry",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])
-            .map(|s| s == "True")
-            .unwrap_or(false)
-        },
+        || cp.registry_ready("apps", "registry"),
     );
     // Its pod was admitted under "restricted" and is running.
     let phase = cp
@@ -274,33 +251,13 @@ fn helm_chart_lint_template_install_upgrade_uninstall() {
     );
 
     // The operator, with the chart's ServiceAccount rights, reconciles.
-    let kubeconfig = cp
-        .service_account_kubeconfig("quarry", "quarry-operator")
-        .unwrap();
-    let mut operator = Command::new(root.join("target/debug/quarry-operator"));
-    operator
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--leader-election-namespace", "quarry"])
-        .env("RUST_LOG", "info,kube=warn");
-    cp.start_process_with("operator", operator, &kubeconfig)
-        .unwrap();
+    cp.run_operator_as("quarry", "quarry-operator").unwrap();
     cp.apply_yaml("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: registry, namespace: apps}\nspec:\n  components: [{kind: storage, managed: false}]\n").unwrap();
     wait(
         &cp,
         "QuarryRegistry Ready under the chart's RBAC",
         Duration::from_secs(120),
-        || {
-            cp.kubectl_out(&[
-                "get",
-                "-n",
-                "apps",
-                "qreg/registry",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ])
-            .map(|s| s == "True")
-            .unwrap_or(false)
-        },
+        || cp.registry_ready("apps", "registry"),
     );
 
     ok(helm_cmd(&cp, dir)
@@ -354,21 +311,8 @@ fn scenario_helm_install_example_push_pull_refuse() {
             "90s",
         ])
         .arg(root.join("charts/quarry-operator")));
-    let kubeconfig = cp
-        .service_account_kubeconfig("quarry", "quarry-operator")
-        .unwrap();
-    let mut operator = Command::new(root.join("target/debug/quarry-operator"));
-    operator
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--leader-election-namespace", "quarry"])
-        .env("RUST_LOG", "info,kube=warn");
-    cp.start_process_with("operator", operator, &kubeconfig)
-        .unwrap();
-    cp.apply_yaml(&format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: e2e-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
-        cp.dir().join("pv").display()
-    ))
-    .unwrap();
+    cp.run_operator_as("quarry", "quarry-operator").unwrap();
+    cp.create_volume("e2e-pv").unwrap();
     cp.kubectl_out(&["create", "namespace", "apps"]).unwrap();
     cp.kubectl_out(&[
         "apply",
@@ -381,18 +325,7 @@ fn scenario_helm_install_example_push_pull_refuse() {
             .to_string(),
     ])
     .unwrap();
-    let ready = || {
-        cp.kubectl_out(&[
-            "get",
-            "-n",
-            "apps",
-            "qreg/registry",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ])
-        .map(|s| s == "True")
-        .unwrap_or(false)
-    };
+    let ready = || cp.registry_ready("apps", "registry");
     wait(&cp, "example Ready", Duration::from_secs(120), ready);
     let rendered = || {
         let b64 = cp

@@ -48,10 +48,7 @@ fn main() -> anyhow::Result<()> {
     let mut cp = ControlPlane::start()?;
     let root = workspace_root();
     cp.install_crd()?;
-    cp.apply_yaml(&format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: local-pv}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
-        cp.dir().join("pv").display()
-    ))?;
+    cp.create_volume("local-pv")?;
     let mut operator = Command::new(root.join("target/debug/quarry-operator"));
     operator
         .args(["--metrics-addr", "127.0.0.1:0"])
