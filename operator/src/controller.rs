@@ -14,6 +14,17 @@ use kube::{Api, ResourceExt};
 use crate::crd::QuarryRegistry;
 use crate::reconcile::{Context, error_policy, reconcile};
 
+/// One controller per watched namespace, or one for all namespaces when
+/// the list is empty; returns when they stop (shutdown).
+pub async fn run_all(ctx: Arc<Context>, namespaces: Vec<String>) {
+    if namespaces.is_empty() {
+        run(ctx, None).await;
+    } else {
+        futures::future::join_all(namespaces.into_iter().map(|ns| run(ctx.clone(), Some(ns))))
+            .await;
+    }
+}
+
 /// Run the controller until the stream ends (shutdown).
 pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let client = ctx.client.clone();

@@ -17,7 +17,7 @@ use quarry_registry::logging::{self, LogFormat};
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
-    /// Watch only this namespace (default: all namespaces).
+    /// Watch only these namespaces, comma-separated (default: all).
     #[arg(long, env = "QUARRY_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
     /// Address of the health and metrics server.
@@ -92,9 +92,17 @@ async fn main() -> anyhow::Result<()> {
         default_version: env!("CARGO_PKG_VERSION").to_string(),
         apis: Default::default(),
     });
-    // OLM passes "" (all namespaces) through olm.targetNamespaces.
-    let watch = cli.watch_namespace.clone().filter(|ns| !ns.is_empty());
-    let controller = quarry_operator::controller::run(ctx, watch);
+    // OLM passes "" (all namespaces) or "a,b" through olm.targetNamespaces.
+    let namespaces: Vec<String> = cli
+        .watch_namespace
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|ns| !ns.is_empty())
+        .map(str::to_string)
+        .collect();
+    let controller = quarry_operator::controller::run_all(ctx, namespaces);
     match &elector {
         Some(e) => {
             tokio::select! {

@@ -362,6 +362,7 @@ impl ControlPlane {
         &mut self,
         namespace: &str,
         service_account: &str,
+        extra_args: &[&str],
     ) -> anyhow::Result<()> {
         let kubeconfig = self.service_account_kubeconfig(namespace, service_account)?;
         let mut operator =
@@ -369,6 +370,7 @@ impl ControlPlane {
         operator
             .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
             .args(["--leader-election-namespace", namespace])
+            .args(extra_args)
             .env("RUST_LOG", "info,kube=warn");
         self.start_process_with("operator", operator, &kubeconfig)?;
         Ok(())

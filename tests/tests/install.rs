@@ -67,7 +67,7 @@ fn kustomize_install_least_privilege_and_restricted_pods() {
     }
 
     // The kwok pod does not run our binary: run it here, as the SA.
-    cp.run_operator_as("quarry-system", "quarry-operator")
+    cp.run_operator_as("quarry-system", "quarry-operator", &[])
         .unwrap();
 
     // Every example passes the API server's validation.
@@ -202,7 +202,7 @@ fn helm_chart_lint_template_install_upgrade_uninstall() {
         vec![],
         vec![
             "--set",
-            "watchNamespace=apps,serviceMonitor.enabled=true,networkPolicy.enabled=true,replicas=2,extraLabels.team=registry",
+            "watchNamespaces={apps},serviceMonitor.enabled=true,networkPolicy.enabled=true,replicas=2,extraLabels.team=registry",
         ],
     ] {
         let rendered = ok(helm_cmd(&cp, dir)
@@ -251,7 +251,8 @@ fn helm_chart_lint_template_install_upgrade_uninstall() {
     );
 
     // The operator, with the chart's ServiceAccount rights, reconciles.
-    cp.run_operator_as("quarry", "quarry-operator").unwrap();
+    cp.run_operator_as("quarry", "quarry-operator", &[])
+        .unwrap();
     cp.apply_yaml("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: registry, namespace: apps}\nspec:\n  components: [{kind: storage, managed: false}]\n").unwrap();
     wait(
         &cp,
@@ -277,6 +278,65 @@ fn helm_chart_lint_template_install_upgrade_uninstall() {
         instance_objects(&cp, "quarry-operator"),
         installed,
         "upgrade left orphans or lost objects"
+    );
+
+    // Scoped to one namespace: Roles there instead of the ClusterRole, and
+    // the operator (watching only that namespace) still reconciles.
+    ok(helm_cmd(&cp, dir)
+        .args([
+            "upgrade",
+            "quarry-operator",
+            "-n",
+            "quarry",
+            "--wait",
+            "--timeout",
+            "90s",
+            "--set",
+            "watchNamespaces={apps}",
+        ])
+        .arg(&chart));
+    let scoped = instance_objects(&cp, "quarry-operator");
+    assert!(
+        scoped
+            .iter()
+            .any(|o| o == "role.rbac.authorization.k8s.io/quarry-operator"),
+        "{scoped:?}"
+    );
+    assert!(
+        !scoped.iter().any(|o| o.starts_with("clusterrole")),
+        "{scoped:?}"
+    );
+    cp.stop_process("operator");
+    cp.run_operator_as("quarry", "quarry-operator", &["--watch-namespace", "apps"])
+        .unwrap();
+    cp.kubectl_out(&[
+        "patch",
+        "-n",
+        "apps",
+        "qreg/registry",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"features":{"helm":false}}}"#,
+    ])
+    .unwrap();
+    wait(
+        &cp,
+        "scoped operator reconciles",
+        Duration::from_secs(60),
+        || {
+            cp.kubectl_out(&[
+                "get",
+                "-n",
+                "apps",
+                "qreg/registry",
+                "-o",
+                "jsonpath={.status.observedGeneration}",
+            ])
+            .map(|g| g == "2")
+            .unwrap_or(false)
+                && cp.registry_ready("apps", "registry")
+        },
     );
 
     ok(helm_cmd(&cp, dir).args(["uninstall", "quarry-operator", "-n", "quarry", "--wait"]));
@@ -311,7 +371,8 @@ fn scenario_helm_install_example_push_pull_refuse() {
             "90s",
         ])
         .arg(root.join("charts/quarry-operator")));
-    cp.run_operator_as("quarry", "quarry-operator").unwrap();
+    cp.run_operator_as("quarry", "quarry-operator", &[])
+        .unwrap();
     cp.create_volume("e2e-pv").unwrap();
     cp.kubectl_out(&["create", "namespace", "apps"]).unwrap();
     cp.kubectl_out(&[
