@@ -118,8 +118,26 @@ fn main() -> anyhow::Result<()> {
     );
     println!("  kubeconfig:  {kubeconfig}");
     println!();
+    // The clients live in the tool cache; say how to reach them.
+    let mut dirs: Vec<String> = [
+        "QUARRY_TOOL_KUBECTL",
+        "QUARRY_TOOL_HELM",
+        "QUARRY_TOOL_ORAS",
+    ]
+    .iter()
+    .filter_map(|v| std::env::var_os(v))
+    .filter_map(|p| PathBuf::from(p).parent().map(|d| d.display().to_string()))
+    .collect();
+    dirs.dedup();
     println!("Try, from another shell:");
     println!("  export KUBECONFIG={kubeconfig}");
+    println!(
+        "  export PATH={}:$PATH   # kubectl, helm, oras from the tool cache",
+        dirs.join(":")
+    );
+    if std::env::var_os("QUARRY_TOOL_HELM").is_none() {
+        println!("  # helm and oras are built by `make tools-test` (make test does it)");
+    }
     println!("  kubectl get qreg                      # Ready, endpoint, version");
     println!("  kubectl describe qreg {NAME}          # conditions and events");
     println!(
