@@ -125,7 +125,7 @@ fn main() -> anyhow::Result<()> {
         "QUARRY_TOOL_ORAS",
     ]
     .iter()
-    .filter_map(|v| std::env::var_os(v))
+    .filter_map(std::env::var_os)
     .filter_map(|p| PathBuf::from(p).parent().map(|d| d.display().to_string()))
     .collect();
     dirs.dedup();
