@@ -69,6 +69,36 @@ pub struct RegistryConfig {
     /// Page size of the referrers API (a `Link` header points to the next).
     #[serde(rename = "REFERRERS_PAGE_SIZE")]
     pub referrers_page_size: usize,
+
+    /// Scheme clients use (`http` or `https`, Quay's key); with
+    /// SERVER_HOSTNAME it makes the token realm URL. Unset: from the request.
+    #[serde(rename = "PREFERRED_URL_SCHEME", skip_serializing_if = "Option::is_none")]
+    pub preferred_url_scheme: Option<String>,
+
+    /// Accounts file (users and robots, bcrypt hashes, rights per
+    /// namespace). Set: every request is authenticated. Unset: anyone who
+    /// reaches the port may pull and push.
+    #[serde(rename = "AUTH_ACCOUNTS_FILE", skip_serializing_if = "Option::is_none")]
+    pub auth_accounts_file: Option<String>,
+
+    /// File holding the secret that signs bearer tokens (at least 32
+    /// bytes). Every replica must read the same secret.
+    #[serde(rename = "AUTH_TOKEN_KEY_FILE", skip_serializing_if = "Option::is_none")]
+    pub auth_token_key_file: Option<String>,
+
+    /// Lifetime of issued bearer tokens.
+    #[serde(rename = "AUTH_TOKEN_LIFETIME_SECONDS")]
+    pub auth_token_lifetime_seconds: u64,
+
+    /// Failed logins a client address may make per minute before it is
+    /// answered 429 TOOMANYREQUESTS.
+    #[serde(rename = "AUTH_FAILED_LOGINS_PER_MINUTE")]
+    pub auth_failed_logins_per_minute: u32,
+
+    /// Namespaces (first path segments) anyone may pull from without
+    /// logging in: public repositories.
+    #[serde(rename = "ANONYMOUS_PULL_NAMESPACES", skip_serializing_if = "Vec::is_empty")]
+    pub anonymous_pull_namespaces: Vec<String>,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -98,6 +128,12 @@ impl Default for RegistryConfig {
             feature_automatic_cross_mount: true,
             blob_upload_stale_seconds: 24 * 3600,
             referrers_page_size: 1000,
+            preferred_url_scheme: None,
+            auth_accounts_file: None,
+            auth_token_key_file: None,
+            auth_token_lifetime_seconds: 300,
+            auth_failed_logins_per_minute: 10,
+            anonymous_pull_namespaces: Vec::new(),
         }
     }
 }
@@ -116,6 +152,12 @@ const KNOWN_KEYS: &[&str] = &[
     "FEATURE_AUTOMATIC_CROSS_MOUNT",
     "BLOB_UPLOAD_STALE_SECONDS",
     "REFERRERS_PAGE_SIZE",
+    "PREFERRED_URL_SCHEME",
+    "AUTH_ACCOUNTS_FILE",
+    "AUTH_TOKEN_KEY_FILE",
+    "AUTH_TOKEN_LIFETIME_SECONDS",
+    "AUTH_FAILED_LOGINS_PER_MINUTE",
+    "ANONYMOUS_PULL_NAMESPACES",
 ];
 
 /// One problem with one key.
@@ -313,6 +355,51 @@ impl RegistryConfig {
                     }
                 }
             },
+        }
+        if let Some(scheme) = &self.preferred_url_scheme
+            && scheme != "http"
+            && scheme != "https"
+        {
+            issue(
+                "PREFERRED_URL_SCHEME",
+                format!("{scheme:?} is neither http nor https"),
+            );
+        }
+        match (&self.auth_accounts_file, &self.auth_token_key_file) {
+            (Some(_), None) => issue(
+                "AUTH_TOKEN_KEY_FILE",
+                "must be set when AUTH_ACCOUNTS_FILE is: bearer tokens are signed with it".into(),
+            ),
+            (None, Some(_)) => issue(
+                "AUTH_ACCOUNTS_FILE",
+                "must be set when AUTH_TOKEN_KEY_FILE is (without accounts there is nobody to issue tokens to)".into(),
+            ),
+            _ => {}
+        }
+        if !(30..=86_400).contains(&self.auth_token_lifetime_seconds) {
+            issue(
+                "AUTH_TOKEN_LIFETIME_SECONDS",
+                format!(
+                    "{} is outside 30..86400 seconds",
+                    self.auth_token_lifetime_seconds
+                ),
+            );
+        }
+        if self.auth_failed_logins_per_minute == 0 {
+            issue(
+                "AUTH_FAILED_LOGINS_PER_MINUTE",
+                "must be at least 1".into(),
+            );
+        }
+        for (i, ns) in self.anonymous_pull_namespaces.iter().enumerate() {
+            if ns != crate::auth::accounts::ALL_NAMESPACES
+                && !crate::names::RepoName::parse(ns).is_some_and(|n| !n.as_str().contains('/'))
+            {
+                issue(
+                    &format!("ANONYMOUS_PULL_NAMESPACES[{i}]"),
+                    format!("{ns:?} is not a namespace (the first segment of a repository name) or \"*\""),
+                );
+            }
         }
         if let Some(types) = &self.allowed_oci_artifact_types {
             for (config_type, layer_types) in types {

@@ -2,6 +2,7 @@
 //! [`config::RegistryConfig`], the binary serves [`api::router`].
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod error;
