@@ -72,7 +72,10 @@ pub struct RegistryConfig {
 
     /// Scheme clients use (`http` or `https`, Quay's key); with
     /// SERVER_HOSTNAME it makes the token realm URL. Unset: from the request.
-    #[serde(rename = "PREFERRED_URL_SCHEME", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "PREFERRED_URL_SCHEME",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub preferred_url_scheme: Option<String>,
 
     /// Accounts file (users and robots, bcrypt hashes, rights per
@@ -83,7 +86,10 @@ pub struct RegistryConfig {
 
     /// File holding the secret that signs bearer tokens (at least 32
     /// bytes). Every replica must read the same secret.
-    #[serde(rename = "AUTH_TOKEN_KEY_FILE", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "AUTH_TOKEN_KEY_FILE",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auth_token_key_file: Option<String>,
 
     /// Lifetime of issued bearer tokens.
@@ -97,7 +103,10 @@ pub struct RegistryConfig {
 
     /// Namespaces (first path segments) anyone may pull from without
     /// logging in: public repositories.
-    #[serde(rename = "ANONYMOUS_PULL_NAMESPACES", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ANONYMOUS_PULL_NAMESPACES",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub anonymous_pull_namespaces: Vec<String>,
 }
 
@@ -386,10 +395,7 @@ impl RegistryConfig {
             );
         }
         if self.auth_failed_logins_per_minute == 0 {
-            issue(
-                "AUTH_FAILED_LOGINS_PER_MINUTE",
-                "must be at least 1".into(),
-            );
+            issue("AUTH_FAILED_LOGINS_PER_MINUTE", "must be at least 1".into());
         }
         for (i, ns) in self.anonymous_pull_namespaces.iter().enumerate() {
             if ns != crate::auth::accounts::ALL_NAMESPACES
@@ -397,7 +403,9 @@ impl RegistryConfig {
             {
                 issue(
                     &format!("ANONYMOUS_PULL_NAMESPACES[{i}]"),
-                    format!("{ns:?} is not a namespace (the first segment of a repository name) or \"*\""),
+                    format!(
+                        "{ns:?} is not a namespace (the first segment of a repository name) or \"*\""
+                    ),
                 );
             }
         }

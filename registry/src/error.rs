@@ -51,6 +51,13 @@ pub enum RegistryError {
     BlobRangeNotSatisfiable { size: u64 },
     #[error("manifest of {size} bytes is over the limit of {limit} bytes")]
     ManifestTooLarge { size: u64, limit: u64 },
+    /// 401: credentials missing, wrong or expired. `challenge` is the
+    /// `WWW-Authenticate` value telling the client where to get a token.
+    #[error("{message}")]
+    Unauthorized { message: String, challenge: String },
+    /// 429: too many failed logins from this address.
+    #[error("too many failed logins from this address; try again in {retry_after} seconds")]
+    TooManyRequests { retry_after: u64 },
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -87,6 +94,8 @@ impl RegistryError {
             }
             BlobRangeNotSatisfiable { .. } => ("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE),
             ManifestTooLarge { .. } => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
+            TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Internal(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -119,6 +128,14 @@ impl IntoResponse for RegistryError {
                 if let Ok(v) = HeaderValue::from_str(&upload_range(*current_size)) {
                     headers.insert(header::RANGE, v);
                 }
+            }
+            RegistryError::Unauthorized { challenge, .. } => {
+                if let Ok(v) = HeaderValue::from_str(challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            RegistryError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             RegistryError::BlobRangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

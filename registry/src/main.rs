@@ -1,21 +1,24 @@
 //! `quarry-registry`: serve an OCI registry.
 
+use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-use clap::Parser;
-use quarry_registry::logging::{self, LogFormat};
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use quarry_registry::config::LoadedConfig;
+use quarry_registry::logging::{self, LogFormat};
 use quarry_registry::reload::{self, ConfigSource};
-use quarry_registry::server;
+use quarry_registry::tls::{self, TlsFiles};
+use quarry_registry::{auth, server};
 
 /// Quarry's OCI registry. With no arguments it serves 127.0.0.1:5000 from
 /// ./quarry-data.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Registry config file (Quay-style config.yaml).
     #[arg(long, env = "QUARRY_CONFIG")]
     config: Option<PathBuf>,
@@ -25,17 +28,34 @@ struct Cli {
     /// Local storage directory; overrides DISTRIBUTED_STORAGE_CONFIG.
     #[arg(long, env = "QUARRY_STORAGE_PATH")]
     storage_path: Option<PathBuf>,
-    /// How often the config file is checked for changes (SIGHUP reloads at once).
+    /// How often the config, accounts and TLS files are checked for changes
+    /// (SIGHUP reloads the config at once).
     #[arg(long, env = "QUARRY_RELOAD_INTERVAL_SECONDS", default_value_t = 5)]
     reload_interval_seconds: u64,
     /// Log format.
     #[arg(long, env = "QUARRY_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// PEM certificate (with chain) to serve HTTPS with; needs --tls-key.
+    #[arg(long, env = "QUARRY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "QUARRY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read a password from standard input (one line) and print its bcrypt
+    /// hash, for the password_hash of an account in the accounts file.
+    HashPassword,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::HashPassword) = cli.command {
+        return hash_password();
+    }
     logging::init(cli.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,7 +66,33 @@ async fn main() -> ExitCode {
     }
 }
 
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+        eprintln!("quarry-registry hash-password: cannot read standard input: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        eprintln!(
+            "quarry-registry hash-password: no password on standard input (try: printf '%s' \"$PASSWORD\" | quarry-registry hash-password)"
+        );
+        return ExitCode::FAILURE;
+    }
+    match auth::accounts::hash_password(password) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry-registry hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
     let source = ConfigSource {
         path: cli.config.clone(),
         storage_path: cli.storage_path.clone(),
@@ -58,24 +104,61 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     for key in &unknown_keys {
         tracing::warn!(key = %key, "config key is not a Quarry setting; ignored");
     }
+    let every = Duration::from_secs(cli.reload_interval_seconds.max(1));
     let storage_path = config.local_storage_path();
+    let tls_files = match (cli.tls_cert, cli.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let tls_config = match &tls_files {
+        Some(files) => Some(tls::load(files)?),
+        None => None,
+    };
     let state = server::app_state(config)?;
     if source.path.is_some() {
         tokio::spawn(reload::watch(
             source,
             state.config.clone(),
             state.metrics.clone(),
-            Duration::from_secs(cli.reload_interval_seconds.max(1)),
+            every,
+        ));
+    }
+    match &state.auth {
+        Some(auth) => {
+            tokio::spawn(auth::watch(auth.clone(), every));
+        }
+        None => tracing::warn!(
+            "authentication is off (no AUTH_ACCOUNTS_FILE): anyone who reaches this port may pull, push and delete"
+        ),
+    }
+    if let (Some(files), Some((config, loaded))) = (&tls_files, &tls_config) {
+        tokio::spawn(tls::watch(
+            files.clone(),
+            config.clone(),
+            *loaded,
+            state.metrics.clone(),
+            every,
         ));
     }
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
     let addr = listener.local_addr()?;
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(
         address = %addr,
         storage = ?storage_path,
-        "quarry-registry listening on http://{addr}"
+        "quarry-registry listening on {scheme}://{addr}"
     );
-    server::serve(listener, state, server::shutdown_signal()).await
+    server::serve(
+        listener,
+        state,
+        tls_config.map(|(config, _)| config),
+        server::shutdown_signal(),
+    )
+    .await
 }

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub upload_seconds: Histogram,
     pub policy_refusals: Family<ReasonLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
+    pub tls_reloads: Family<ResultLabels, Counter>,
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    pub tokens_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -93,8 +96,29 @@ impl Metrics {
             "Config file reloads by result (applied, rejected)",
             config_reloads.clone(),
         );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reloads by result (success, failure)",
+            tls_reloads.clone(),
+        );
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Requests refused by authentication or authorization, by reason",
+            auth_failures.clone(),
+        );
+        let tokens_issued = Counter::default();
+        registry.register(
+            "auth_tokens_issued",
+            "Bearer tokens issued by the token endpoint",
+            tokens_issued.clone(),
+        );
         Metrics {
             registry,
+            tls_reloads,
+            auth_failures,
+            tokens_issued,
             policy_refusals,
             config_reloads,
             requests,

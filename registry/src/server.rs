@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, router};
+use crate::auth::Auth;
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
 use crate::storage::{FilesystemStorage, Storage};
@@ -26,22 +29,65 @@ pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>>
     Ok(Arc::new(storage))
 }
 
-/// Build the application state for `config`.
+/// Build the application state for `config`: storage and, when the
+/// config names an accounts file, authentication.
 pub fn app_state(config: RegistryConfig) -> anyhow::Result<AppState> {
     let storage = open_storage(&config)?;
-    Ok(AppState::new(storage, config, Arc::new(Metrics::new())))
+    let auth = Auth::from_config(&config)
+        .map_err(|e| anyhow::anyhow!(e))?
+        .map(Arc::new);
+    Ok(AppState::new(storage, config, Arc::new(Metrics::new())).with_auth(auth))
 }
 
 /// Serve until `shutdown` resolves; requests in flight are finished first.
+/// With `tls`, HTTPS (HTTP/2 and HTTP/1.1) with a reloadable certificate.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    tls: Option<RustlsConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let sweeper = tokio::spawn(sweep_stale_uploads(
         state.storage.clone(),
         Duration::from_secs(state.config().blob_upload_stale_seconds),
     ));
+    let result = match tls {
+        Some(tls) => serve_tls(listener, state, tls, shutdown).await,
+        None => serve_plain(listener, state, shutdown).await,
+    };
+    sweeper.abort();
+    result
+}
+
+async fn serve_tls(
+    listener: TcpListener,
+    state: AppState,
+    tls: RustlsConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(state.with_tls(true));
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        on_signal.graceful_shutdown(None);
+    });
+    let acceptor = RustlsAcceptor::new(tls)
+        .handshake_timeout(Duration::from_secs(10))
+        .acceptor(NoDelayAcceptor::new());
+    axum_server::from_tcp(listener.into_std().context("TLS listener")?)
+        .acceptor(acceptor)
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .context("HTTPS server failed")
+}
+
+async fn serve_plain(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let app = router(state);
     // Headers and a small body leave in separate writes; without NODELAY,
     // Nagle's algorithm and delayed ACKs add ~40 ms to such responses.
@@ -50,15 +96,13 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let result = axum::serve(
+    axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("HTTP server failed");
-    sweeper.abort();
-    result
+    .context("HTTP server failed")
 }
 
 async fn sweep_stale_uploads(storage: Arc<dyn Storage>, max_age: Duration) {

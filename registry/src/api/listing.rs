@@ -4,13 +4,16 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderName, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::access::{Asker, authenticate};
 use super::{AppState, CONTENT_TYPE, Call, LINK, record, reply};
+use crate::auth::accounts::Action;
 use crate::error::{ApiResult, RegistryError};
+use axum::http::request::Parts;
 
 /// One page of a sorted list: entries after `last`, at most `n`, and
 /// whether more follow.
@@ -68,14 +71,15 @@ pub async fn tags(state: &AppState, call: Call) -> ApiResult<Response> {
     ))
 }
 
-pub async fn catalog_route(
-    State(state): State<AppState>,
-    method: Method,
-    Query(query): Query<Vec<(String, String)>>,
-) -> Response {
+pub async fn catalog_route(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    let method = request.method().clone();
+    let query = Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let (parts, _body) = request.into_parts();
     let response = match method {
-        Method::GET => catalog(&state, &query)
+        Method::GET => catalog(&state, &parts, &query)
             .await
             .unwrap_or_else(IntoResponse::into_response),
         _ => RegistryError::MethodNotAllowed.into_response(),
@@ -84,9 +88,42 @@ pub async fn catalog_route(
     response
 }
 
-async fn catalog(state: &AppState, query: &[(String, String)]) -> ApiResult<Response> {
+/// With authentication on, the catalog lists only what the caller may pull.
+async fn visible_filter(
+    state: &AppState,
+    parts: &Parts,
+) -> ApiResult<Option<Box<dyn Fn(&str) -> bool + Send>>> {
+    let Some(auth) = state.auth.clone() else {
+        return Ok(None);
+    };
+    let asker = Asker::of(parts);
+    let caller = authenticate(state, &auth, &asker).await?;
+    let anonymous = state.config().anonymous_pull_namespaces.clone();
+    if caller.account().is_none() && anonymous.is_empty() {
+        return Err(asker.unauthorized(
+            state,
+            "authentication required to list repositories".into(),
+            Some("registry:catalog:*"),
+        ));
+    }
+    let account = caller.account().map(str::to_string);
+    Ok(Some(Box::new(move |repo: &str| {
+        auth.rights(account.as_deref(), repo, &anonymous)
+            .contains(&Action::Pull)
+    })))
+}
+
+async fn catalog(
+    state: &AppState,
+    parts: &Parts,
+    query: &[(String, String)],
+) -> ApiResult<Response> {
+    let visible = visible_filter(state, parts).await?;
     let (n, last) = page_params(query)?;
-    let all = state.storage.repositories().await?;
+    let mut all = state.storage.repositories().await?;
+    if let Some(visible) = visible {
+        all.retain(|repo| visible(repo));
+    }
     let (entries, more) = page(&all, n, last.as_deref());
     let next = more.then(|| entries.last()).flatten();
     Ok(paged_reply(

@@ -2,12 +2,14 @@
 //! metrics. `router(state)` is the whole application; tests drive it with
 //! `oneshot`, the binary serves it.
 
+pub(crate) mod access;
 mod blobs;
 mod listing;
 mod manifests;
 mod ops;
 mod referrers;
 pub mod route;
+mod token;
 mod uploads;
 
 use std::sync::Arc;
@@ -17,10 +19,12 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
+use crate::auth::{Auth, Caller, TOKEN_PATH};
 use crate::config::RegistryConfig;
 use crate::error::{ApiResult, RegistryError};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
@@ -36,6 +40,10 @@ pub struct AppState {
     /// the snapshot it loaded first.
     pub config: Arc<ArcSwap<RegistryConfig>>,
     pub metrics: Arc<Metrics>,
+    /// Accounts and token keys; `None` when anyone may pull and push.
+    pub auth: Option<Arc<Auth>>,
+    /// Whether this server speaks TLS (for the token realm's scheme).
+    pub tls: bool,
 }
 
 impl AppState {
@@ -44,7 +52,21 @@ impl AppState {
             storage,
             config: Arc::new(ArcSwap::from_pointee(config)),
             metrics,
+            auth: None,
+            tls: false,
         }
+    }
+
+    /// The same state with authentication.
+    pub fn with_auth(mut self, auth: Option<Arc<Auth>>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The same state, marked as served over TLS.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The configuration in force now.
@@ -60,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/", any(base))
         .route("/v2/_catalog", any(listing::catalog_route))
         .route("/v2/{*path}", any(dispatch))
+        .route(TOKEN_PATH, any(token::token_route))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -75,6 +98,8 @@ pub(crate) struct Call {
     pub headers: HeaderMap,
     pub query: Vec<(String, String)>,
     pub body: Body,
+    /// Who is calling (always `Anonymous` when authentication is off).
+    pub caller: Caller,
 }
 
 impl Call {
@@ -92,21 +117,43 @@ impl Call {
     }
 }
 
-async fn base(State(state): State<AppState>, method: Method) -> Response {
+async fn base(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
-    let response = match method {
-        Method::GET | Method::HEAD => {
-            let mut r = StatusCode::OK.into_response();
-            r.headers_mut().insert(
-                HeaderName::from_static("docker-distribution-api-version"),
-                HeaderValue::from_static("registry/2.0"),
-            );
-            r
-        }
-        _ => RegistryError::MethodNotAllowed.into_response(),
+    let method = request.method().clone();
+    let (parts, _body) = request.into_parts();
+    let response = match base_access(&state, &parts).await {
+        Err(e) => e.into_response(),
+        Ok(()) => match method {
+            Method::GET | Method::HEAD => {
+                let mut r = StatusCode::OK.into_response();
+                r.headers_mut().insert(
+                    HeaderName::from_static("docker-distribution-api-version"),
+                    HeaderValue::from_static("registry/2.0"),
+                );
+                r
+            }
+            _ => RegistryError::MethodNotAllowed.into_response(),
+        },
     };
     record(&state, "base", &method, &response, started);
     response
+}
+
+/// `/v2/` with authentication on answers 200 only to a valid login or
+/// token: `docker login` and friends take a 200 as "credentials accepted".
+async fn base_access(state: &AppState, parts: &Parts) -> ApiResult<()> {
+    let Some(auth) = &state.auth else {
+        return Ok(());
+    };
+    let asker = access::Asker::of(parts);
+    match access::authenticate(state, auth, &asker).await? {
+        Caller::Anonymous => Err(asker.unauthorized(
+            state,
+            "authentication required: log in with an account of this registry".into(),
+            None,
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
@@ -128,20 +175,26 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
                 ))
                 .into_response(),
                 Some(repo) => {
-                    let query = Query::<Vec<(String, String)>>::try_from_uri(request.uri())
-                        .map(|q| q.0)
-                        .unwrap_or_default();
                     let (parts, body) = request.into_parts();
-                    let call = Call {
-                        method: parts.method,
-                        repo,
-                        headers: parts.headers,
-                        query,
-                        body,
-                    };
-                    handle(&state, endpoint, call)
-                        .await
-                        .unwrap_or_else(IntoResponse::into_response)
+                    match admit(&state, &parts, &repo, &endpoint).await {
+                    Err(e) => e.into_response(),
+                    Ok(caller) => {
+                        let query = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+                            .map(|q| q.0)
+                            .unwrap_or_default();
+                        let call = Call {
+                            method: parts.method,
+                            repo,
+                            headers: parts.headers,
+                            query,
+                            body,
+                            caller,
+                        };
+                        handle(&state, endpoint, call)
+                            .await
+                            .unwrap_or_else(IntoResponse::into_response)
+                    }
+                }
                 }
             };
             (label, response)
@@ -149,6 +202,22 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     };
     record(&state, label, &method, &response, started);
     response
+}
+
+/// The caller, when authentication is off or they have the right the
+/// endpoint needs.
+async fn admit(
+    state: &AppState,
+    parts: &Parts,
+    repo: &RepoName,
+    endpoint: &Endpoint,
+) -> ApiResult<Caller> {
+    let Some(auth) = &state.auth else {
+        return Ok(Caller::Anonymous);
+    };
+    let asker = access::Asker::of(parts);
+    let action = access::action_of(&parts.method, endpoint);
+    access::admit(state, auth, &asker, repo.as_str(), action).await
 }
 
 async fn handle(state: &AppState, endpoint: Endpoint, call: Call) -> ApiResult<Response> {

@@ -13,6 +13,8 @@ use super::{
     AppState, CONTENT_LENGTH, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, LOCATION, RANGE,
     reply,
 };
+use crate::auth::accounts::Action;
+use crate::auth::{Caller, Verdict};
 use crate::digest::Digest;
 use crate::error::{ApiResult, RegistryError, upload_range};
 use crate::names::RepoName;
@@ -154,7 +156,8 @@ async fn commit(state: &AppState, repo: &RepoName, id: &str, digest: &Digest) ->
 pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
     if let Some(mount) = call.param("mount") {
         let digest = parse_digest(mount)?;
-        if mountable(state, call.param("from"), &digest).await? {
+        let from = call.param("from").cloned();
+        if mountable(state, from.as_deref(), &call.caller, &digest).await? {
             state.storage.repo_blob_link(&call.repo, &digest).await?;
             return Ok(blob_created(&call.repo, &digest));
         }
@@ -179,15 +182,35 @@ pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
     Ok(session_reply(StatusCode::ACCEPTED, &call.repo, &id, 0))
 }
 
-/// A blob may be mounted from `from` when that repository has it, or from
-/// anywhere in the registry when automatic cross-mount is on and no `from`
-/// is given.
-async fn mountable(state: &AppState, from: Option<&String>, digest: &Digest) -> ApiResult<bool> {
-    match from.map(|f| RepoName::parse(f)) {
-        Some(Some(from)) => Ok(state.storage.repo_blob_linked(&from, digest).await?),
+/// A blob may be mounted from `from` when that repository has it and the
+/// caller may pull from it, or from anywhere in the registry when automatic
+/// cross-mount is on, no `from` is given and the caller may pull from every
+/// namespace (else a mount would reveal other namespaces' blobs).
+async fn mountable(
+    state: &AppState,
+    from: Option<&str>,
+    caller: &Caller,
+    digest: &Digest,
+) -> ApiResult<bool> {
+    let config = state.config();
+    let anonymous = &config.anonymous_pull_namespaces;
+    match from.map(RepoName::parse) {
+        Some(Some(from)) => {
+            let may_pull = state.auth.as_ref().is_none_or(|auth| {
+                auth.decide(caller, from.as_str(), Action::Pull, anonymous) == Verdict::Allow
+            });
+            Ok(may_pull && state.storage.repo_blob_linked(&from, digest).await?)
+        }
         Some(None) => Ok(false),
-        None => Ok(state.config().feature_automatic_cross_mount
-            && state.storage.blob_size(digest).await?.is_some()),
+        None => {
+            let may_pull = state
+                .auth
+                .as_ref()
+                .is_none_or(|auth| auth.may_pull_everywhere(caller.account(), anonymous));
+            Ok(config.feature_automatic_cross_mount
+                && may_pull
+                && state.storage.blob_size(digest).await?.is_some())
+        }
     }
 }
 

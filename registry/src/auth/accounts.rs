@@ -31,9 +31,7 @@ pub const ACCOUNTS_FILE_KEY: &str = "accounts.yaml";
 pub const ALL_NAMESPACES: &str = "*";
 
 /// What an account may do in a repository.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Read manifests, blobs, tags and referrers.
@@ -106,7 +104,8 @@ impl AccountsFile {
         let file: AccountsFile = if text.trim().is_empty() {
             AccountsFile::default()
         } else {
-            serde_norway::from_str(text).map_err(|e| vec![format!("not a valid accounts file: {e}")])?
+            serde_norway::from_str(text)
+                .map_err(|e| vec![format!("not a valid accounts file: {e}")])?
         };
         let problems = file.problems();
         if problems.is_empty() {
@@ -226,9 +225,10 @@ mod tests {
         assert!(problems[2].contains("Team/A"), "{problems:?}");
         let problems = AccountsFile::from_yaml("accounts:\n  a:\n    pasword: x\n").unwrap_err();
         assert!(problems[0].contains("pasword"), "{problems:?}");
-        let problems =
-            AccountsFile::from_yaml("accounts:\n  a:\n    password_hash: x\n    access: {a: [pul]}\n")
-                .unwrap_err();
+        let problems = AccountsFile::from_yaml(
+            "accounts:\n  a:\n    password_hash: x\n    access: {a: [pul]}\n",
+        )
+        .unwrap_err();
         assert!(problems[0].contains("pul"), "{problems:?}");
     }
 }

@@ -23,7 +23,10 @@ impl FailedLogins {
     pub fn blocked(&self, ip: IpAddr, limit: u32, now: Instant) -> Option<u64> {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         let failures = recent.get_mut(&ip)?;
-        while failures.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+        while failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
             failures.pop_front();
         }
         if failures.len() < limit as usize {

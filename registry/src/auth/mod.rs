@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::RegistryConfig;
-use accounts::{Action, AccountsFile, namespace_of};
+use accounts::{AccountsFile, Action, namespace_of};
 use limiter::FailedLogins;
 use token::{Claims, Scope, TokenError, TokenKey};
 
@@ -181,11 +181,10 @@ impl Auth {
         }
         let hash = current_hash.clone().unwrap_or_else(|| DUMMY_HASH.clone());
         let password = password.to_string();
-        let matches = tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password, &hash).unwrap_or(false)
-        })
-        .await
-        .unwrap_or(false);
+        let matches =
+            tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         match (matches, current_hash) {
             (true, Some(hash)) => {
                 let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,6 +232,23 @@ impl Auth {
         rights
     }
 
+    /// Whether `account` (None: anonymous) may pull from every namespace.
+    pub fn may_pull_everywhere(&self, account: Option<&str>, anonymous: &[String]) -> bool {
+        let everywhere = |access: &std::collections::BTreeMap<String, Vec<Action>>| {
+            access
+                .get(accounts::ALL_NAMESPACES)
+                .is_some_and(|a| a.contains(&Action::Pull))
+        };
+        anonymous.iter().any(|n| n == accounts::ALL_NAMESPACES)
+            || account.is_some_and(|name| {
+                self.accounts
+                    .load()
+                    .accounts
+                    .get(name)
+                    .is_some_and(|a| everywhere(&a.access))
+            })
+    }
+
     /// Whether `caller` may do `action` in `repo`; what to answer if not.
     pub fn decide(
         &self,
@@ -241,7 +257,9 @@ impl Auth {
         action: Action,
         anonymous: &[String],
     ) -> Verdict {
-        let account_may = self.rights(caller.account(), repo, anonymous).contains(&action);
+        let account_may = self
+            .rights(caller.account(), repo, anonymous)
+            .contains(&action);
         match caller {
             Caller::Anonymous if account_may => Verdict::Allow,
             Caller::Anonymous => Verdict::Challenge,
@@ -259,6 +277,35 @@ impl Auth {
                     (_, false) => Verdict::Deny,
                 }
             }
+        }
+    }
+}
+
+/// Read the accounts and key files again every `every`; log what changed
+/// and why a bad file was not taken.
+pub async fn watch(auth: std::sync::Arc<Auth>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error = None::<String>;
+    loop {
+        tick.tick().await;
+        let auth_now = auth.clone();
+        match tokio::task::spawn_blocking(move || auth_now.reload()).await {
+            Ok(Ok(true)) => {
+                last_error = None;
+                tracing::info!(
+                    accounts = auth.accounts.load().accounts.len(),
+                    "accounts or token key reloaded"
+                );
+            }
+            Ok(Ok(false)) => last_error = None,
+            Ok(Err(e)) => {
+                if last_error.as_ref() != Some(&e) {
+                    tracing::warn!(error = %e, "accounts or token key file changed but is not valid; keeping the previous one");
+                    last_error = Some(e);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "accounts reload task failed"),
         }
     }
 }
@@ -299,8 +346,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hash = bcrypt::hash("pw", 4).unwrap();
         let auth = auth_with(dir.path(), &accounts_yaml(&hash));
-        assert_eq!(auth.check_password("admin", "pw").await, Some("admin".into()));
-        assert_eq!(auth.check_password("admin", "pw").await, Some("admin".into()));
+        assert_eq!(
+            auth.check_password("admin", "pw").await,
+            Some("admin".into())
+        );
+        assert_eq!(
+            auth.check_password("admin", "pw").await,
+            Some("admin".into())
+        );
         assert_eq!(auth.check_password("admin", "wrong").await, None);
         assert_eq!(auth.check_password("ghost", "pw").await, None);
         // A new password in the file: the cached one no longer works.
@@ -309,11 +362,17 @@ mod tests {
         assert_eq!(auth.reload(), Ok(true));
         assert_eq!(auth.reload(), Ok(false));
         assert_eq!(auth.check_password("admin", "pw").await, None);
-        assert_eq!(auth.check_password("admin", "pw2").await, Some("admin".into()));
+        assert_eq!(
+            auth.check_password("admin", "pw2").await,
+            Some("admin".into())
+        );
         // A broken file keeps what is in force.
         std::fs::write(dir.path().join("accounts.yaml"), "accounts: [").unwrap();
         assert!(auth.reload().is_err());
-        assert_eq!(auth.check_password("admin", "pw2").await, Some("admin".into()));
+        assert_eq!(
+            auth.check_password("admin", "pw2").await,
+            Some("admin".into())
+        );
     }
 
     #[test]
@@ -324,13 +383,25 @@ mod tests {
         let public = vec!["public".to_string()];
         let reader = Caller::Account("team+reader".into());
         use Verdict::*;
-        assert_eq!(auth.decide(&Caller::Anonymous, "team/a", Action::Pull, &public), Challenge);
-        assert_eq!(auth.decide(&Caller::Anonymous, "public/a", Action::Pull, &public), Allow);
-        assert_eq!(auth.decide(&Caller::Anonymous, "public/a", Action::Push, &public), Challenge);
+        assert_eq!(
+            auth.decide(&Caller::Anonymous, "team/a", Action::Pull, &public),
+            Challenge
+        );
+        assert_eq!(
+            auth.decide(&Caller::Anonymous, "public/a", Action::Pull, &public),
+            Allow
+        );
+        assert_eq!(
+            auth.decide(&Caller::Anonymous, "public/a", Action::Push, &public),
+            Challenge
+        );
         assert_eq!(auth.decide(&reader, "team/a", Action::Pull, &public), Allow);
         assert_eq!(auth.decide(&reader, "team/a", Action::Push, &public), Deny);
         assert_eq!(auth.decide(&reader, "other/a", Action::Pull, &public), Deny);
-        assert_eq!(auth.decide(&reader, "public/x", Action::Pull, &public), Allow);
+        assert_eq!(
+            auth.decide(&reader, "public/x", Action::Pull, &public),
+            Allow
+        );
 
         let scope = |s: &str| Scope::parse(s).unwrap();
         let (_, claims) = auth
@@ -341,7 +412,11 @@ mod tests {
         // Same account, other repository: a new token would be granted.
         assert_eq!(auth.decide(&token, "b", Action::Push, &public), Challenge);
         let (_, claims) = auth
-            .issue_token(Some("team+reader"), vec![scope("repository:team/a:pull,push")], 60)
+            .issue_token(
+                Some("team+reader"),
+                vec![scope("repository:team/a:pull,push")],
+                60,
+            )
             .unwrap();
         let token = Caller::Token(claims);
         assert_eq!(auth.decide(&token, "team/a", Action::Pull, &public), Allow);

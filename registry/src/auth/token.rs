@@ -197,7 +197,10 @@ mod tests {
             Scope::parse("repository(plugin):a:pull").map(|s| s.kind),
             Some("repository".into())
         );
-        assert_eq!(Scope::parse("registry:catalog:*").map(|s| s.name), Some("catalog".into()));
+        assert_eq!(
+            Scope::parse("registry:catalog:*").map(|s| s.name),
+            Some("catalog".into())
+        );
         assert_eq!(Scope::parse("nonsense"), None);
         let all = Scope::parse_all(["repository:a:pull repository:b:push", "x"].into_iter());
         assert_eq!(all.len(), 2);
@@ -216,7 +219,10 @@ mod tests {
             Err(TokenError::Invalid(_))
         ));
         let other = TokenKey::from_secret(&[8u8; 32]).unwrap();
-        assert!(matches!(other.verify(&token, "svc"), Err(TokenError::Invalid(_))));
+        assert!(matches!(
+            other.verify(&token, "svc"),
+            Err(TokenError::Invalid(_))
+        ));
         let mut tampered = token.clone();
         tampered.insert(token.len() / 2, 'x');
         assert!(key().verify(&tampered, "svc").is_err());
