@@ -385,11 +385,11 @@ impl RegistryConfig {
             ),
             _ => {}
         }
-        if !(30..=86_400).contains(&self.auth_token_lifetime_seconds) {
+        if !(5..=86_400).contains(&self.auth_token_lifetime_seconds) {
             issue(
                 "AUTH_TOKEN_LIFETIME_SECONDS",
                 format!(
-                    "{} is outside 30..86400 seconds",
+                    "{} is outside 5..86400 seconds",
                     self.auth_token_lifetime_seconds
                 ),
             );
@@ -398,9 +398,7 @@ impl RegistryConfig {
             issue("AUTH_FAILED_LOGINS_PER_MINUTE", "must be at least 1".into());
         }
         for (i, ns) in self.anonymous_pull_namespaces.iter().enumerate() {
-            if ns != crate::auth::accounts::ALL_NAMESPACES
-                && !crate::names::RepoName::parse(ns).is_some_and(|n| !n.as_str().contains('/'))
-            {
+            if !crate::auth::accounts::valid_namespace(ns) {
                 issue(
                     &format!("ANONYMOUS_PULL_NAMESPACES[{i}]"),
                     format!(

@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod oci;
+pub mod secure;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -93,7 +93,7 @@ fn valid_account_name(name: &str) -> bool {
 }
 
 /// Namespace patterns: `*` or a valid first segment of a repository name.
-fn valid_namespace(ns: &str) -> bool {
+pub fn valid_namespace(ns: &str) -> bool {
     ns == ALL_NAMESPACES
         || crate::names::RepoName::parse(ns).is_some_and(|n| !n.as_str().contains('/'))
 }
