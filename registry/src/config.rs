@@ -12,6 +12,8 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::storage::settings::StorageSettings;
+
 /// The manifest size every registry must accept (OCI distribution spec).
 pub const MIN_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 
@@ -345,22 +347,10 @@ impl RegistryConfig {
                     format!("{name:?} is not a location in DISTRIBUTED_STORAGE_CONFIG"),
                 ),
                 Some(StorageLocation(driver, params)) => {
-                    let key = format!("DISTRIBUTED_STORAGE_CONFIG.{name}");
-                    match driver.as_str() {
-                        "LocalStorage" => match params.get("storage_path") {
-                            Some(serde_json::Value::String(p)) if !p.is_empty() => {}
-                            _ => issue(
-                                &key,
-                                "LocalStorage needs a non-empty string parameter storage_path"
-                                    .into(),
-                            ),
-                        },
-                        other => issue(
-                            &key,
-                            format!(
-                                "storage driver {other:?} is not supported by this version of Quarry (supported: LocalStorage)"
-                            ),
-                        ),
+                    if let Err(problems) = crate::storage::settings::parse(driver, params) {
+                        for problem in problems {
+                            issue(&format!("DISTRIBUTED_STORAGE_CONFIG.{name}"), problem);
+                        }
                     }
                 }
             },
@@ -427,6 +417,22 @@ impl RegistryConfig {
             }
         }
         issues
+    }
+
+    /// The preferred storage location, ready to open (the config was
+    /// validated, so problems here are reported the same way).
+    pub fn storage_settings(&self) -> Result<StorageSettings, String> {
+        let name = self
+            .distributed_storage_preference
+            .first()
+            .ok_or("DISTRIBUTED_STORAGE_PREFERENCE is empty")?;
+        let StorageLocation(driver, params) = self
+            .distributed_storage_config
+            .get(name)
+            .ok_or_else(|| format!("{name:?} is not a location in DISTRIBUTED_STORAGE_CONFIG"))?;
+        crate::storage::settings::parse(driver, params).map_err(|problems| {
+            format!("DISTRIBUTED_STORAGE_CONFIG.{name}: {}", problems.join("; "))
+        })
     }
 
     /// The local storage path, when the preferred location is LocalStorage.
@@ -528,9 +534,18 @@ DISTRIBUTED_STORAGE_PREFERENCE: [nowhere]
     }
 
     #[test]
-    fn unsupported_driver_is_refused() {
-        let yaml = "DISTRIBUTED_STORAGE_CONFIG:\n  default: [S3Storage, {s3_bucket: b}]\n";
+    fn storage_drivers_are_checked() {
+        let yaml = "DISTRIBUTED_STORAGE_CONFIG:\n  default: [SwiftStorage, {}]\n";
         let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
-        assert!(err.to_string().contains("S3Storage"));
+        assert!(err.to_string().contains("SwiftStorage"), "{err}");
+        let yaml = "DISTRIBUTED_STORAGE_CONFIG:\n  default: [S3Storage, {host: minio}]\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert!(err.to_string().contains("s3_bucket"), "{err}");
+        let yaml = "DISTRIBUTED_STORAGE_CONFIG:\n  default: [S3Storage, {s3_bucket: b, host: minio, port: 9000, is_secure: false}]\n";
+        let loaded = RegistryConfig::from_yaml(yaml, None).unwrap();
+        assert!(matches!(
+            loaded.config.storage_settings(),
+            Ok(StorageSettings::S3(_))
+        ));
     }
 }

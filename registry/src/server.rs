@@ -14,19 +14,26 @@ use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
-use crate::storage::{FilesystemStorage, Storage};
+use crate::storage::settings::StorageSettings;
+use crate::storage::{FilesystemStorage, ObjectStorage, Storage};
 
 /// How often stale upload sessions are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
 /// Open the storage the configuration prefers.
 pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>> {
-    let path = config
-        .local_storage_path()
-        .context("DISTRIBUTED_STORAGE_PREFERENCE does not point at a LocalStorage location")?;
-    let storage = FilesystemStorage::open(&path)
-        .with_context(|| format!("cannot open storage at {}", path.display()))?;
-    Ok(Arc::new(storage))
+    match config.storage_settings().map_err(|e| anyhow::anyhow!(e))? {
+        StorageSettings::Local(path) => {
+            let storage = FilesystemStorage::open(&path)
+                .with_context(|| format!("cannot open storage at {}", path.display()))?;
+            Ok(Arc::new(storage))
+        }
+        StorageSettings::S3(settings) => {
+            let storage = ObjectStorage::s3(&settings)?;
+            tracing::info!(storage = storage.describe(), "using S3-compatible storage");
+            Ok(Arc::new(storage))
+        }
+    }
 }
 
 /// Build the application state for `config`: storage and, when the

@@ -4,6 +4,8 @@
 //! object-store implementation exists. The API layer sees only this trait.
 
 mod filesystem;
+mod object;
+pub mod settings;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use filesystem::FilesystemStorage;
+pub use object::ObjectStorage;
 
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};

@@ -1,0 +1,726 @@
+//! The object-store backend: S3, Ceph RGW, MinIO (and an in-memory store
+//! for tests), shared by any number of registry replicas.
+//!
+//! Layout under the bucket's prefix (the same as the filesystem backend's):
+//! ```text
+//! blobs/<alg>/<hex>                                   committed blob content
+//! uploads/<uuid>/info.json                            upload session
+//! uploads/<uuid>/chunks/<start, 20 digits>            one object per chunk
+//! repositories/<name>/_layers/<alg>/<hex>             blob links (empty)
+//! repositories/<name>/_manifests/<alg>/<hex>          manifest links (media type)
+//! repositories/<name>/_tags/<tag>                     tag -> digest
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json
+//! ```
+//!
+//! Why it is safe with several replicas and crashes:
+//! - Every object is written whole by one PUT or one completed multipart
+//!   upload, which S3 makes visible atomically. A replica killed mid-write
+//!   leaves an incomplete multipart upload, which is never visible.
+//! - Upload sessions live only in the bucket: each PATCH adds a chunk
+//!   object named by its start offset, so any replica can continue a session
+//!   (the size is the end of the last chunk) and chunks of any size work.
+//! - A blob becomes visible only after its content was hashed and matched
+//!   the digest: a single chunk is hashed and then copied server-side; more
+//!   chunks are streamed through the hash into a multipart upload that is
+//!   completed only on a match and aborted otherwise.
+//! - A tag is one object: concurrent pushes of a tag end with one of the
+//!   pushed digests (last writer wins), never a mix. Referrers are one
+//!   object each, so concurrent pushes never lose one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+};
+use serde::{Deserialize, Serialize};
+
+use super::settings::S3Settings;
+use super::{
+    ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
+    StoredManifest, UploadStatus,
+};
+use crate::digest::{Digest, DigestHasher};
+use crate::names::{RepoName, Tag};
+
+/// Part size of multipart uploads (S3 needs at least 5 MiB but the last).
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts in flight per multipart upload.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Largest object S3 copies in one request.
+const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Storage in an object store, under a key prefix.
+pub struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    /// Names this backend in logs and errors (`s3://bucket/prefix`).
+    describe: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct UploadInfo {
+    repository: String,
+    started_at_unix: u64,
+}
+
+fn io(e: object_store::Error) -> StorageError {
+    StorageError::Io(std::io::Error::other(e))
+}
+
+fn found<T>(r: object_store::Result<T>) -> StorageResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn digest_key(digest: &Digest) -> String {
+    format!("{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+/// A chunk of an upload session.
+struct Chunk {
+    start: u64,
+    size: u64,
+    location: Path,
+}
+
+impl ObjectStorage {
+    /// A backend over any object store (tests use the in-memory one).
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, describe: String) -> ObjectStorage {
+        ObjectStorage {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            describe,
+        }
+    }
+
+    /// An S3-compatible bucket. Nothing is contacted yet: `ready()` checks.
+    pub fn s3(settings: &S3Settings) -> anyhow::Result<ObjectStorage> {
+        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_region(&settings.region)
+            .with_virtual_hosted_style_request(!settings.path_style);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let (Some(access), Some(secret)) = (&settings.access_key, &settings.secret_key) {
+            builder = builder
+                .with_access_key_id(access)
+                .with_secret_access_key(secret);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("S3 storage for bucket {}: {e}", settings.bucket))?;
+        let describe = format!(
+            "s3://{}/{} at {}",
+            settings.bucket,
+            settings.prefix,
+            settings.endpoint.as_deref().unwrap_or("AWS")
+        );
+        Ok(ObjectStorage::new(
+            Arc::new(store),
+            &settings.prefix,
+            describe,
+        ))
+    }
+
+    /// Where this storage is, for logs.
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn key(&self, rel: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(rel)
+        } else {
+            Path::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn blob(&self, digest: &Digest) -> Path {
+        self.key(&format!("blobs/{}", digest_key(digest)))
+    }
+
+    fn repo_key(&self, repo: &RepoName, rest: &str) -> Path {
+        self.key(&format!("repositories/{repo}/{rest}"))
+    }
+
+    fn layer_link(&self, repo: &RepoName, digest: &Digest) -> Path {
+        self.repo_key(repo, &format!("_layers/{}", digest_key(digest)))
+    }
+
+    fn manifest_link(&self, repo: &RepoName, digest: &Digest) -> Path {
+        self.repo_key(repo, &format!("_manifests/{}", digest_key(digest)))
+    }
+
+    fn tag_key(&self, repo: &RepoName, tag: &Tag) -> Path {
+        self.repo_key(repo, &format!("_tags/{tag}"))
+    }
+
+    fn referrers_prefix(&self, repo: &RepoName, subject: &Digest) -> Path {
+        self.repo_key(repo, &format!("_referrers/{}", digest_key(subject)))
+    }
+
+    fn referrer_key(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Path {
+        self.repo_key(
+            repo,
+            &format!(
+                "_referrers/{}/{}-{}.json",
+                digest_key(subject),
+                referrer.algorithm().name(),
+                referrer.hex()
+            ),
+        )
+    }
+
+    fn upload_prefix(&self, id: &str) -> Path {
+        self.key(&format!("uploads/{id}"))
+    }
+
+    async fn exists(&self, location: &Path) -> StorageResult<bool> {
+        Ok(found(self.store.head(location).await)?.is_some())
+    }
+
+    async fn get_bytes(&self, location: &Path) -> StorageResult<Option<Bytes>> {
+        match found(self.store.get(location).await)? {
+            None => Ok(None),
+            Some(result) => Ok(Some(result.bytes().await.map_err(io)?)),
+        }
+    }
+
+    async fn put_bytes(&self, location: &Path, bytes: impl Into<Bytes>) -> StorageResult<()> {
+        self.store
+            .put(location, PutPayload::from_bytes(bytes.into()))
+            .await
+            .map_err(io)?;
+        Ok(())
+    }
+
+    async fn delete_if_present(&self, location: &Path) -> StorageResult<bool> {
+        if !self.exists(location).await? {
+            return Ok(false);
+        }
+        match self.store.delete(location).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn list(&self, prefix: &Path) -> StorageResult<Vec<ObjectMeta>> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(io)
+    }
+
+    async fn any_under(&self, prefix: &Path) -> StorageResult<bool> {
+        let mut listing = self.store.list(Some(prefix));
+        match listing.next().await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(e)) => Err(io(e)),
+        }
+    }
+
+    async fn delete_all_under(&self, prefix: &Path) -> StorageResult<usize> {
+        let objects = self.list(prefix).await?;
+        for object in &objects {
+            match self.store.delete(&object.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Ok(objects.len())
+    }
+
+    /// The session's info, when it exists and belongs to `repo`.
+    async fn check_upload(&self, repo: &RepoName, id: &str) -> StorageResult<UploadInfo> {
+        if uuid::Uuid::parse_str(id).is_err() {
+            return Err(StorageError::UploadUnknown);
+        }
+        let raw = self
+            .get_bytes(&self.upload_prefix(id).join("info.json"))
+            .await?
+            .ok_or(StorageError::UploadUnknown)?;
+        let info: UploadInfo = serde_json::from_slice(&raw)
+            .map_err(|e| std::io::Error::other(format!("corrupt upload session {id}: {e}")))?;
+        if info.repository != repo.as_str() {
+            return Err(StorageError::UploadUnknown);
+        }
+        Ok(info)
+    }
+
+    /// The session's chunks in order; they must be contiguous from 0.
+    async fn chunks(&self, id: &str) -> StorageResult<Vec<Chunk>> {
+        let prefix = self.upload_prefix(id).join("chunks");
+        let mut chunks: Vec<Chunk> = self
+            .list(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|meta| {
+                let start = meta.location.filename()?.parse::<u64>().ok()?;
+                Some(Chunk {
+                    start,
+                    size: meta.size,
+                    location: meta.location,
+                })
+            })
+            .collect();
+        chunks.sort_by_key(|c| c.start);
+        let mut end = 0;
+        for chunk in &chunks {
+            if chunk.start != end {
+                return Err(StorageError::Io(std::io::Error::other(format!(
+                    "upload session {id} has a gap or overlap at byte {end} (chunk at {})",
+                    chunk.start
+                ))));
+            }
+            end += chunk.size;
+        }
+        Ok(chunks)
+    }
+
+    fn chunk_key(&self, id: &str, start: u64) -> Path {
+        self.upload_prefix(id)
+            .join("chunks")
+            .join(format!("{start:020}"))
+    }
+
+    /// Write `body` to `location` as one object: one PUT when it fits in a
+    /// part, else a multipart upload that is aborted on any error.
+    async fn write_stream(&self, location: &Path, mut body: ByteStream) -> StorageResult<u64> {
+        let mut buffered: Vec<Bytes> = Vec::new();
+        let mut buffered_len = 0usize;
+        let mut writer: Option<WriteMultipart> = None;
+        let mut total = 0u64;
+        while let Some(next) = body.next().await {
+            let bytes = match next {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    if let Some(w) = writer {
+                        let _ = w.abort().await;
+                    }
+                    return Err(StorageError::Body(e));
+                }
+            };
+            total += bytes.len() as u64;
+            match writer.as_mut() {
+                Some(w) => {
+                    if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        if let Some(w) = writer {
+                            let _ = w.abort().await;
+                        }
+                        return Err(io(e));
+                    }
+                    w.put(bytes);
+                }
+                None => {
+                    buffered_len += bytes.len();
+                    buffered.push(bytes);
+                    if buffered_len >= PART_SIZE {
+                        let upload = self.store.put_multipart(location).await.map_err(io)?;
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                        for b in buffered.drain(..) {
+                            w.put(b);
+                        }
+                        writer = Some(w);
+                    }
+                }
+            }
+        }
+        match writer {
+            Some(w) => {
+                w.finish().await.map_err(io)?;
+            }
+            None => {
+                let payload: PutPayload = buffered.into_iter().collect();
+                self.store.put(location, payload).await.map_err(io)?;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Stream the chunks through a hasher; with `sink`, also into it.
+    async fn hash_chunks(
+        &self,
+        chunks: &[Chunk],
+        hasher: &mut DigestHasher,
+        mut sink: Option<&mut WriteMultipart>,
+    ) -> StorageResult<()> {
+        for chunk in chunks {
+            let mut stream = self
+                .store
+                .get(&chunk.location)
+                .await
+                .map_err(io)?
+                .into_stream();
+            while let Some(bytes) = stream.next().await {
+                let bytes = bytes.map_err(io)?;
+                hasher.update(&bytes);
+                if let Some(w) = sink.as_deref_mut() {
+                    w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
+                    w.put(bytes);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the session's content the blob `digest`, if it hashes to it.
+    async fn commit_blob(&self, chunks: &[Chunk], digest: &Digest) -> StorageResult<u64> {
+        let size: u64 = chunks.iter().map(|c| c.size).sum();
+        let target = self.blob(digest);
+        let mut hasher = DigestHasher::new(digest.algorithm());
+        let already_there = self.exists(&target).await?;
+        let simple = already_there || chunks.is_empty() || (chunks.len() == 1 && size <= MAX_COPY);
+        if simple {
+            self.hash_chunks(chunks, &mut hasher, None).await?;
+            let actual = hasher.finish();
+            if actual != *digest {
+                return Err(StorageError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            if !already_there {
+                match chunks.first() {
+                    Some(chunk) => self
+                        .store
+                        .copy(&chunk.location, &target)
+                        .await
+                        .map_err(io)?,
+                    None => self.put_bytes(&target, Bytes::new()).await?,
+                }
+            }
+            return Ok(size);
+        }
+        let upload = self.store.put_multipart(&target).await.map_err(io)?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        if let Err(e) = self
+            .hash_chunks(chunks, &mut hasher, Some(&mut writer))
+            .await
+        {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            let _ = writer.abort().await;
+            return Err(StorageError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        writer.finish().await.map_err(io)?;
+        Ok(size)
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for ObjectStorage {
+    async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
+        Ok(found(self.store.head(&self.blob(digest)).await)?.map(|m| m.size))
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> StorageResult<ByteStream> {
+        let options = GetOptions {
+            range: range.map(|r| GetRange::Bounded(r.start..r.end_inclusive + 1)),
+            ..GetOptions::default()
+        };
+        let result = self
+            .store
+            .get_opts(&self.blob(digest), options)
+            .await
+            .map_err(io)?;
+        Ok(Box::pin(
+            result.into_stream().map_err(std::io::Error::other),
+        ))
+    }
+
+    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.exists(&self.layer_link(repo, digest)).await
+    }
+
+    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        let link = self.layer_link(repo, digest);
+        if !self.exists(&link).await? {
+            self.put_bytes(&link, Bytes::new()).await?;
+        }
+        Ok(())
+    }
+
+    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.delete_if_present(&self.layer_link(repo, digest)).await
+    }
+
+    async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let info = UploadInfo {
+            repository: repo.as_str().to_string(),
+            started_at_unix: now_unix(),
+        };
+        let info = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        self.put_bytes(&self.upload_prefix(&id).join("info.json"), info)
+            .await?;
+        Ok(id)
+    }
+
+    async fn upload_status(&self, repo: &RepoName, id: &str) -> StorageResult<UploadStatus> {
+        let info = self.check_upload(repo, id).await?;
+        let size = self.chunks(id).await?.iter().map(|c| c.size).sum();
+        Ok(UploadStatus {
+            size,
+            started_at_unix: info.started_at_unix,
+        })
+    }
+
+    async fn upload_append(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        expected_offset: Option<u64>,
+        body: ByteStream,
+    ) -> StorageResult<u64> {
+        self.check_upload(repo, id).await?;
+        let start: u64 = self.chunks(id).await?.iter().map(|c| c.size).sum();
+        if let Some(claimed) = expected_offset
+            && claimed != start
+        {
+            return Err(StorageError::OffsetMismatch {
+                current: start,
+                claimed,
+            });
+        }
+        let location = self.chunk_key(id, start);
+        let written = self.write_stream(&location, body).await?;
+        if written == 0 {
+            // An empty chunk adds nothing; do not keep an empty object.
+            self.delete_if_present(&location).await?;
+        }
+        Ok(start + written)
+    }
+
+    async fn upload_commit(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+    ) -> StorageResult<u64> {
+        self.check_upload(repo, id).await?;
+        let chunks = self.chunks(id).await?;
+        let size = self.commit_blob(&chunks, digest).await?;
+        self.repo_blob_link(repo, digest).await?;
+        self.delete_all_under(&self.upload_prefix(id)).await?;
+        Ok(size)
+    }
+
+    async fn upload_cancel(&self, repo: &RepoName, id: &str) -> StorageResult<()> {
+        self.check_upload(repo, id).await?;
+        self.delete_all_under(&self.upload_prefix(id)).await?;
+        Ok(())
+    }
+
+    async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize> {
+        let objects = self.list(&self.key("uploads")).await?;
+        let uploads_depth = self.key("uploads").parts().count();
+        let mut touched: BTreeMap<String, u64> = BTreeMap::new();
+        for object in &objects {
+            let Some(id) = object
+                .location
+                .parts()
+                .nth(uploads_depth)
+                .map(|p| p.as_ref().to_string())
+            else {
+                continue;
+            };
+            let modified = u64::try_from(object.last_modified.timestamp()).unwrap_or_default();
+            let entry = touched.entry(id).or_insert(modified);
+            *entry = (*entry).max(modified);
+        }
+        let now = now_unix();
+        let mut purged = 0;
+        for (id, last) in touched {
+            if now.saturating_sub(last) > max_age.as_secs() {
+                self.delete_all_under(&self.upload_prefix(&id)).await?;
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        manifest: &StoredManifest,
+    ) -> StorageResult<()> {
+        let blob = self.blob(digest);
+        if !self.exists(&blob).await? {
+            self.put_bytes(&blob, manifest.bytes.clone()).await?;
+        }
+        self.put_bytes(
+            &self.manifest_link(repo, digest),
+            Bytes::from(manifest.media_type.clone()),
+        )
+        .await
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> StorageResult<Option<StoredManifest>> {
+        let Some(media_type) = self.get_bytes(&self.manifest_link(repo, digest)).await? else {
+            return Ok(None);
+        };
+        let bytes = self
+            .get_bytes(&self.blob(digest))
+            .await?
+            .ok_or_else(|| std::io::Error::other(format!("manifest {digest} has no content")))?;
+        Ok(Some(StoredManifest {
+            media_type: String::from_utf8_lossy(&media_type).into_owned(),
+            bytes,
+        }))
+    }
+
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.delete_if_present(&self.manifest_link(repo, digest))
+            .await
+    }
+
+    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        let Some(raw) = self.get_bytes(&self.tag_key(repo, tag)).await? else {
+            return Ok(None);
+        };
+        let digest = String::from_utf8_lossy(&raw)
+            .trim()
+            .parse()
+            .map_err(|e| std::io::Error::other(format!("corrupt tag {repo}:{tag}: {e}")))?;
+        Ok(Some(digest))
+    }
+
+    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        self.put_bytes(&self.tag_key(repo, tag), Bytes::from(digest.to_string()))
+            .await
+    }
+
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
+        self.delete_if_present(&self.tag_key(repo, tag)).await
+    }
+
+    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>> {
+        if !self.repo_exists(repo).await? {
+            return Ok(None);
+        }
+        let mut tags: Vec<String> = self
+            .list(&self.repo_key(repo, "_tags"))
+            .await?
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .filter(|name| Tag::parse(name).is_some())
+            .collect();
+        tags.sort();
+        Ok(Some(tags))
+    }
+
+    async fn referrer_add(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &ReferrerDescriptor,
+    ) -> StorageResult<()> {
+        let json = serde_json::to_vec(referrer).map_err(std::io::Error::other)?;
+        self.put_bytes(&self.referrer_key(repo, subject, &referrer.digest), json)
+            .await
+    }
+
+    async fn referrer_remove(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        referrer: &Digest,
+    ) -> StorageResult<()> {
+        self.delete_if_present(&self.referrer_key(repo, subject, referrer))
+            .await?;
+        Ok(())
+    }
+
+    async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> StorageResult<Vec<ReferrerDescriptor>> {
+        let mut out = Vec::new();
+        for object in self.list(&self.referrers_prefix(repo, subject)).await? {
+            if !object.location.as_ref().ends_with(".json") {
+                continue;
+            }
+            let Some(raw) = self.get_bytes(&object.location).await? else {
+                continue; // removed meanwhile
+            };
+            let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw).map_err(|e| {
+                std::io::Error::other(format!("corrupt referrer {}: {e}", object.location))
+            })?;
+            out.push(descriptor);
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    async fn repositories(&self) -> StorageResult<Vec<String>> {
+        let root = self.key("repositories");
+        let depth = root.parts().count();
+        let mut repos = BTreeSet::new();
+        for object in self.list(&root).await? {
+            let parts: Vec<String> = object
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            if let Some(i) = parts.iter().position(|p| p.starts_with('_'))
+                && i > 0
+                && (parts[i] == "_layers" || parts[i] == "_manifests")
+            {
+                repos.insert(parts[..i].join("/"));
+            }
+        }
+        Ok(repos.into_iter().collect())
+    }
+
+    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool> {
+        Ok(self.any_under(&self.repo_key(repo, "_layers")).await?
+            || self.any_under(&self.repo_key(repo, "_manifests")).await?)
+    }
+
+    async fn ready(&self) -> StorageResult<()> {
+        let probe = self.key(&format!("_quarry/ready/{}", uuid::Uuid::new_v4()));
+        self.put_bytes(&probe, Bytes::from_static(b"ok")).await?;
+        self.store.delete(&probe).await.map_err(io)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
