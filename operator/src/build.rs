@@ -25,7 +25,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::crd::QuarryRegistry;
-use crate::validate::{DATA_DIR, Plan};
+use crate::validate::{AUTH_DIR, AuthPlan, CONFIG_DIR, DATA_DIR, Plan, TLS_DIR, TlsPlan};
 
 /// The port the registry listens on inside the pod and the Service.
 pub const REGISTRY_PORT: i32 = 5000;
@@ -64,6 +64,45 @@ pub fn pvc_name(cr: &QuarryRegistry) -> String {
     format!("{}-data", cr.name_any())
 }
 
+/// Generated accounts' names and passwords, for users to read.
+pub fn credentials_secret_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-credentials", cr.name_any())
+}
+
+/// The robot's kubernetes.io/dockerconfigjson Secret.
+pub fn pull_secret_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-pull", cr.name_any())
+}
+
+/// What the registry pod mounts at AUTH_DIR: accounts file and token key.
+pub fn auth_secret_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-auth", cr.name_any())
+}
+
+/// The managed CA's certificate and private key.
+pub fn ca_secret_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-ca-key", cr.name_any())
+}
+
+/// The managed CA's certificate, public.
+pub fn ca_config_map_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-ca", cr.name_any())
+}
+
+/// The managed serving certificate (kubernetes.io/tls).
+pub fn tls_secret_name(cr: &QuarryRegistry) -> String {
+    format!("{}-registry-tls", cr.name_any())
+}
+
+/// The name of the registry's port: what it speaks.
+pub fn port_name(plan: &Plan) -> &'static str {
+    if plan.tls.serves_https() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Labels every object of this resource carries (and that orphan clean-up
 /// and the Service selector use).
 pub fn labels(cr: &QuarryRegistry, component: &str) -> BTreeMap<String, String> {
@@ -87,7 +126,7 @@ fn owner(cr: &QuarryRegistry) -> Vec<OwnerReference> {
     cr.controller_owner_ref(&()).into_iter().collect()
 }
 
-fn meta(cr: &QuarryRegistry, name: String, component: &str, plan: &Plan) -> ObjectMeta {
+pub(crate) fn meta(cr: &QuarryRegistry, name: String, component: &str, plan: &Plan) -> ObjectMeta {
     let mut labels = labels(cr, component);
     if let Some(extra) = &plan.registry_overrides.labels {
         for (k, v) in extra {
@@ -160,10 +199,19 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
             ..Volume::default()
         },
     };
+    let port = port_name(plan);
     let probe = |path: &str, delay: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String(port.into()),
+            scheme: Some(
+                if plan.tls.serves_https() {
+                    "HTTPS"
+                } else {
+                    "HTTP"
+                }
+                .into(),
+            ),
             ..HTTPGetAction::default()
         }),
         initial_delay_seconds: Some(delay),
@@ -179,20 +227,80 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
     }
     let mut pod_annotations = overrides.annotations.clone().unwrap_or_default();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.clone());
+    let mut args = vec![
+        "--config".to_string(),
+        format!("{CONFIG_DIR}/config.yaml"),
+        "--listen".into(),
+        format!("0.0.0.0:{REGISTRY_PORT}"),
+        "--log-format".into(),
+        "json".into(),
+    ];
+    // Sibling folders: a volume cannot be mounted inside a (read-only)
+    // Secret volume.
+    let mut mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: CONFIG_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(config_secret_name(cr)),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        data_volume,
+    ];
+    let mut secret_volume = |name: &str, secret: String, dir: &str| {
+        mounts.push(VolumeMount {
+            name: name.into(),
+            mount_path: dir.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(Volume {
+            name: name.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    };
+    if !matches!(plan.auth, AuthPlan::Off) {
+        secret_volume("auth", auth_secret_name(cr), AUTH_DIR);
+    }
+    let tls_secret = match &plan.tls {
+        TlsPlan::Off => None,
+        TlsPlan::Managed => Some(tls_secret_name(cr)),
+        TlsPlan::Provided { secret, .. } => Some(secret.clone()),
+    };
+    if let Some(secret) = tls_secret {
+        secret_volume("tls", secret, TLS_DIR);
+        args.extend([
+            "--tls-cert".to_string(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--tls-key".to_string(),
+            format!("{TLS_DIR}/tls.key"),
+        ]);
+    }
     let container = Container {
         name: "registry".into(),
         image: Some(image.clone()),
-        args: Some(vec![
-            "--config".into(),
-            "/etc/quarry/config.yaml".into(),
-            "--listen".into(),
-            format!("0.0.0.0:{REGISTRY_PORT}"),
-            "--log-format".into(),
-            "json".into(),
-        ]),
+        args: Some(args),
         env: (!overrides.env.is_empty()).then(|| overrides.env.clone()),
         ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
+            name: Some(port.into()),
             container_port: REGISTRY_PORT,
             protocol: Some("TCP".into()),
             ..ContainerPort::default()
@@ -225,19 +333,7 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: "/etc/quarry".into(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "data".into(),
-                mount_path: DATA_DIR.into(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let deployment = Deployment {
@@ -274,17 +370,7 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
                     node_selector: overrides.node_selector.clone(),
                     tolerations: (!overrides.tolerations.is_empty())
                         .then(|| overrides.tolerations.clone()),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(config_secret_name(cr)),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        data_volume,
-                    ]),
+                    volumes: Some(volumes),
                     ..PodSpec::default()
                 }),
             },
@@ -297,9 +383,9 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(cr)),
             ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+                name: Some(port.into()),
                 port: REGISTRY_PORT,
-                target_port: Some(IntOrString::String("http".into())),
+                target_port: Some(IntOrString::String(port.into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),
@@ -331,7 +417,7 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
                                     service: Some(IngressServiceBackend {
                                         name: registry_name(cr),
                                         port: Some(ServiceBackendPort {
-                                            name: Some("http".into()),
+                                            name: Some(port.into()),
                                             number: None,
                                         }),
                                     }),
@@ -349,10 +435,18 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
     };
     let owner_json = serde_json::to_value(owner(cr))?;
     let route = plan.route.as_ref().map(|o| {
+        // The registry's own HTTPS passes through the router untouched (the
+        // serving certificate names the Route host); else the router
+        // terminates TLS.
+        let termination = if plan.tls.serves_https() {
+            "passthrough"
+        } else {
+            "edge"
+        };
         let mut spec = serde_json::json!({
             "to": {"kind": "Service", "name": registry_name(cr), "weight": 100},
-            "port": {"targetPort": "http"},
-            "tls": {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"},
+            "port": {"targetPort": port},
+            "tls": {"termination": termination, "insecureEdgeTerminationPolicy": "Redirect"},
         });
         if let Some(host) = &plan.registry_config.server_hostname {
             spec["host"] =
@@ -383,7 +477,7 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
             },
             "spec": {
                 "selector": {"matchLabels": selector_labels(cr)},
-                "endpoints": [{"port": "http", "path": "/metrics"}],
+                "endpoints": [monitoring_endpoint(cr, plan)],
             },
         })
     });
@@ -399,6 +493,35 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         config_hash,
         image,
     })
+}
+
+/// The ServiceMonitor's endpoint: HTTPS checked against the managed CA, or
+/// against the system roots for a certificate of your own.
+fn monitoring_endpoint(cr: &QuarryRegistry, plan: &Plan) -> serde_json::Value {
+    let port = port_name(plan);
+    let server_name = format!(
+        "{}.{}.svc",
+        registry_name(cr),
+        cr.namespace().unwrap_or_default()
+    );
+    match &plan.tls {
+        TlsPlan::Off => serde_json::json!({"port": port, "path": "/metrics"}),
+        TlsPlan::Managed => serde_json::json!({
+            "port": port,
+            "path": "/metrics",
+            "scheme": "https",
+            "tlsConfig": {
+                "ca": {"configMap": {"name": ca_config_map_name(cr), "key": "ca.crt"}},
+                "serverName": server_name,
+            },
+        }),
+        TlsPlan::Provided { .. } => serde_json::json!({
+            "port": port,
+            "path": "/metrics",
+            "scheme": "https",
+            "tlsConfig": {"serverName": server_name},
+        }),
+    }
 }
 
 /// Where clients reach the registry inside the cluster.

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -23,6 +25,21 @@ pub async fn run_all(ctx: Arc<Context>, namespaces: Vec<String>) {
         futures::future::join_all(namespaces.into_iter().map(|ns| run(ctx.clone(), Some(ns))))
             .await;
     }
+}
+
+/// Whether the resource points at the Secret `name`.
+fn references(cr: &QuarryRegistry, name: &str) -> bool {
+    let spec = &cr.spec;
+    [
+        spec.config_bundle_secret.as_deref(),
+        spec.auth
+            .as_ref()
+            .and_then(|a| a.accounts_secret.as_deref()),
+        spec.tls
+            .as_ref()
+            .and_then(|t| t.certificate_secret.as_deref()),
+    ]
+    .contains(&Some(name))
 }
 
 /// Run the controller until the stream ends (shutdown).
@@ -69,9 +86,14 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
             owned::<Ingress>(client.clone(), &namespace),
             owned_cfg.clone(),
         )
+        .owns(
+            owned::<ConfigMap>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
         .owns(owned::<Secret>(client.clone(), &namespace), owned_cfg)
-        // The user's bundle Secret is not ours: map it to the resources
-        // that reference it, so an edit is reconciled within seconds.
+        // The user's Secrets (config bundle, accounts, certificate) are not
+        // ours: map each to the resources that reference it, so an edit is
+        // reconciled within seconds.
         .watches(
             owned::<Secret>(client.clone(), &namespace),
             watcher::Config::default(),
@@ -81,10 +103,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
                 store
                     .state()
                     .into_iter()
-                    .filter(|cr| {
-                        cr.namespace() == ns
-                            && cr.spec.config_bundle_secret.as_deref() == Some(&name)
-                    })
+                    .filter(|cr| cr.namespace() == ns && references(cr, &name))
                     .map(|cr| ObjectRef::from_obj(&*cr))
                     .collect::<Vec<_>>()
             },

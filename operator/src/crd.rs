@@ -66,6 +66,73 @@ pub struct QuarryRegistrySpec {
     /// version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+
+    /// Who may use the registry. Unset: authentication on, with an admin
+    /// and a pull-only robot account the operator generates (their
+    /// passwords in the Secret named by status.credentialsSecret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+
+    /// The certificate the registry serves HTTPS with. With the tls
+    /// component managed (the default) the operator runs its own CA and
+    /// needs nothing here; set certificateSecret to serve your own
+    /// certificate (e.g. one cert-manager keeps renewed) instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// Authentication and access.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Auth {
+    /// Require a login (default true). false: anyone who can reach the
+    /// registry may pull, push and delete; use it only behind another
+    /// gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+
+    /// Name of a Secret in this namespace whose key accounts.yaml lists
+    /// the accounts (`accounts: {name: {password_hash: <bcrypt>, access:
+    /// {namespace-or-*: [pull, push, delete]}}}`; make hashes with
+    /// `quarry-registry hash-password`). The operator checks it and hands
+    /// a copy to the registry, which reloads it without a restart; an
+    /// invalid edit is reported in ConfigValid and never reaches the
+    /// registry. Unset: the operator generates an `admin` account (pull,
+    /// push, delete everywhere) and a `robot` account (pull everywhere)
+    /// and keeps their passwords in status.credentialsSecret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub accounts_secret: Option<String>,
+
+    /// Namespaces (the first path segment of repository names, e.g.
+    /// `public` for `public/app`) anyone may pull from without logging
+    /// in; "*" makes every repository public to read. Pushing always
+    /// needs an account. Maps to ANONYMOUS_PULL_NAMESPACES.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub anonymous_pull: Option<Vec<String>>,
+}
+
+/// TLS of the registry's own port.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    /// Name of a kubernetes.io/tls Secret in this namespace (keys tls.crt
+    /// and tls.key, e.g. written by cert-manager) that the registry serves
+    /// HTTPS with. It is mounted as it is: renewing it (updating the
+    /// Secret) is picked up by the running registry without a restart.
+    /// Only with the tls component unmanaged, which setting this field
+    /// makes the default. With the tls component unmanaged and no Secret
+    /// the registry serves plain HTTP (TLS terminated in front of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub certificate_secret: Option<String>,
 }
 
 /// Switches for kinds of OCI content.
@@ -109,11 +176,18 @@ pub enum ComponentKind {
     /// Storage: managed = a PersistentVolumeClaim; unmanaged = an emptyDir
     /// (data is lost with the pod; for trials only).
     Storage,
-    /// TLS certificates (not supported by this version yet).
+    /// HTTPS on the registry's port. Managed (the default unless
+    /// spec.tls.certificateSecret is set): the operator keeps a CA (its
+    /// certificate published in the ConfigMap status.caConfigMap names)
+    /// and a serving certificate it signs for the Service names,
+    /// spec.serverHostname and the Route host, renewed 30 days before it
+    /// expires without restarting the registry. Unmanaged: the Secret of
+    /// spec.tls.certificateSecret, else plain HTTP.
     Tls,
-    /// OpenShift Route to the registry Service (edge TLS), for
-    /// spec.serverHostname or a generated host. Managed by default where
-    /// the route.openshift.io API exists.
+    /// OpenShift Route to the registry Service, for spec.serverHostname or
+    /// a generated host: passthrough when the registry serves HTTPS itself
+    /// (the tls component), else edge TLS at the router. Managed by default
+    /// where the route.openshift.io API exists.
     Route,
     /// Kubernetes Ingress for spec.serverHostname, routed to the registry
     /// Service. Overrides: labels, annotations (e.g. the ingress class or
@@ -202,6 +276,25 @@ pub struct QuarryRegistryStatus {
     /// Hash of the rendered registry configuration in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// The registry's base URL, scheme included (https when it serves
+    /// TLS itself or behind an edge Route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_url: Option<String>,
+    /// ConfigMap (key ca.crt) with the CA certificate that signs the
+    /// registry's serving certificate, for clients to trust (managed tls).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map: Option<String>,
+    /// Secret with the generated accounts' names and passwords (keys
+    /// admin-username, admin-password, robot-username, robot-password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// kubernetes.io/dockerconfigjson Secret of the generated robot
+    /// account, to use as an imagePullSecret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secret: Option<String>,
+    /// When the serving certificate expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_not_after: Option<String>,
 }
 
 /// A component as the operator runs it.

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -18,8 +20,10 @@ use serde::de::DeserializeOwned;
 
 use crate::build::{self, Desired, FIELD_MANAGER};
 use crate::crd::{QuarryRegistry, QuarryRegistryStatus};
+use crate::generated::{self, Existing, Generated};
 use crate::metrics::OperatorMetrics;
-use crate::validate::{self, Bundle, FieldError, Plan};
+use crate::pki;
+use crate::validate::{self, Bundle, FieldError, Inputs, Plan, Referenced, TlsPlan};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -40,6 +44,8 @@ pub enum Error {
     NoNamespace,
     #[error("rendering objects: {0:#}")]
     Build(anyhow::Error),
+    #[error("generating credentials or certificates: {0}")]
+    Generate(String),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
@@ -55,9 +61,14 @@ pub async fn reconcile(cr: Arc<QuarryRegistry>, ctx: Arc<Context>) -> Result<Act
 
 async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, Error> {
     let ns = cr.namespace().ok_or(Error::NoNamespace)?;
-    let bundle = dereference(cr, &ctx.client, &ns).await?;
     let apis = ctx.apis.get(&ctx.client).await;
-    let plan = match validate::validate(&cr.spec, &bundle, &ctx.default_version, apis.offers()) {
+    let read = dereference(cr, &ctx.client, &ns, &apis).await?;
+    let plan = match validate::validate_with(
+        &cr.spec,
+        &read.inputs,
+        &ctx.default_version,
+        apis.offers(),
+    ) {
         Ok(plan) => plan,
         Err(errors) => {
             // Invalid input never touches what runs: only status changes.
@@ -65,8 +76,11 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
             return Ok(Action::await_change());
         }
     };
+    let now = Timestamp::now().as_second();
+    let mut made = generated::generate(cr, &plan, &read.existing, read.route_host.as_deref(), now)
+        .map_err(Error::Generate)?;
     let desired = build::build(cr, &plan, &ctx.image_repository).map_err(Error::Build)?;
-    apply_all(&ctx.client, &ns, &desired, &ctx.metrics).await?;
+    apply_all(&ctx.client, &ns, &desired, &made, &ctx.metrics).await?;
     let name = build::registry_name(cr);
     let mut route_endpoint = None;
     if let Some(ar) = &apis.route {
@@ -82,6 +96,14 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         .as_ref()
         .and_then(route_host);
     }
+    // A Route host seen for the first time joins the certificate's names
+    // and the pull secret's hosts.
+    if route_endpoint.is_some() && route_endpoint != read.route_host {
+        let existing = generated::as_existing(&made, cr);
+        made = generated::generate(cr, &plan, &existing, route_endpoint.as_deref(), now)
+            .map_err(Error::Generate)?;
+        apply_generated(&ctx.client, &ns, &made, &ctx.metrics).await?;
+    }
     if let Some(ar) = &apis.service_monitor {
         apply_or_remove_dynamic(
             &ctx.client,
@@ -93,14 +115,16 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         )
         .await?;
     }
+    announce_certificates(cr, ctx, &made).await;
     let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::registry_name(cr))
         .await?;
-    let mut status = valid_status(cr, &plan, &desired, deployment.as_ref());
+    let mut status = valid_status(cr, &plan, &desired, &made, deployment.as_ref(), now);
     // With a Route and no serverHostname, clients reach the Route's host.
     if plan.registry_config.server_hostname.is_none()
         && let Some(host) = route_endpoint
     {
+        status.registry_url = Some(format!("{}://{host}", plan.scheme()));
         status.registry_endpoint = Some(host);
     }
     let ready = status
@@ -109,40 +133,145 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         .any(|c| c.type_ == "Ready" && c.status == "True");
     write_status(cr, ctx, &ns, status).await?;
     // Owned-object watches wake us on rollout progress; the periodic
-    // requeue is a safety net only.
-    Ok(Action::requeue(if ready {
+    // requeue is a safety net only, and comes early for a certificate
+    // renewal.
+    let mut after = if ready {
         Duration::from_secs(300)
     } else {
         Duration::from_secs(30)
-    }))
+    };
+    if let Some(cert) = &made.certificate {
+        let until_renewal = (pki::renew_at(cert.not_after) - now).max(1);
+        after = after.min(Duration::from_secs(until_renewal.unsigned_abs()));
+    }
+    Ok(Action::requeue(after))
 }
 
-/// Read what the resource points at.
-async fn dereference(cr: &QuarryRegistry, client: &Client, ns: &str) -> Result<Bundle, Error> {
-    let Some(name) = &cr.spec.config_bundle_secret else {
-        return Ok(Bundle::None);
-    };
-    let secret = Api::<Secret>::namespaced(client.clone(), ns)
-        .get_opt(name)
-        .await?;
-    Ok(match secret {
-        None => Bundle::Missing(format!("Secret {name:?} not found in namespace {ns}")),
-        Some(s) => {
-            let from_data = s
-                .data
-                .as_ref()
-                .and_then(|d| d.get("config.yaml"))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned());
-            let from_string = s
-                .string_data
-                .as_ref()
-                .and_then(|d| d.get("config.yaml"))
-                .cloned();
-            match from_data.or(from_string) {
-                Some(text) => Bundle::Found(text),
-                None => Bundle::Missing(format!("Secret {name:?} has no key config.yaml")),
-            }
+/// Publish an Event when a certificate was (re)issued or the CA replaced.
+async fn announce_certificates(cr: &QuarryRegistry, ctx: &Context, made: &Generated) {
+    let mut notes = Vec::new();
+    if let Some(why) = &made.new_ca_because {
+        notes.push((
+            "CANewlyGenerated",
+            format!("a new CA replaces the stored one: {why}"),
+        ));
+    }
+    if let Some(why) = &made.issued_because {
+        let until = made
+            .certificate
+            .as_ref()
+            .map(|c| pki::rfc3339(c.not_after))
+            .unwrap_or_default();
+        notes.push((
+            "CertificateIssued",
+            format!("serving certificate issued, valid until {until}: {why}"),
+        ));
+    }
+    for (reason, note) in notes {
+        tracing::info!(name = %cr.name_any(), namespace = ?cr.namespace(), %note, "{reason}");
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(truncate(&note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &cr.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish event");
         }
+    }
+}
+
+/// What dereference read.
+struct Read {
+    inputs: Inputs,
+    existing: Existing,
+    /// The host of the Route we manage, as it is now.
+    route_host: Option<String>,
+}
+
+/// A Secret the resource references, or why it cannot be used.
+async fn referenced(
+    api: &Api<Secret>,
+    name: Option<&String>,
+    ns: &str,
+) -> Result<Referenced, Error> {
+    let Some(name) = name else {
+        return Ok(Referenced::None);
+    };
+    Ok(match api.get_opt(name).await? {
+        None => Referenced::Missing(format!("Secret {name:?} not found in namespace {ns}")),
+        Some(s) => Referenced::Found(generated::secret_data(&s)),
+    })
+}
+
+/// Read what the resource points at, and the operator's own generated
+/// Secrets (kept across reconciles).
+async fn dereference(
+    cr: &QuarryRegistry,
+    client: &Client,
+    ns: &str,
+    apis: &crate::capabilities::ClusterApis,
+) -> Result<Read, Error> {
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    let bundle = match &cr.spec.config_bundle_secret {
+        None => Bundle::None,
+        Some(name) => match secrets.get_opt(name).await? {
+            None => Bundle::Missing(format!("Secret {name:?} not found in namespace {ns}")),
+            Some(s) => match generated::secret_data(&s).get("config.yaml") {
+                Some(bytes) => Bundle::Found(String::from_utf8_lossy(bytes).into_owned()),
+                None => Bundle::Missing(format!("Secret {name:?} has no key config.yaml")),
+            },
+        },
+    };
+    let auth = cr.spec.auth.as_ref();
+    let accounts = referenced(&secrets, auth.and_then(|a| a.accounts_secret.as_ref()), ns).await?;
+    let certificate = referenced(
+        &secrets,
+        cr.spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.certificate_secret.as_ref()),
+        ns,
+    )
+    .await?;
+    let own = |name: String| {
+        let secrets = secrets.clone();
+        async move { secrets.get_opt(&name).await }
+    };
+    let credentials = own(build::credentials_secret_name(cr)).await?;
+    let auth_secret = own(build::auth_secret_name(cr)).await?;
+    let ca = own(build::ca_secret_name(cr)).await?;
+    let tls = own(build::tls_secret_name(cr)).await?;
+    let existing = Existing {
+        credentials: credentials.as_ref().map(generated::secret_data),
+        auth: auth_secret.as_ref().map(|s| {
+            (
+                generated::secret_data(s),
+                s.metadata.annotations.clone().unwrap_or_default(),
+            )
+        }),
+        ca: ca.as_ref().map(generated::secret_data),
+        tls: tls.as_ref().map(generated::secret_data),
+    };
+    let mut route_host_now = None;
+    if let Some(ar) = &apis.route {
+        let api = Api::<kube::core::DynamicObject>::namespaced_with(client.clone(), ns, ar);
+        route_host_now = api
+            .get_opt(&build::registry_name(cr))
+            .await?
+            .as_ref()
+            .and_then(route_host);
+    }
+    Ok(Read {
+        inputs: Inputs {
+            bundle,
+            accounts,
+            certificate,
+            now: Timestamp::now().as_second(),
+        },
+        existing,
+        route_host: route_host_now,
     })
 }
 
@@ -179,10 +308,12 @@ async fn apply_all(
     client: &Client,
     ns: &str,
     d: &Desired,
+    made: &Generated,
     metrics: &OperatorMetrics,
 ) -> Result<(), Error> {
     apply::<ServiceAccount>(client, ns, &d.service_account, metrics).await?;
     apply::<Secret>(client, ns, &d.config_secret, metrics).await?;
+    apply_generated(client, ns, made, metrics).await?;
     if let Some(pvc) = &d.pvc {
         apply::<PersistentVolumeClaim>(client, ns, pvc, metrics).await?;
     }
@@ -204,6 +335,24 @@ async fn apply_all(
                 api.delete(&name, &DeleteParams::default()).await?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The generated Secrets and the CA ConfigMap. Their content is what
+/// already exists unless something had to change, so applying them again
+/// is a no-op for the API server (no new resourceVersion).
+async fn apply_generated(
+    client: &Client,
+    ns: &str,
+    made: &Generated,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error> {
+    for secret in &made.secrets {
+        apply::<Secret>(client, ns, secret, metrics).await?;
+    }
+    if let Some(cm) = &made.ca_config_map {
+        apply::<ConfigMap>(client, ns, cm, metrics).await?;
     }
     Ok(())
 }
@@ -304,12 +453,71 @@ fn valid_status(
     cr: &QuarryRegistry,
     plan: &Plan,
     desired: &Desired,
+    made: &Generated,
     deployment: Option<&Deployment>,
+    now: i64,
 ) -> QuarryRegistryStatus {
     let g = cr.meta().generation;
     let mut status = cr.status.clone().unwrap_or_default();
     status.observed_generation = g;
-    status.registry_endpoint = Some(build::endpoint(cr, plan));
+    let endpoint = build::endpoint(cr, plan);
+    status.registry_url = Some(format!("{}://{endpoint}", plan.scheme()));
+    status.registry_endpoint = Some(endpoint);
+    status.ca_config_map = made.ca_config_map_name.clone();
+    status.credentials_secret = made.credentials_secret.clone();
+    status.pull_secret = made.pull_secret.clone();
+    let (tls_ok, tls_reason, tls_message, not_after) = match &plan.tls {
+        TlsPlan::Off => (
+            true,
+            "ComponentNotManaged",
+            "the registry serves plain HTTP (tls component unmanaged, no spec.tls.certificateSecret); terminate TLS in front of it".to_string(),
+            None,
+        ),
+        TlsPlan::Managed => match &made.certificate {
+            Some(cert) => (
+                true,
+                "CertificateIssued",
+                format!(
+                    "serving certificate in Secret {} valid until {}, renewed from {}; CA certificate in ConfigMap {}; names: {}",
+                    build::tls_secret_name(cr),
+                    pki::rfc3339(cert.not_after),
+                    pki::rfc3339(pki::renew_at(cert.not_after)),
+                    build::ca_config_map_name(cr),
+                    cert.sans.join(", ")
+                ),
+                Some(cert.not_after),
+            ),
+            None => (
+                false,
+                "CertificateMissing",
+                "no serving certificate was issued".to_string(),
+                None,
+            ),
+        },
+        TlsPlan::Provided { secret, info } => {
+            let valid = info.not_after > now;
+            (
+                valid,
+                if valid {
+                    "CertificateProvided"
+                } else {
+                    "CertificateExpired"
+                },
+                format!(
+                    "serving the certificate of Secret {secret} (not managed by the operator), {} {}; names: {}",
+                    if valid { "valid until" } else { "expired at" },
+                    pki::rfc3339(info.not_after),
+                    info.sans.join(", ")
+                ),
+                Some(info.not_after),
+            )
+        }
+    };
+    status.certificate_not_after = not_after.map(pki::rfc3339);
+    upsert(
+        &mut status.conditions,
+        condition("ComponentTlsReady", tls_ok, tls_reason, tls_message, g),
+    );
     status.components = plan.components.clone();
     status.warnings = plan.warnings.clone();
     status.config_hash = Some(desired.config_hash.clone());

@@ -6,11 +6,21 @@ use std::collections::BTreeMap;
 
 use quarry_registry::config::{RegistryConfig, is_media_type};
 
+use quarry_registry::auth::accounts::{ACCOUNTS_FILE_KEY, AccountsFile};
+
 use crate::capabilities::Offers;
 use crate::crd::{ComponentKind, EffectiveComponent, Overrides, QuarryRegistrySpec};
+use crate::credentials::TOKEN_KEY;
+use crate::pki::{self, CertInfo};
 
 /// Where registry data lives inside the pod.
 pub const DATA_DIR: &str = "/var/lib/quarry";
+/// Where the config Secret is mounted.
+pub const CONFIG_DIR: &str = "/etc/quarry/config";
+/// Where the auth Secret (accounts file, token key) is mounted.
+pub const AUTH_DIR: &str = "/etc/quarry/auth";
+/// Where the serving certificate Secret is mounted.
+pub const TLS_DIR: &str = "/etc/quarry/tls";
 
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +52,86 @@ pub struct Plan {
     pub components: Vec<EffectiveComponent>,
     pub warnings: Vec<String>,
     pub version: String,
+    /// Who may use the registry.
+    pub auth: AuthPlan,
+    /// How the registry's port is secured.
+    pub tls: TlsPlan,
+}
+
+/// Where the registry's accounts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthPlan {
+    /// spec.auth.enabled is false: no login.
+    Off,
+    /// The operator's generated admin and robot accounts.
+    Generated,
+    /// The user's accounts Secret, checked: its name and accounts.yaml.
+    FromSecret { name: String, text: String },
+}
+
+/// How the registry's port is secured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TlsPlan {
+    /// Plain HTTP (TLS, if any, terminates in front of the registry).
+    Off,
+    /// The operator's CA and serving certificate.
+    Managed,
+    /// The user's kubernetes.io/tls Secret, mounted as it is.
+    Provided { secret: String, info: CertInfo },
+}
+
+impl TlsPlan {
+    /// Whether the registry itself serves HTTPS.
+    pub fn serves_https(&self) -> bool {
+        !matches!(self, TlsPlan::Off)
+    }
+}
+
+impl Plan {
+    /// The scheme clients use to reach the registry.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.serves_https() || self.route.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// A Secret the resource points at, as dereference found it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Referenced {
+    /// Not referenced.
+    #[default]
+    None,
+    /// Found: its data (data and stringData merged).
+    Found(BTreeMap<String, Vec<u8>>),
+    /// Referenced but missing: why.
+    Missing(String),
+}
+
+/// Everything the resource points at, read by dereference.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inputs {
+    pub bundle: Bundle,
+    /// spec.auth.accountsSecret.
+    pub accounts: Referenced,
+    /// spec.tls.certificateSecret.
+    pub certificate: Referenced,
+    /// Unix seconds now (to judge certificate expiry).
+    pub now: i64,
+}
+
+impl Inputs {
+    /// Only a bundle (nothing else referenced).
+    pub fn bundle(bundle: Bundle) -> Inputs {
+        Inputs {
+            bundle,
+            accounts: Referenced::None,
+            certificate: Referenced::None,
+            now: 0,
+        }
+    }
 }
 
 /// The bundle Secret's `config.yaml`, as dereference found it.
@@ -59,17 +149,36 @@ pub enum Bundle {
 const SUPPORTED: &[ComponentKind] = &[
     ComponentKind::Registry,
     ComponentKind::Storage,
+    ComponentKind::Tls,
     ComponentKind::Ingress,
     ComponentKind::Route,
     ComponentKind::Monitoring,
 ];
 
+/// `validate_with` for a resource that references nothing but (maybe) a
+/// bundle.
 pub fn validate(
     spec: &QuarryRegistrySpec,
     bundle: &Bundle,
     default_version: &str,
     offers: Offers,
 ) -> Result<Plan, Vec<FieldError>> {
+    validate_with(
+        spec,
+        &Inputs::bundle(bundle.clone()),
+        default_version,
+        offers,
+    )
+}
+
+/// The resource and what it references -> a plan, or every problem.
+pub fn validate_with(
+    spec: &QuarryRegistrySpec,
+    inputs: &Inputs,
+    default_version: &str,
+    offers: Offers,
+) -> Result<Plan, Vec<FieldError>> {
+    let bundle = &inputs.bundle;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut err = |path: &str, reason: String| {
@@ -180,11 +289,106 @@ pub fn validate(
         config.server_hostname = Some(host.clone());
     }
     config.set_local_storage_path(std::path::Path::new(DATA_DIR));
+
+    // Authentication: files in the pod come from spec.auth, never the bundle.
+    let auth_spec = spec.auth.clone().unwrap_or_default();
+    let auth_enabled = auth_spec.enabled.unwrap_or(true);
+    if from_bundle("AUTH_ACCOUNTS_FILE") || from_bundle("AUTH_TOKEN_KEY_FILE") {
+        warnings.push(
+            "bundle AUTH_ACCOUNTS_FILE/AUTH_TOKEN_KEY_FILE are ignored: accounts come from spec.auth"
+                .into(),
+        );
+    }
+    config.auth_accounts_file = None;
+    config.auth_token_key_file = None;
+    if let Some(namespaces) = &auth_spec.anonymous_pull {
+        if from_bundle("ANONYMOUS_PULL_NAMESPACES")
+            && &config.anonymous_pull_namespaces != namespaces
+        {
+            warnings.push(
+                "spec.auth.anonymousPull overrides ANONYMOUS_PULL_NAMESPACES from the config bundle"
+                    .into(),
+            );
+        }
+        config.anonymous_pull_namespaces = namespaces.clone();
+    }
+    let auth = if auth_enabled {
+        config.auth_accounts_file = Some(format!("{AUTH_DIR}/{ACCOUNTS_FILE_KEY}"));
+        config.auth_token_key_file = Some(format!("{AUTH_DIR}/{TOKEN_KEY}"));
+        match (&auth_spec.accounts_secret, &inputs.accounts) {
+            (None, _) => AuthPlan::Generated,
+            (Some(name), Referenced::Found(data)) => match data.get(ACCOUNTS_FILE_KEY) {
+                None => {
+                    err(
+                        "spec.auth.accountsSecret",
+                        format!("Secret {name:?} has no key {ACCOUNTS_FILE_KEY}"),
+                    );
+                    AuthPlan::Generated
+                }
+                Some(bytes) => {
+                    let text = String::from_utf8_lossy(bytes).into_owned();
+                    match AccountsFile::from_yaml(&text) {
+                        Ok(file) => {
+                            if file.accounts.is_empty() {
+                                warnings.push(format!(
+                                    "Secret {name:?} lists no accounts: nobody can log in"
+                                ));
+                            }
+                        }
+                        Err(problems) => {
+                            for problem in problems {
+                                err(
+                                    &format!("spec.auth.accountsSecret[{ACCOUNTS_FILE_KEY}]"),
+                                    problem,
+                                );
+                            }
+                        }
+                    }
+                    AuthPlan::FromSecret {
+                        name: name.clone(),
+                        text,
+                    }
+                }
+            },
+            (Some(_), Referenced::Missing(why)) => {
+                err("spec.auth.accountsSecret", why.clone());
+                AuthPlan::Generated
+            }
+            (Some(name), Referenced::None) => {
+                err(
+                    "spec.auth.accountsSecret",
+                    format!("Secret {name:?} was not read"),
+                );
+                AuthPlan::Generated
+            }
+        }
+    } else {
+        if auth_spec.accounts_secret.is_some() {
+            warnings
+                .push("spec.auth.accountsSecret is not used: spec.auth.enabled is false".into());
+        }
+        AuthPlan::Off
+    };
+    let anonymous_path = |i: &str| {
+        if auth_spec.anonymous_pull.is_some() {
+            format!("spec.auth.anonymousPull[{i}]")
+        } else {
+            format!("spec.configBundleSecret[config.yaml].ANONYMOUS_PULL_NAMESPACES[{i}]")
+        }
+    };
     for issue in config.validate() {
-        err(&format!("registry config {}", issue.key), issue.reason);
+        match issue
+            .key
+            .strip_prefix("ANONYMOUS_PULL_NAMESPACES[")
+            .and_then(|rest| rest.strip_suffix(']'))
+        {
+            Some(i) => err(&anonymous_path(i), issue.reason),
+            None => err(&format!("registry config {}", issue.key), issue.reason),
+        }
     }
 
     // Components.
+    let certificate_secret = spec.tls.as_ref().and_then(|t| t.certificate_secret.clone());
     let mut listed: BTreeMap<ComponentKind, (bool, Overrides)> = BTreeMap::new();
     for (i, c) in spec.components.iter().enumerate() {
         let path = format!("spec.components[{i}]");
@@ -199,7 +403,7 @@ pub fn validate(
             err(
                 &format!("{path}.kind"),
                 format!(
-                    "managed component {} is not supported by this operator version (supported: registry, storage, ingress, route, monitoring)",
+                    "managed component {} is not supported by this operator version (supported: registry, storage, tls, ingress, route, monitoring)",
                     c.kind.name()
                 ),
             );
@@ -249,6 +453,7 @@ pub fn validate(
             None => (
                 match kind {
                     ComponentKind::Registry | ComponentKind::Storage => true,
+                    ComponentKind::Tls => certificate_secret.is_none(),
                     ComponentKind::Route => offers.routes,
                     ComponentKind::Monitoring => offers.service_monitors,
                     _ => false,
@@ -303,6 +508,86 @@ pub fn validate(
             "a managed ingress needs the host name it serves: set spec.serverHostname".into(),
         );
     }
+    // TLS: the operator's certificate, the user's, or none.
+    let tls_managed = components
+        .iter()
+        .any(|c| c.kind == ComponentKind::Tls && c.managed);
+    let tls = match (&certificate_secret, tls_managed) {
+        (Some(_), true) => {
+            err(
+                "spec.tls.certificateSecret",
+                "applies only with the tls component unmanaged (spec.components lists it as managed): remove one of the two".into(),
+            );
+            TlsPlan::Managed
+        }
+        (None, true) => TlsPlan::Managed,
+        (None, false) => TlsPlan::Off,
+        (Some(name), false) => match &inputs.certificate {
+            Referenced::Found(data) => match certificate_problems(data) {
+                Ok(info) => {
+                    if info.not_after <= inputs.now {
+                        warnings.push(format!(
+                            "the certificate in Secret {name:?} expired at {}",
+                            pki::rfc3339(info.not_after)
+                        ));
+                    }
+                    TlsPlan::Provided {
+                        secret: name.clone(),
+                        info,
+                    }
+                }
+                Err(problems) => {
+                    for p in problems {
+                        err(
+                            "spec.tls.certificateSecret",
+                            format!("Secret {name:?}: {p}"),
+                        );
+                    }
+                    TlsPlan::Off
+                }
+            },
+            Referenced::Missing(why) => {
+                err("spec.tls.certificateSecret", why.clone());
+                TlsPlan::Off
+            }
+            Referenced::None => {
+                err(
+                    "spec.tls.certificateSecret",
+                    format!("Secret {name:?} was not read"),
+                );
+                TlsPlan::Off
+            }
+        },
+    };
+    let route_edge = route.is_some() && !tls.serves_https();
+    if tls.serves_https() || route_edge {
+        if from_bundle("PREFERRED_URL_SCHEME")
+            && config.preferred_url_scheme.as_deref() != Some("https")
+        {
+            warnings.push(format!(
+                "PREFERRED_URL_SCHEME={} from the config bundle is replaced by https: clients reach the registry over HTTPS",
+                config.preferred_url_scheme.as_deref().unwrap_or_default()
+            ));
+        }
+        config.preferred_url_scheme = Some("https".into());
+    }
+    if !matches!(auth, AuthPlan::Off) && !tls.serves_https() && route.is_none() && ingress.is_none()
+    {
+        warnings.push(
+            "the registry serves plain HTTP: passwords and tokens cross the network unencrypted unless TLS terminates in front of it (tls component, spec.tls.certificateSecret)".into(),
+        );
+    }
+    if tls.serves_https()
+        && let Some(o) = &ingress
+        && !o.annotations.as_ref().is_some_and(|a| {
+            a.keys()
+                .any(|k| k.contains("backend-protocol") || k.contains("ssl-passthrough"))
+        })
+    {
+        warnings.push(
+            "the registry serves HTTPS: tell the ingress controller to speak HTTPS to it (ingress-nginx: annotation nginx.ingress.kubernetes.io/backend-protocol: HTTPS) or switch the tls component off".into(),
+        );
+    }
     let replicas = registry_overrides.replicas.unwrap_or(1);
     if replicas > 1 {
         err(
@@ -327,9 +612,46 @@ pub fn validate(
                 .version
                 .clone()
                 .unwrap_or_else(|| default_version.to_string()),
+            auth,
+            tls,
         })
     } else {
         Err(errors)
+    }
+}
+
+/// A kubernetes.io/tls Secret's data: the certificate's expiry and names,
+/// or what is wrong with it.
+fn certificate_problems(data: &BTreeMap<String, Vec<u8>>) -> Result<CertInfo, Vec<String>> {
+    let mut problems = Vec::new();
+    let text = |k: &str| {
+        data.get(k)
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .filter(|t| !t.trim().is_empty())
+    };
+    let info = match text("tls.crt") {
+        None => {
+            problems.push("has no key tls.crt".to_string());
+            None
+        }
+        Some(pem) => match pki::inspect(&pem) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                problems.push(format!("tls.crt: {e}"));
+                None
+            }
+        },
+    };
+    match text("tls.key") {
+        None => problems.push("has no key tls.key".to_string()),
+        Some(pem) if !pem.contains("PRIVATE KEY-----") => {
+            problems.push("tls.key: no PEM private key (-----BEGIN ... PRIVATE KEY-----)".into())
+        }
+        Some(_) => {}
+    }
+    match info {
+        Some(info) if problems.is_empty() => Ok(info),
+        _ => Err(problems),
     }
 }
 
@@ -498,7 +820,7 @@ allowedArtifactTypes:
 allowedArtifactTypes:
   not-a-type: [fine/type, bad]
 components:
-  - {kind: tls, managed: true}
+  - {kind: hpa, managed: true}
   - {kind: registry, managed: true, overrides: {replicas: 3, volumeSize: 1Gi}}
   - {kind: storage, managed: true, overrides: {volumeSize: lots}}
 "#,
