@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod oci;
+pub mod scale;
 pub mod secure;
 
 use std::net::TcpListener;
@@ -64,6 +65,9 @@ pub struct Registry {
     config: Option<PathBuf>,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// Pass `--storage-path` (a private folder); false when the config
+    /// names shared storage.
+    local_storage: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -80,6 +84,16 @@ impl Registry {
 
     /// Start with a config file and extra environment for the process.
     pub fn start_with(yaml: Option<&str>, env: &[(&str, &str)]) -> Registry {
+        Self::start_full(yaml, env, true)
+    }
+
+    /// Start with the storage the config file names (no `--storage-path`),
+    /// e.g. a bucket several registries share.
+    pub fn start_shared(yaml: &str, env: &[(&str, &str)]) -> Registry {
+        Self::start_full(Some(yaml), env, false)
+    }
+
+    fn start_full(yaml: Option<&str>, env: &[(&str, &str)], local_storage: bool) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let config = yaml.map(|y| {
@@ -98,6 +112,7 @@ impl Registry {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log,
+            local_storage,
             _dir: dir,
         };
         registry.spawn().expect("registry starts");
@@ -112,10 +127,11 @@ impl Registry {
         let mut cmd = Command::new(registry_binary());
         cmd.arg("--listen")
             .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--storage-path")
-            .arg(&self.data)
             .stdout(Stdio::null())
             .stderr(log);
+        if self.local_storage {
+            cmd.arg("--storage-path").arg(&self.data);
+        }
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }

@@ -1,0 +1,248 @@
+//! Scale-out harness: MinIO (built by `make tools-test`) on loopback with a
+//! bucket, registry replicas sharing it, and nginx as a round-robin load
+//! balancer in front of them.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{Registry, free_port, tool};
+
+pub const MINIO_USER: &str = "quarry-test";
+pub const MINIO_PASSWORD: &str = "quarry-test-secret";
+
+/// A MinIO server with one bucket.
+pub struct Minio {
+    child: Child,
+    pub port: u16,
+    pub bucket: String,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Minio {
+    pub fn start(bucket: &str) -> Minio {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let console = free_port();
+        let log = dir.path().join("minio.log");
+        let out = std::fs::File::create(&log).expect("minio log");
+        let child = Command::new(tool("minio"))
+            .args(["server", "--quiet", "--address"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--console-address")
+            .arg(format!("127.0.0.1:{console}"))
+            .arg(dir.path().join("data"))
+            .env("MINIO_ROOT_USER", MINIO_USER)
+            .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .env("HOME", dir.path())
+            .stdout(out.try_clone().expect("log"))
+            .stderr(out)
+            .spawn()
+            .expect("start minio");
+        let minio = Minio {
+            child,
+            port,
+            bucket: bucket.to_string(),
+            log,
+            _dir: dir,
+        };
+        minio.wait_ready();
+        minio.create_bucket();
+        minio
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("{}/minio/health/ready", self.endpoint());
+        loop {
+            if reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "MinIO not ready after 30 s:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn create_bucket(&self) {
+        let (bucket, credentials) = self.bucket();
+        let url =
+            rusty_s3::S3Action::sign(&bucket.create_bucket(&credentials), Duration::from_secs(60));
+        let response = reqwest::blocking::Client::new()
+            .put(url)
+            .send()
+            .expect("create bucket");
+        assert!(
+            response.status().is_success(),
+            "create bucket: {} {}",
+            response.status(),
+            response.text().unwrap_or_default()
+        );
+    }
+
+    fn bucket(&self) -> (rusty_s3::Bucket, rusty_s3::Credentials) {
+        let endpoint = url::Url::parse(&self.endpoint()).expect("endpoint URL");
+        let bucket = rusty_s3::Bucket::new(
+            endpoint,
+            rusty_s3::UrlStyle::Path,
+            self.bucket.clone(),
+            "us-east-1",
+        )
+        .expect("bucket");
+        (
+            bucket,
+            rusty_s3::Credentials::new(MINIO_USER, MINIO_PASSWORD),
+        )
+    }
+
+    /// The content of one object.
+    pub fn get(&self, key: &str) -> Vec<u8> {
+        let (bucket, credentials) = self.bucket();
+        let action = bucket.get_object(Some(&credentials), key);
+        let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
+        let response = reqwest::blocking::get(url).expect("get object");
+        assert!(
+            response.status().is_success(),
+            "get {key}: {}",
+            response.status()
+        );
+        response.bytes().expect("object").to_vec()
+    }
+
+    /// Objects in the bucket under `prefix` (a listing through S3).
+    pub fn list(&self, prefix: &str) -> Vec<String> {
+        let (bucket, credentials) = self.bucket();
+        let mut action = bucket.list_objects_v2(Some(&credentials));
+        action.with_prefix(prefix);
+        let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
+        let text = reqwest::blocking::get(url)
+            .expect("list objects")
+            .text()
+            .expect("listing");
+        let listing =
+            rusty_s3::actions::ListObjectsV2::parse_response(&text).expect("parse");
+        listing.contents.into_iter().map(|o| o.key).collect()
+    }
+
+    /// The registry config for this bucket (Quay's S3Storage shape).
+    pub fn registry_config(&self, extra: &str) -> String {
+        format!(
+            "DISTRIBUTED_STORAGE_CONFIG:\n  s3:\n    - S3Storage\n    - host: 127.0.0.1\n      port: {}\n      is_secure: false\n      s3_bucket: {}\n      storage_path: /registry\n      s3_access_key: {MINIO_USER}\n      s3_secret_key: {MINIO_PASSWORD}\nDISTRIBUTED_STORAGE_PREFERENCE: [s3]\n{extra}",
+            self.port, self.bucket
+        )
+    }
+}
+
+impl Drop for Minio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx balancing round-robin over registries, request by request.
+pub struct LoadBalancer {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl LoadBalancer {
+    pub fn start(backends: &[u16]) -> LoadBalancer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let d = dir.path().display();
+        let servers: String = backends
+            .iter()
+            .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;\n"))
+            .collect();
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+error_log {d}/error.log warn;
+pid {d}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  log_format upstreams '$request_method $status $upstream_addr';
+  access_log {d}/access.log upstreams;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  upstream registries {{
+{servers}    keepalive 16;
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    proxy_request_buffering off;
+    proxy_buffering off;
+    proxy_http_version 1.1;
+    location / {{
+      proxy_pass http://registries;
+      proxy_set_header Host $http_host;
+      proxy_set_header Connection "";
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"#
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = Command::new(tool("nginx"))
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        LoadBalancer { child, port, dir }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// Which backend ports served requests (from nginx's access log).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for LoadBalancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `n` registry replicas on one bucket.
+pub fn replicas(minio: &Minio, n: usize, extra: &str) -> Vec<Registry> {
+    (0..n)
+        .map(|_| Registry::start_shared(&minio.registry_config(extra), &[]))
+        .collect()
+}

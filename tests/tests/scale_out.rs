@@ -1,0 +1,392 @@
+//! Several registry replicas on one S3 bucket (MinIO on loopback) behind a
+//! round-robin load balancer (nginx): every request of a push may land on
+//! another replica. The conformance suite and real clients pass through
+//! it, concurrent pushes of one tag end consistent, and a replica killed
+//! mid-upload loses nothing that was acknowledged.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quarry_e2e::clients::{crane, helm, oras, skopeo};
+use quarry_e2e::oci::write_image_layout;
+use quarry_e2e::scale::{LoadBalancer, Minio, replicas};
+use quarry_e2e::{Registry, run, run_text, sha256, tool};
+use rand::RngCore;
+
+fn upstreams_used(lb: &LoadBalancer) -> BTreeSet<String> {
+    lb.access_log()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .flat_map(|addrs| addrs.split(", "))
+        .filter(|addr| addr.starts_with("127.0.0.1:"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn conformance_v1_through_a_load_balancer_over_two_replicas_on_minio() {
+    let minio = Minio::start("conformance");
+    let registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let report = tempfile::tempdir().unwrap();
+    let out = Command::new(tool("oci-conformance-v1"))
+        .current_dir(report.path())
+        .env("OCI_ROOT_URL", lb.url())
+        .env("OCI_NAMESPACE", "conformance/main")
+        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/other")
+        .env("OCI_TEST_PULL", "1")
+        .env("OCI_TEST_PUSH", "1")
+        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
+        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
+        .env("OCI_AUTOMATIC_CROSSMOUNT", "true")
+        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
+        .env("OCI_DEBUG", "0")
+        .env("OCI_REPORT_DIR", report.path())
+        .output()
+        .expect("run the conformance suite");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "conformance through the load balancer failed:\n{text}\n--- replica 1\n{}\n--- replica 2\n{}",
+        registries[0].log_text(),
+        registries[1].log_text()
+    );
+    let xml = std::fs::read_to_string(report.path().join("junit.xml")).expect("JUnit report");
+    let cases = xml.matches("<testcase").count();
+    let failures = xml.matches("<failure").count() + xml.matches("<error").count();
+    assert!(cases >= 75, "only {cases} cases ran");
+    assert_eq!(failures, 0, "{text}");
+    let used = upstreams_used(&lb);
+    assert_eq!(
+        used.len(),
+        2,
+        "requests did not reach both replicas: {used:?}"
+    );
+}
+
+#[test]
+fn skopeo_oras_and_helm_through_the_load_balancer() {
+    let minio = Minio::start("clients");
+    let registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let host = lb.host();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+
+    let layout = dir.join("layout");
+    let image = write_image_layout(&layout, "v1", 3, 3 * 1024 * 1024);
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{host}/team/app:v1")));
+    let back = dir.join("back");
+    run(skopeo()
+        .args(["copy", "--src-tls-verify=false"])
+        .arg(format!("docker://{host}/team/app:v1"))
+        .arg(format!("oci:{}:v1", back.display())));
+    let index = std::fs::read_to_string(back.join("index.json")).unwrap();
+    assert!(index.contains(&image.manifest_digest), "{index}");
+    // Each replica serves the image on its own.
+    for registry in &registries {
+        let digest = run_text(
+            crane(dir)
+                .args(["digest", "--insecure"])
+                .arg(format!("{}/team/app:v1", registry.host())),
+        );
+        assert_eq!(digest.trim(), image.manifest_digest);
+    }
+
+    std::fs::write(dir.join("artifact.txt"), "artifact\n").unwrap();
+    std::fs::write(dir.join("sig.txt"), "signature\n").unwrap();
+    run(oras(dir).args([
+        "push",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.artifact",
+        &format!("{host}/team/artifact:v1"),
+        "artifact.txt",
+    ]));
+    run(oras(dir).args([
+        "attach",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.signature",
+        &format!("{host}/team/artifact:v1"),
+        "sig.txt",
+    ]));
+    for _ in 0..2 {
+        // Round robin: the two discoveries are answered by different replicas.
+        let discovered = run_text(oras(dir).args([
+            "discover",
+            "--plain-http",
+            "--format",
+            "json",
+            &format!("{host}/team/artifact:v1"),
+        ]));
+        assert!(
+            discovered.contains("application/vnd.example.signature"),
+            "{discovered}"
+        );
+    }
+
+    run(helm(dir).args(["create", "demo"]));
+    run(helm(dir).args(["package", "demo"]));
+    run(helm(dir).args([
+        "push",
+        "demo-0.1.0.tgz",
+        &format!("oci://{host}/charts"),
+        "--plain-http",
+    ]));
+    std::fs::create_dir_all(dir.join("pulled")).unwrap();
+    run(helm(dir).args([
+        "pull",
+        &format!("oci://{host}/charts/demo"),
+        "--version",
+        "0.1.0",
+        "--plain-http",
+        "-d",
+        "pulled",
+    ]));
+    assert!(dir.join("pulled/demo-0.1.0.tgz").exists());
+    assert_eq!(upstreams_used(&lb).len(), 2);
+}
+
+#[test]
+fn concurrent_pushes_of_one_tag_end_in_one_consistent_tag() {
+    let minio = Minio::start("tags");
+    let registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let work = tempfile::tempdir().unwrap();
+    let pushers = 6;
+    let mut layouts = Vec::new();
+    for i in 0..pushers {
+        let layout = work.path().join(format!("layout{i}"));
+        let image = write_image_layout(&layout, "v1", 2, 256 * 1024);
+        layouts.push((layout, image.manifest_digest));
+    }
+    let host = lb.host();
+    std::thread::scope(|scope| {
+        for (layout, _) in &layouts {
+            let dir = work.path();
+            let host = host.clone();
+            scope.spawn(move || {
+                run(crane(dir)
+                    .args(["push", "--insecure"])
+                    .arg(layout)
+                    .arg(format!("{host}/race/app:latest")));
+            });
+        }
+    });
+    let pushed: BTreeSet<String> = layouts.iter().map(|(_, d)| d.clone()).collect();
+    let mut seen = BTreeSet::new();
+    for registry in &registries {
+        let digest = run_text(
+            crane(work.path())
+                .args(["digest", "--insecure"])
+                .arg(format!("{}/race/app:latest", registry.host())),
+        );
+        let digest = digest.trim().to_string();
+        assert!(
+            pushed.contains(&digest),
+            "tag points at {digest}, not a pushed image"
+        );
+        // The image the tag names is complete.
+        let out = work.path().join(format!("pulled-{}", registry.port));
+        run(crane(work.path())
+            .args(["pull", "--insecure", "--format", "oci"])
+            .arg(format!("{}/race/app:latest", registry.host()))
+            .arg(&out));
+        seen.insert(digest);
+    }
+    assert_eq!(seen.len(), 1, "replicas disagree about the tag: {seen:?}");
+    let tags = run_text(
+        crane(work.path())
+            .args(["ls", "--insecure"])
+            .arg(format!("{host}/race/app")),
+    );
+    assert_eq!(tags.trim(), "latest");
+    // Every pushed manifest is still there by digest.
+    for digest in &pushed {
+        run(crane(work.path())
+            .args(["manifest", "--insecure"])
+            .arg(format!("{host}/race/app@{digest}")));
+    }
+}
+
+async fn start_session(client: &reqwest::Client, base: &str, repo: &str) -> String {
+    let r = client
+        .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    r.headers()["location"].to_str().unwrap().to_string()
+}
+
+async fn patch(
+    client: &reqwest::Client,
+    base: &str,
+    location: &str,
+    from: usize,
+    part: &[u8],
+) -> anyhow::Result<String> {
+    let r = client
+        .patch(format!("{base}{location}"))
+        .header(
+            "content-range",
+            format!("{}-{}", from, from + part.len() - 1),
+        )
+        .header("content-type", "application/octet-stream")
+        .body(part.to_vec())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 202, "patch: {}", r.status());
+    Ok(r.headers()["location"].to_str()?.to_string())
+}
+
+#[test]
+fn an_upload_started_on_a_killed_replica_resumes_on_another() {
+    let minio = Minio::start("resume");
+    let mut registries = replicas(&minio, 2, "");
+    let a = registries[0].url();
+    let b = registries[1].url();
+    let mut content = vec![0u8; 3 * 1024 * 1024 + 17];
+    rand::rng().fill_bytes(&mut content);
+    let digest = sha256(&content);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = reqwest::Client::new();
+    let location = rt.block_on(async {
+        let location = start_session(&client, &a, "resume/app").await;
+        patch(&client, &a, &location, 0, &content[..1024 * 1024])
+            .await
+            .unwrap()
+    });
+    registries[0].kill9();
+    rt.block_on(async {
+        let status = client.get(format!("{b}{location}")).send().await.unwrap();
+        assert_eq!(status.status(), 204);
+        assert_eq!(status.headers()["range"], "0-1048575");
+        let location = patch(&client, &b, &location, 1024 * 1024, &content[1024 * 1024..])
+            .await
+            .unwrap();
+        let done = client
+            .put(format!("{b}{location}?digest={digest}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 201);
+        let got = client
+            .get(format!("{b}/v2/resume/app/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(got == content, "blob differs after the resume");
+    });
+}
+
+async fn push_blob(
+    client: &reqwest::Client,
+    base: &str,
+    repo: &str,
+    content: Vec<u8>,
+) -> anyhow::Result<String> {
+    let digest = sha256(&content);
+    let location = {
+        let r = client
+            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 202, "start: {}", r.status());
+        r.headers()["location"].to_str()?.to_string()
+    };
+    let half = content.len() / 2;
+    let location = patch(client, base, &location, 0, &content[..half]).await?;
+    let location = patch(client, base, &location, half, &content[half..]).await?;
+    let r = client
+        .put(format!("{base}{location}?digest={digest}"))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "commit: {}", r.status());
+    Ok(digest)
+}
+
+#[test]
+fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
+    let minio = Minio::start("crash");
+    let mut registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let base = lb.url();
+    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let failed = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let writers = (0..4).map(|w| {
+        let base = base.clone();
+        let acked = acked.clone();
+        let failed = failed.clone();
+        rt.spawn(async move {
+            let client = reqwest::Client::new();
+            for n in 0..12 {
+                let mut content = vec![0u8; 512 * 1024 + n * 4099 + w];
+                rand::rng().fill_bytes(&mut content);
+                match push_blob(&client, &base, &format!("crash/w{w}"), content.clone()).await {
+                    Ok(digest) => acked.lock().unwrap().push((digest, content)),
+                    Err(_) => failed.lock().unwrap().push(content),
+                }
+            }
+        })
+    });
+    let writers: Vec<_> = writers.collect();
+    std::thread::sleep(Duration::from_millis(700));
+    registries[0].kill9();
+    rt.block_on(async {
+        for w in writers {
+            w.await.unwrap();
+        }
+    });
+    let survivor: &Registry = &registries[1];
+    let client = reqwest::blocking::Client::new();
+    let acked = acked.lock().unwrap();
+    assert!(
+        acked.len() >= 12,
+        "only {} pushes acknowledged",
+        acked.len()
+    );
+    for (digest, content) in acked.iter() {
+        let found = (0..4).find_map(|w| {
+            let r = client
+                .get(format!("{}/v2/crash/w{w}/blobs/{digest}", survivor.url()))
+                .send()
+                .ok()?;
+            (r.status() == 200).then(|| r.bytes().ok()).flatten()
+        });
+        let bytes = found.unwrap_or_else(|| panic!("acknowledged blob {digest} is gone"));
+        assert!(bytes == content.as_slice(), "blob {digest} changed");
+    }
+    // What failed during the kill goes through on the survivor.
+    let failed = failed.lock().unwrap().clone();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        for content in failed {
+            push_blob(&client, &survivor.url(), "crash/retry", content)
+                .await
+                .expect("retry on the surviving replica");
+        }
+    });
+    // No blob object holds anything but its digest's content, and no
+    // upload left a partial blob behind.
+    let keys = minio.list("registry/blobs/");
+    assert!(keys.len() >= acked.len(), "{} blob objects", keys.len());
+    for key in keys {
+        let hex = key.rsplit('/').next().unwrap();
+        assert_eq!(sha256(&minio.get(&key)), format!("sha256:{hex}"), "{key}");
+    }
+}
