@@ -319,13 +319,16 @@ async fn push_blob(
     Ok(digest)
 }
 
+/// A blob push the registry acknowledged: digest and content.
+type Pushed = (String, Vec<u8>);
+
 #[test]
 fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
     let minio = Minio::start("crash");
     let mut registries = replicas(&minio, 2, "");
     let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
     let base = lb.url();
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Pushed>>> = Arc::default();
     let failed = Arc::new(Mutex::new(Vec::<Vec<u8>>::new()));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let writers = (0..4).map(|w| {
