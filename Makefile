@@ -60,7 +60,7 @@ test-e2e: tools-test tools-k8s ## Black-box tests: the real binaries, real clien
 bench: tools-bench tools-k8s ## Registry vs CNCF distribution, and operator convergence (report in docs/benchmarks.md)
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator --release
 	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench
-	eval "$$($(TOOLS) env)" && hack/bench.sh
+	eval "$$($(TOOLS) env)" && hack/bench.sh && hack/bench-s3.sh
 
 image: ## Build the registry and operator images with podman or docker (Containerfile)
 	@engine=$$(command -v podman || command -v docker || true); \

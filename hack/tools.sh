@@ -39,7 +39,7 @@ export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint minio nginx)
-BENCH_TOOLS=(distribution nginx wrk ab)
+BENCH_TOOLS=(distribution nginx wrk ab minio)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
