@@ -74,20 +74,31 @@ impl Minio {
         }
     }
 
+    /// Create the bucket; MinIO may answer 503 "not initialized" for a
+    /// moment after its health endpoint says ready, so that is retried.
     fn create_bucket(&self) {
         let (bucket, credentials) = self.bucket();
-        let url =
-            rusty_s3::S3Action::sign(&bucket.create_bucket(&credentials), Duration::from_secs(60));
-        let response = reqwest::blocking::Client::new()
-            .put(url)
-            .send()
-            .expect("create bucket");
-        assert!(
-            response.status().is_success(),
-            "create bucket: {} {}",
-            response.status(),
-            response.text().unwrap_or_default()
-        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = rusty_s3::S3Action::sign(
+                &bucket.create_bucket(&credentials),
+                Duration::from_secs(60),
+            );
+            let response = reqwest::blocking::Client::new()
+                .put(url)
+                .send()
+                .expect("create bucket");
+            let status = response.status();
+            if status.is_success() {
+                return;
+            }
+            let body = response.text().unwrap_or_default();
+            assert!(
+                status == reqwest::StatusCode::SERVICE_UNAVAILABLE && Instant::now() < deadline,
+                "create bucket: {status} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     fn bucket(&self) -> (rusty_s3::Bucket, rusty_s3::Credentials) {
@@ -99,10 +110,7 @@ impl Minio {
             "us-east-1",
         )
         .expect("bucket");
-        (
-            bucket,
-            rusty_s3::Credentials::new(MINIO_USER, MINIO_PASSWORD),
-        )
+        (bucket, rusty_s3::Credentials::new(MINIO_USER, MINIO_PASSWORD))
     }
 
     /// The content of one object.

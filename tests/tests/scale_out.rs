@@ -393,3 +393,37 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
         assert_eq!(sha256(&minio.get(&key)), format!("sha256:{hex}"), "{key}");
     }
 }
+
+#[test]
+fn a_refused_or_unreachable_bucket_makes_the_replica_not_ready() {
+    let minio = Minio::start("ready");
+    let good = minio.registry_config("");
+    let refused = Registry::start_shared(
+        &good.replace(quarry_e2e::scale::MINIO_PASSWORD, "not-the-secret"),
+        &[],
+    );
+    let unreachable = Registry::start_shared(
+        &good.replace(
+            &format!("port: {}", minio.port),
+            &format!("port: {}", quarry_e2e::free_port()),
+        ),
+        &[("QUARRY_LOG_FORMAT", "text")],
+    );
+    let ok = Registry::start_shared(&good, &[]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let ready = |r: &Registry| {
+        client
+            .get(format!("{}/readyz", r.url()))
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready(&ok), 200);
+    assert_eq!(ready(&refused), 503);
+    let log = refused.log_text();
+    assert!(log.contains("storage not ready"), "{log}");
+    assert_eq!(ready(&unreachable), 503);
+}

@@ -15,7 +15,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use filesystem::FilesystemStorage;
-pub use object::ObjectStorage;
+pub use object::{ObjectStorage, probe_s3};
 
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};

@@ -433,6 +433,21 @@ impl ObjectStorage {
     }
 }
 
+/// Check that the bucket takes writes with these settings, within `within`:
+/// what the operator runs before a rollout. The error says where and why.
+pub async fn probe_s3(settings: &S3Settings, within: Duration) -> Result<(), String> {
+    let storage = ObjectStorage::s3(settings).map_err(|e| format!("{e:#}"))?;
+    match tokio::time::timeout(within, storage.ready()).await {
+        Err(_) => Err(format!(
+            "{}: no answer within {} s",
+            storage.describe(),
+            within.as_secs()
+        )),
+        Ok(Err(e)) => Err(format!("{}: {e}", storage.describe())),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
 #[async_trait::async_trait]
 impl Storage for ObjectStorage {
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
