@@ -627,7 +627,19 @@ async fn write_status(
         return Ok(());
     }
     let api = Api::<QuarryRegistry>::namespaced(ctx.client.clone(), ns);
-    let patch = serde_json::json!({ "status": status });
+    // A merge patch keeps what it does not mention: fields that went away
+    // (an empty warnings list, a CA no longer managed) are removed with null.
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    if let (Some(new), Ok(serde_json::Value::Object(before))) =
+        (body.as_object_mut(), serde_json::to_value(&old))
+    {
+        for key in before.keys() {
+            if !new.contains_key(key) {
+                new.insert(key.clone(), serde_json::Value::Null);
+            }
+        }
+    }
+    let patch = serde_json::json!({ "status": body });
     api.patch_status(
         &cr.name_any(),
         &PatchParams::default(),

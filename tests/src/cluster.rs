@@ -455,3 +455,180 @@ impl Drop for ControlPlane {
         }
     }
 }
+
+/// What a registry process on this machine needs to stand in for the pod
+/// of a QuarryRegistry: the Secrets its Deployment mounts, written to a
+/// folder as the kubelet would, the rendered config with the pod's paths
+/// pointed there, and what clients need (the CA, the generated accounts).
+pub struct PodFiles {
+    pub dir: PathBuf,
+    /// The rendered config.yaml, paths rewritten to `dir`.
+    pub config: String,
+    /// Serving certificate and key, when the registry serves HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The CA of the managed tls component (from its ConfigMap), and a
+    /// folder holding it as `ca.crt` (skopeo/podman `--cert-dir`).
+    pub ca_file: Option<PathBuf>,
+    pub cert_dir: Option<PathBuf>,
+    /// Generated accounts (from the credentials Secret): (name, password).
+    pub admin: Option<(String, String)>,
+    pub robot: Option<(String, String)>,
+}
+
+/// The pod's folders (the operator's layout) and their local stand-ins.
+const POD_DIRS: [(&str, &str); 3] = [
+    ("/etc/quarry/auth/", "auth"),
+    ("/etc/quarry/tls/", "tls"),
+    ("/etc/quarry/config/", "config"),
+];
+
+impl PodFiles {
+    /// The environment of a registry process serving like the pod
+    /// (QUARRY_TLS_CERT/KEY when it serves HTTPS).
+    pub fn registry_env(&self) -> Vec<(String, String)> {
+        let mut env = Vec::new();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            env.push(("QUARRY_TLS_CERT".into(), cert.display().to_string()));
+            env.push(("QUARRY_TLS_KEY".into(), key.display().to_string()));
+        }
+        env
+    }
+
+    /// A rendered config with the pod's paths pointed at this folder.
+    pub fn rewrite(&self, config: &str) -> String {
+        let mut out = config.to_string();
+        for (pod, local) in POD_DIRS {
+            out = out.replace(pod, &format!("{}/", self.dir.join(local).display()));
+        }
+        out
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+/// Replace a file the way a Secret update does (write aside, rename);
+/// nothing when the content is the same.
+fn replace_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    if std::fs::read(path).ok().as_deref() == Some(content) {
+        return Ok(());
+    }
+    let staging = path.with_extension("quarry-new");
+    std::fs::write(&staging, content)?;
+    std::fs::rename(&staging, path)?;
+    Ok(())
+}
+
+impl ControlPlane {
+    /// A Secret's data, decoded.
+    pub fn secret_data(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+        use base64::Engine;
+        let json = self.kubectl_out(&["get", "-n", namespace, "secret", name, "-o", "json"])?;
+        let secret: serde_json::Value = serde_json::from_str(&json)?;
+        let mut data = std::collections::BTreeMap::new();
+        if let Some(map) = secret["data"].as_object() {
+            for (k, v) in map {
+                let b64 = v.as_str().unwrap_or_default();
+                data.insert(
+                    k.clone(),
+                    base64::engine::general_purpose::STANDARD.decode(b64)?,
+                );
+            }
+        }
+        Ok(data)
+    }
+
+    /// Write (or refresh) the files of the registry pod of QuarryRegistry
+    /// `name` into `dir`: the Secrets its Deployment mounts (config, auth,
+    /// tls), the CA ConfigMap and the generated accounts.
+    pub fn pod_files(&self, namespace: &str, name: &str, dir: &Path) -> anyhow::Result<PodFiles> {
+        let deployment: serde_json::Value = serde_json::from_str(&self.kubectl_out(&[
+            "get",
+            "-n",
+            namespace,
+            &format!("deployment/{name}-registry"),
+            "-o",
+            "json",
+        ])?)?;
+        let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let secret_of = |volume: &str| {
+            volumes
+                .iter()
+                .find(|v| v["name"] == volume)
+                .and_then(|v| v["secret"]["secretName"].as_str())
+                .map(str::to_string)
+        };
+        let mut files = PodFiles {
+            dir: dir.to_path_buf(),
+            config: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
+            cert_dir: None,
+            admin: None,
+            robot: None,
+        };
+        for (_, local) in POD_DIRS {
+            let Some(secret) = secret_of(local) else {
+                continue;
+            };
+            let folder = dir.join(local);
+            std::fs::create_dir_all(&folder)?;
+            for (key, value) in self.secret_data(namespace, &secret)? {
+                replace_file(&folder.join(&key), &value)?;
+            }
+            if local == "tls" {
+                files.tls_cert = Some(folder.join("tls.crt"));
+                files.tls_key = Some(folder.join("tls.key"));
+            }
+        }
+        let config = std::fs::read_to_string(dir.join("config/config.yaml"))
+            .context("the config Secret has no config.yaml")?;
+        files.config = files.rewrite(&config);
+        let ca = self
+            .kubectl()
+            .args([
+                "get",
+                "-n",
+                namespace,
+                &format!("configmap/{name}-registry-ca"),
+                "-o",
+                "jsonpath={.data.ca\\.crt}",
+            ])
+            .output()?;
+        if ca.status.success() && !ca.stdout.is_empty() {
+            let cert_dir = dir.join("certs.d");
+            std::fs::create_dir_all(&cert_dir)?;
+            replace_file(&dir.join("ca.crt"), &ca.stdout)?;
+            replace_file(&cert_dir.join("ca.crt"), &ca.stdout)?;
+            files.ca_file = Some(dir.join("ca.crt"));
+            files.cert_dir = Some(cert_dir);
+        }
+        if let Ok(credentials) =
+            self.secret_data(namespace, &format!("{name}-registry-credentials"))
+        {
+            let get = |k: &str| {
+                credentials
+                    .get(k)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            files.admin = get("admin-username").zip(get("admin-password"));
+            files.robot = get("robot-username").zip(get("robot-password"));
+        }
+        Ok(files)
+    }
+}
