@@ -427,3 +427,41 @@ fn a_refused_or_unreachable_bucket_makes_the_replica_not_ready() {
     assert!(log.contains("storage not ready"), "{log}");
     assert_eq!(ready(&unreachable), 503);
 }
+
+#[test]
+fn conformance_main_suite_through_the_load_balancer_on_minio() {
+    let minio = Minio::start("conformance-main");
+    let registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let results = tempfile::tempdir().unwrap();
+    let out = Command::new(tool("oci-conformance-main"))
+        .current_dir(results.path())
+        .env("OCI_REGISTRY", lb.host())
+        .env("OCI_TLS", "disabled")
+        .env("OCI_REPO1", "conformance/repo1")
+        .env("OCI_REPO2", "conformance/nested/repo2")
+        .env("OCI_VERSION", "dev")
+        .env("OCI_RESULTS_DIR", results.path())
+        .env("OCI_LOG", "warn")
+        // As on the filesystem (tests/conformance.rs): sparse manifests are
+        // refused by design.
+        .env("OCI_DATA_SPARSE", "false")
+        .output()
+        .expect("run the main conformance suite");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "main suite through the load balancer failed:\n{text}"
+    );
+    let xml = std::fs::read_to_string(results.path().join("junit.xml")).expect("JUnit report");
+    let failed =
+        xml.matches("status=\"failure\"").count() + xml.matches("status=\"error\"").count();
+    let passed = xml.matches("status=\"passed\"").count();
+    let skipped = xml.matches("status=\"skipped\"").count();
+    assert!(passed >= 100, "only {passed} cases passed:\n{text}");
+    assert_eq!((failed, skipped), (0, 0), "{text}");
+}
