@@ -465,3 +465,56 @@ fn conformance_main_suite_through_the_load_balancer_on_minio() {
     assert!(passed >= 100, "only {passed} cases passed:\n{text}");
     assert_eq!((failed, skipped), (0, 0), "{text}");
 }
+
+#[test]
+fn concurrent_attaches_through_both_replicas_are_all_listed_as_referrers() {
+    let minio = Minio::start("referrers");
+    let registries = replicas(&minio, 2, "");
+    let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
+    let host = lb.host();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(dir.join("subject.txt"), "subject\n").unwrap();
+    run(oras(dir).args([
+        "push",
+        "--plain-http",
+        "--artifact-type",
+        "application/vnd.example.subject",
+        &format!("{host}/refs/app:v1"),
+        "subject.txt",
+    ]));
+    let attaches = 8;
+    std::thread::scope(|scope| {
+        for i in 0..attaches {
+            let host = host.clone();
+            scope.spawn(move || {
+                let file = format!("sig{i}.txt");
+                std::fs::write(dir.join(&file), format!("signature {i}\n")).unwrap();
+                run(oras(dir).args([
+                    "attach",
+                    "--plain-http",
+                    "--artifact-type",
+                    &format!("application/vnd.example.sig{i}"),
+                    &format!("{host}/refs/app:v1"),
+                    &file,
+                ]));
+            });
+        }
+    });
+    for registry in &registries {
+        let discovered = run_text(oras(dir).args([
+            "discover",
+            "--plain-http",
+            "--format",
+            "json",
+            &format!("{}/refs/app:v1", registry.host()),
+        ]));
+        for i in 0..attaches {
+            assert!(
+                discovered.contains(&format!("application/vnd.example.sig{i}\"")),
+                "signature {i} missing on replica {}:\n{discovered}",
+                registry.port
+            );
+        }
+    }
+}
