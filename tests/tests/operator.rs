@@ -183,6 +183,12 @@ fn operator_end_to_end() {
         "deployment/registry-registry",
         "service/registry-registry",
         "pvc/registry-data",
+        "secret/registry-registry-credentials",
+        "secret/registry-registry-pull",
+        "secret/registry-registry-auth",
+        "secret/registry-registry-ca-key",
+        "secret/registry-registry-tls",
+        "configmap/registry-registry-ca",
     ] {
         let owner = s.jsonpath("alpha", object, "{.metadata.ownerReferences[0].kind}");
         assert_eq!(
@@ -212,6 +218,12 @@ fn operator_end_to_end() {
         "service/registry-registry",
         "serviceaccount/registry-registry",
         "pvc/registry-data",
+        "secret/registry-registry-credentials",
+        "secret/registry-registry-pull",
+        "secret/registry-registry-auth",
+        "secret/registry-registry-ca-key",
+        "secret/registry-registry-tls",
+        "configmap/registry-registry-ca",
     ];
     let before = s.resource_versions("alpha", &watched);
     std::thread::sleep(Duration::from_secs(3));
@@ -270,12 +282,34 @@ fn operator_end_to_end() {
     s.wait_ready("alpha", "registry");
 
     // --- the rendered config drives the real registry ---------------------------
-    let registry = Registry::start_with(
-        Some(&s.config_yaml("alpha", "registry")),
-        &[("QUARRY_RELOAD_INTERVAL_SECONDS", "1")],
-    );
+    // A local registry process stands in for the pod: the Secrets the
+    // Deployment mounts, the generated admin account and the CA.
+    let pod = tempfile::tempdir().unwrap();
+    let files = s.cp.pod_files("alpha", "registry", pod.path()).unwrap();
+    let mut env = files.registry_env();
+    env.push(("QUARRY_RELOAD_INTERVAL_SECONDS".into(), "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let registry = Registry::start_with(Some(&files.config), &env);
+    let ca = files.ca_file.clone().expect("the CA ConfigMap");
+    let (user, password) = files.admin.clone().expect("generated admin account");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
+    run(helm(dir)
+        .args([
+            "registry",
+            "login",
+            &registry.host(),
+            "-u",
+            &user,
+            "-p",
+            &password,
+        ])
+        .arg("--ca-file")
+        .arg(&ca));
+    run(oras(dir)
+        .args(["login", &registry.host(), "-u", &user, "-p", &password])
+        .arg("--ca-file")
+        .arg(&ca));
     run(helm(dir).args(["create", "demo"]));
     run(helm(dir).args(["package", "demo"]));
     std::fs::write(dir.join("sif.json"), "{}").unwrap();
@@ -283,21 +317,27 @@ fn operator_end_to_end() {
     std::fs::write(dir.join("notes.txt"), "notes").unwrap();
     let helm_push = || {
         helm(dir)
-            .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+            .args(["push", "demo-0.1.0.tgz"])
             .arg(format!("oci://{}/charts", registry.host()))
+            .arg("--ca-file")
+            .arg(&ca)
             .output()
             .unwrap()
-            .status
-            .success()
     };
-    assert!(!helm_push(), "Helm chart accepted with features.helm=false");
+    let refused = helm_push();
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("FEATURE_HELM_OCI_SUPPORT"),
+        "Helm chart not refused by policy with features.helm=false: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let sync_config = |s: &Scenario, needle: &str| {
         s.wait(
             &format!("config secret with {needle}"),
             Duration::from_secs(30),
             || s.config_yaml("alpha", "registry").contains(needle),
         );
-        registry.write_config(&s.config_yaml("alpha", "registry"));
+        registry.write_config(&files.rewrite(&s.config_yaml("alpha", "registry")));
         std::thread::sleep(Duration::from_millis(2500));
     };
     s.patch(
@@ -306,7 +346,12 @@ fn operator_end_to_end() {
         r#"{"spec":{"features":{"helm":true}}}"#,
     );
     sync_config(&s, "FEATURE_HELM_OCI_SUPPORT: true");
-    assert!(helm_push(), "Helm chart refused with features.helm=true");
+    let pushed = helm_push();
+    assert!(
+        pushed.status.success(),
+        "Helm chart refused with features.helm=true: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
     s.patch(
         "alpha",
         "registry",
@@ -314,9 +359,9 @@ fn operator_end_to_end() {
     );
     sync_config(&s, "application/vnd.sylabs.sif.layer.v1+tar");
     let sif = oras(dir)
+        .args(["push", "--ca-file"])
+        .arg(&ca)
         .args([
-            "push",
-            "--plain-http",
             "--config",
             "sif.json:application/vnd.sylabs.sif.config.v1+json",
         ])
@@ -330,19 +375,18 @@ fn operator_end_to_end() {
         String::from_utf8_lossy(&sif.stderr)
     );
     let custom = oras(dir)
-        .args([
-            "push",
-            "--plain-http",
-            "--artifact-type",
-            "application/x-custom",
-        ])
+        .args(["push", "--ca-file"])
+        .arg(&ca)
+        .args(["--artifact-type", "application/x-custom"])
         .arg(format!("{}/custom/app:v1", registry.host()))
         .arg("notes.txt:text/plain")
         .output()
         .unwrap();
     assert!(
-        !custom.status.success(),
-        "an artifact outside allowedArtifactTypes was accepted"
+        !custom.status.success()
+            && String::from_utf8_lossy(&custom.stderr).contains("ALLOWED_OCI_ARTIFACT_TYPES"),
+        "an artifact outside allowedArtifactTypes was not refused by policy: {}",
+        String::from_utf8_lossy(&custom.stderr)
     );
     drop(registry);
 
