@@ -402,32 +402,67 @@ fn scenario_helm_install_example_push_pull_refuse() {
         use base64_decode::decode;
         decode(&b64)
     };
-    let registry = quarry_e2e::Registry::start_with(
-        Some(&rendered()),
-        &[("QUARRY_RELOAD_INTERVAL_SECONDS", "1")],
-    );
+    // The registry process stands in for the pod: the Secrets it mounts
+    // (config, accounts and token key, serving certificate), the generated
+    // admin account and the published CA.
+    let pod = tempfile::tempdir().unwrap();
+    let files = cp.pod_files("apps", "registry", pod.path()).unwrap();
+    let mut env = files.registry_env();
+    env.push(("QUARRY_RELOAD_INTERVAL_SECONDS".into(), "1".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let registry = quarry_e2e::Registry::start_with(Some(&files.config), &env);
     let host = registry.host();
+    let ca = files.ca_file.clone().expect("the CA ConfigMap");
+    let cert_dir = files.cert_dir.clone().expect("the CA ConfigMap");
+    let (user, password) = files.admin.clone().expect("the generated admin account");
 
-    // An image in and out with skopeo, a chart with helm.
+    // An image in and out with skopeo, a chart with helm, logged in.
+    let auth_file = dir.join("auth.json");
+    ok(quarry_e2e::clients::skopeo()
+        .args(["login", "-u", &user, "-p", &password, "--cert-dir"])
+        .arg(&cert_dir)
+        .arg("--authfile")
+        .arg(&auth_file)
+        .arg(&host));
     let image = quarry_e2e::oci::write_image_layout(&dir.join("layout"), "v1", 2, 64 * 1024);
     ok(quarry_e2e::clients::skopeo()
-        .args(["copy", "--dest-tls-verify=false"])
+        .args(["copy", "--dest-cert-dir"])
+        .arg(&cert_dir)
+        .arg("--authfile")
+        .arg(&auth_file)
         .arg(format!("oci:{}:v1", dir.join("layout").display()))
         .arg(format!("docker://{host}/e2e/app:1")));
     ok(quarry_e2e::clients::skopeo()
-        .args(["copy", "--src-tls-verify=false"])
+        .args(["copy", "--src-cert-dir"])
+        .arg(&cert_dir)
+        .arg("--authfile")
+        .arg(&auth_file)
         .arg(format!("docker://{host}/e2e/app:1"))
         .arg(format!("oci:{}:v1", dir.join("out").display())));
     let index = std::fs::read_to_string(dir.join("out/index.json")).unwrap();
     assert!(index.contains(&image.manifest_digest), "{index}");
+    ok(helm_cmd(&cp, dir)
+        .args([
+            "registry",
+            "login",
+            &host,
+            "-u",
+            &user,
+            "-p",
+            &password,
+            "--ca-file",
+        ])
+        .arg(&ca));
     ok(helm_cmd(&cp, dir).args(["create", "demo"]));
     ok(helm_cmd(&cp, dir).args(["package", "demo"]));
     ok(helm_cmd(&cp, dir)
-        .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+        .args(["push", "demo-0.1.0.tgz", "--ca-file"])
+        .arg(&ca)
         .arg(format!("oci://{host}/charts")));
     std::fs::create_dir_all(dir.join("pulled")).unwrap();
     ok(helm_cmd(&cp, dir)
-        .args(["pull", "--plain-http", "--version", "0.1.0", "-d", "pulled"])
+        .args(["pull", "--version", "0.1.0", "-d", "pulled", "--ca-file"])
+        .arg(&ca)
         .arg(format!("oci://{host}/charts/demo")));
 
     // A refused artifact after the resource changes.
@@ -445,10 +480,11 @@ fn scenario_helm_install_example_push_pull_refuse() {
     wait(&cp, "config with Helm off", Duration::from_secs(30), || {
         rendered().contains("FEATURE_HELM_OCI_SUPPORT: false")
     });
-    registry.write_config(&rendered());
+    registry.write_config(&files.rewrite(&rendered()));
     std::thread::sleep(Duration::from_millis(2500));
     let refused = helm_cmd(&cp, dir)
-        .args(["push", "--plain-http", "demo-0.1.0.tgz"])
+        .args(["push", "demo-0.1.0.tgz", "--ca-file"])
+        .arg(&ca)
         .arg(format!("oci://{host}/refused"))
         .output()
         .unwrap();

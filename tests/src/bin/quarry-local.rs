@@ -93,11 +93,15 @@ fn main() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // The registry runs here, with the operator's rendered config; storage
-    // is redirected to a local folder (the pod's volume path is not ours).
+    // The registry runs here as the pod would: the operator's rendered
+    // config and the Secrets the Deployment mounts (accounts, token key,
+    // serving certificate) written to a local folder; storage is
+    // redirected to a local folder (the pod's volume path is not ours).
+    let pod_dir = cp.dir().join("registry-pod");
+    let mut files = cp.pod_files(NAMESPACE, NAME, &pod_dir)?;
     let config_path = cp.dir().join("registry-config.yaml");
     let mut config = rendered_config(&cp)?;
-    std::fs::write(&config_path, &config)?;
+    std::fs::write(&config_path, files.rewrite(&config))?;
     let mut registry = Command::new(root.join("target/debug/quarry-registry"));
     registry
         .arg("--config")
@@ -105,18 +109,32 @@ fn main() -> anyhow::Result<()> {
         .args(["--listen", &listen])
         .arg("--storage-path")
         .arg(&data)
-        .args(["--reload-interval-seconds", "1"]);
+        .args(["--reload-interval-seconds", "1"])
+        .envs(files.registry_env());
     cp.start_process("registry", registry)
         .context("starting quarry-registry")?;
 
     let kubeconfig = cp.kubeconfig.display().to_string();
+    let scheme = files.scheme();
     println!();
     println!("Quarry is running ({:.0?}).", started.elapsed());
     println!(
-        "  registry:    http://{listen}   (data in {})",
+        "  registry:    {scheme}://{listen}   (data in {})",
         data.display()
     );
     println!("  kubeconfig:  {kubeconfig}");
+    if let Some(ca) = &files.ca_file {
+        println!(
+            "  CA:          {}   (ConfigMap {NAME}-registry-ca, key ca.crt)",
+            ca.display()
+        );
+    }
+    if let Some((user, password)) = &files.admin {
+        println!("  admin:       {user} / {password}   (Secret {NAME}-registry-credentials)");
+    }
+    if let Some((user, password)) = &files.robot {
+        println!("  robot:       {user} / {password}   (pull only)");
+    }
     println!();
     // The clients live in the tool cache; say how to reach them.
     let mut dirs: Vec<String> = [
@@ -140,14 +158,31 @@ fn main() -> anyhow::Result<()> {
     }
     println!("  kubectl get qreg                      # Ready, endpoint, version");
     println!("  kubectl describe qreg {NAME}          # conditions and events");
+    let (tls_flag, oras_tls) = match &files.ca_file {
+        Some(ca) => (
+            format!("--ca-file {}", ca.display()),
+            format!("--ca-file {}", ca.display()),
+        ),
+        None => ("--plain-http".to_string(), "--plain-http".to_string()),
+    };
+    if let Some((user, password)) = &files.admin {
+        println!("  helm registry login {listen} {tls_flag} -u {user} -p {password}");
+        println!("  oras login {listen} {oras_tls} -u {user} -p {password}");
+    }
     println!(
-        "  helm create demo && helm package demo && helm push demo-0.1.0.tgz oci://{listen}/charts --plain-http"
+        "  helm create demo && helm package demo && helm push demo-0.1.0.tgz oci://{listen}/charts {tls_flag}"
     );
     println!(
         "  kubectl patch qreg {NAME} --type merge -p '{{\"spec\":{{\"features\":{{\"helm\":false}}}}}}'"
     );
     println!("  # …and the same helm push is now refused, naming FEATURE_HELM_OCI_SUPPORT");
-    println!("  oras push --plain-http {listen}/demo/notes:v1 README.md:text/plain");
+    println!("  oras push {oras_tls} {listen}/demo/notes:v1 README.md:text/plain");
+    if let (Some(cert_dir), Some((user, password))) = (&files.cert_dir, &files.admin) {
+        println!(
+            "  skopeo login --cert-dir {} -u {user} -p {password} {listen}",
+            cert_dir.display()
+        );
+    }
     println!();
     println!(
         "Ctrl-C stops everything. Component logs: {}",
@@ -159,13 +194,19 @@ fn main() -> anyhow::Result<()> {
         let stop = stop.clone();
         ctrlc_on(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
     }
-    // Keep the local registry's file in step with the Secret.
+    // Keep the local registry's files in step with the Secrets (config,
+    // accounts, certificate), as the kubelet does for the pod.
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(Duration::from_secs(1));
+        if let Ok(refreshed) = cp.pod_files(NAMESPACE, NAME, &pod_dir) {
+            files = refreshed;
+        }
         if let Ok(now) = rendered_config(&cp)
             && now != config
         {
-            std::fs::write(&config_path, &now)?;
+            let staging = config_path.with_extension("new");
+            std::fs::write(&staging, files.rewrite(&now))?;
+            std::fs::rename(&staging, &config_path)?;
             eprintln!("the operator rendered a new configuration; the registry reloads it");
             config = now;
         }
