@@ -4,6 +4,7 @@
 
 pub mod clients;
 pub mod cluster;
+pub mod conformance;
 pub mod oci;
 pub mod scale;
 pub mod secure;

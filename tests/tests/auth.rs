@@ -8,12 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use quarry_e2e::clients::{cosign, crane, helm, oras, skopeo};
+use quarry_e2e::conformance::{V1_MAX_SKIPPED, V1_MIN_PASSED, v1_suite};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{
     ADMIN, PASSWORD, PUSHER, READER, SecureRegistry, TestCa, accounts_yaml, client_trusting,
     hash_password,
 };
-use quarry_e2e::{run, run_text, tool};
+use quarry_e2e::{run, run_text};
 use reqwest::StatusCode;
 
 /// Run a command expected to fail; its combined output.
@@ -251,39 +252,17 @@ fn helm_skopeo_oras_crane_and_cosign_log_in_and_work_over_https() {
 #[test]
 fn conformance_v1_with_credentials_over_https() {
     let registry = SecureRegistry::start("");
-    let report = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(tool("oci-conformance-v1"));
-    cmd.current_dir(report.path())
-        .env("SSL_CERT_FILE", &registry.ca_file)
-        .env("OCI_ROOT_URL", registry.url())
-        .env("OCI_USERNAME", ADMIN)
-        .env("OCI_PASSWORD", PASSWORD)
-        .env("OCI_NAMESPACE", "conformance/main")
-        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/other")
-        .env("OCI_TEST_PULL", "1")
-        .env("OCI_TEST_PUSH", "1")
-        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
-        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
-        .env("OCI_AUTOMATIC_CROSSMOUNT", "true")
-        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
-        .env("OCI_DEBUG", "0")
-        .env("OCI_REPORT_DIR", report.path());
-    let out = cmd.output().expect("run the conformance suite");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "conformance with credentials failed:\n{text}\n--- registry log\n{}",
-        registry.registry.log_text()
-    );
-    let xml = std::fs::read_to_string(report.path().join("junit.xml")).expect("JUnit report");
-    let cases = xml.matches("<testcase").count();
-    let failures = xml.matches("<failure").count() + xml.matches("<error").count();
-    assert!(cases >= 75, "only {cases} cases ran");
-    assert_eq!(failures, 0, "{text}");
+    let ca = registry.ca_file.display().to_string();
+    v1_suite(
+        &registry.url(),
+        true,
+        &[
+            ("SSL_CERT_FILE", &ca),
+            ("OCI_USERNAME", ADMIN),
+            ("OCI_PASSWORD", PASSWORD),
+        ],
+    )
+    .assert_clean(V1_MIN_PASSED, V1_MAX_SKIPPED, &registry.registry.log_text());
     // The suite really went through the token flow.
     let metrics = registry
         .http()

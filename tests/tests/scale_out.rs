@@ -5,14 +5,16 @@
 //! mid-upload loses nothing that was acknowledged.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quarry_e2e::clients::{crane, helm, oras, skopeo};
+use quarry_e2e::conformance::{
+    MAIN_MIN_PASSED, V1_MAX_SKIPPED, V1_MIN_PASSED, main_suite, v1_suite,
+};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::scale::{LoadBalancer, Minio, replicas};
-use quarry_e2e::{Registry, run, run_text, sha256, tool};
+use quarry_e2e::{Registry, run, run_text, sha256};
 use rand::RngCore;
 
 fn upstreams_used(lb: &LoadBalancer) -> BTreeSet<String> {
@@ -30,38 +32,12 @@ fn conformance_v1_through_a_load_balancer_over_two_replicas_on_minio() {
     let minio = Minio::start("conformance");
     let registries = replicas(&minio, 2, "");
     let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
-    let report = tempfile::tempdir().unwrap();
-    let out = Command::new(tool("oci-conformance-v1"))
-        .current_dir(report.path())
-        .env("OCI_ROOT_URL", lb.url())
-        .env("OCI_NAMESPACE", "conformance/main")
-        .env("OCI_CROSSMOUNT_NAMESPACE", "conformance/other")
-        .env("OCI_TEST_PULL", "1")
-        .env("OCI_TEST_PUSH", "1")
-        .env("OCI_TEST_CONTENT_DISCOVERY", "1")
-        .env("OCI_TEST_CONTENT_MANAGEMENT", "1")
-        .env("OCI_AUTOMATIC_CROSSMOUNT", "true")
-        .env("OCI_HIDE_SKIPPED_WORKFLOWS", "0")
-        .env("OCI_DEBUG", "0")
-        .env("OCI_REPORT_DIR", report.path())
-        .output()
-        .expect("run the conformance suite");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "conformance through the load balancer failed:\n{text}\n--- replica 1\n{}\n--- replica 2\n{}",
+    let context = format!(
+        "replica 1:\n{}\nreplica 2:\n{}",
         registries[0].log_text(),
         registries[1].log_text()
     );
-    let xml = std::fs::read_to_string(report.path().join("junit.xml")).expect("JUnit report");
-    let cases = xml.matches("<testcase").count();
-    let failures = xml.matches("<failure").count() + xml.matches("<error").count();
-    assert!(cases >= 75, "only {cases} cases ran");
-    assert_eq!(failures, 0, "{text}");
+    v1_suite(&lb.url(), true, &[]).assert_clean(V1_MIN_PASSED, V1_MAX_SKIPPED, &context);
     let used = upstreams_used(&lb);
     assert_eq!(
         used.len(),
@@ -433,37 +409,7 @@ fn conformance_main_suite_through_the_load_balancer_on_minio() {
     let minio = Minio::start("conformance-main");
     let registries = replicas(&minio, 2, "");
     let lb = LoadBalancer::start(&[registries[0].port, registries[1].port]);
-    let results = tempfile::tempdir().unwrap();
-    let out = Command::new(tool("oci-conformance-main"))
-        .current_dir(results.path())
-        .env("OCI_REGISTRY", lb.host())
-        .env("OCI_TLS", "disabled")
-        .env("OCI_REPO1", "conformance/repo1")
-        .env("OCI_REPO2", "conformance/nested/repo2")
-        .env("OCI_VERSION", "dev")
-        .env("OCI_RESULTS_DIR", results.path())
-        .env("OCI_LOG", "warn")
-        // As on the filesystem (tests/conformance.rs): sparse manifests are
-        // refused by design.
-        .env("OCI_DATA_SPARSE", "false")
-        .output()
-        .expect("run the main conformance suite");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "main suite through the load balancer failed:\n{text}"
-    );
-    let xml = std::fs::read_to_string(results.path().join("junit.xml")).expect("JUnit report");
-    let failed =
-        xml.matches("status=\"failure\"").count() + xml.matches("status=\"error\"").count();
-    let passed = xml.matches("status=\"passed\"").count();
-    let skipped = xml.matches("status=\"skipped\"").count();
-    assert!(passed >= 100, "only {passed} cases passed:\n{text}");
-    assert_eq!((failed, skipped), (0, 0), "{text}");
+    main_suite(&lb.host(), &[]).assert_clean(MAIN_MIN_PASSED, 0, &registries[0].log_text());
 }
 
 #[test]
