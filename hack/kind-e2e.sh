@@ -46,12 +46,20 @@ kubectl port-forward -n "$ns" svc/registry-registry "$port:5000" >/dev/null 2>&1
 forward_pid=$!
 sleep 3
 
-echo "--- push and pull"
-skopeo copy --dest-tls-verify=false docker://docker.io/library/busybox:latest "docker://127.0.0.1:$port/e2e/busybox:1"
-skopeo inspect --tls-verify=false "docker://127.0.0.1:$port/e2e/busybox:1" >/dev/null
+echo "--- CA and credentials from the cluster (secure by default)"
+kubectl get cm -n "$ns" registry-registry-ca -o jsonpath='{.data.ca\.crt}' > "$work/ca.crt"
+mkdir -p "$work/certs.d" && cp "$work/ca.crt" "$work/certs.d/ca.crt"
+user=$(kubectl get secret -n "$ns" registry-registry-credentials -o jsonpath='{.data.admin-username}' | base64 -d)
+pass=$(kubectl get secret -n "$ns" registry-registry-credentials -o jsonpath='{.data.admin-password}' | base64 -d)
+
+echo "--- push and pull over HTTPS"
+skopeo login --cert-dir "$work/certs.d" --authfile "$work/auth.json" -u "$user" -p "$pass" "127.0.0.1:$port"
+skopeo copy --dest-cert-dir "$work/certs.d" --authfile "$work/auth.json" docker://docker.io/library/busybox:latest "docker://127.0.0.1:$port/e2e/busybox:1"
+skopeo inspect --cert-dir "$work/certs.d" --authfile "$work/auth.json" "docker://127.0.0.1:$port/e2e/busybox:1" >/dev/null
 (cd "$work" && helm create demo >/dev/null && helm package demo >/dev/null)
-helm push "$work/demo-0.1.0.tgz" "oci://127.0.0.1:$port/charts" --plain-http
-helm pull "oci://127.0.0.1:$port/charts/demo" --version 0.1.0 --plain-http -d "$work"
+echo "$pass" | helm registry login "127.0.0.1:$port" --ca-file "$work/ca.crt" -u "$user" --password-stdin
+helm push "$work/demo-0.1.0.tgz" "oci://127.0.0.1:$port/charts" --ca-file "$work/ca.crt"
+helm pull "oci://127.0.0.1:$port/charts/demo" --version 0.1.0 --ca-file "$work/ca.crt" -d "$work"
 
 echo "--- a refused artifact"
 kubectl patch -n "$ns" qreg/registry --type merge -p '{"spec":{"features":{"helm":false}}}'
@@ -60,7 +68,7 @@ kill "$forward_pid"
 kubectl port-forward -n "$ns" svc/registry-registry "$port:5000" >/dev/null 2>&1 &
 forward_pid=$!
 sleep 3
-if helm push "$work/demo-0.1.0.tgz" "oci://127.0.0.1:$port/refused" --plain-http 2>"$work/refusal"; then
+if helm push "$work/demo-0.1.0.tgz" "oci://127.0.0.1:$port/refused" --ca-file "$work/ca.crt" 2>"$work/refusal"; then
   echo "kind-e2e: a Helm chart was accepted with features.helm=false" >&2
   exit 1
 fi
