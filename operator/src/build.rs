@@ -617,4 +617,78 @@ mod tests {
         assert!(!loaded.config.feature_helm_oci_support);
         assert!(loaded.unknown_keys.is_empty());
     }
+
+    #[test]
+    fn tls_and_auth_mount_their_secrets_outside_the_config_hash() {
+        let cr = cr(MINIMAL);
+        let offers = crate::capabilities::Offers {
+            routes: true,
+            service_monitors: true,
+        };
+        let plan = validate(&cr.spec, &Bundle::None, "v", offers).unwrap();
+        let d = build(&cr, &plan, "img").unwrap();
+        let pod = d.deployment.spec.template.spec.as_ref().unwrap();
+        let container = &pod.containers[0];
+        let args = container.args.as_ref().unwrap().join(" ");
+        assert!(
+            args.contains("--config /etc/quarry/config/config.yaml")
+                && args.contains(
+                    "--tls-cert /etc/quarry/tls/tls.crt --tls-key /etc/quarry/tls/tls.key"
+                ),
+            "{args}"
+        );
+        let volumes: Vec<(String, String)> = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter_map(|v| {
+                v.secret
+                    .as_ref()
+                    .map(|s| (v.name.clone(), s.secret_name.clone().unwrap()))
+            })
+            .collect();
+        assert_eq!(
+            volumes,
+            [
+                ("config".to_string(), "demo-config".to_string()),
+                ("auth".to_string(), "demo-registry-auth".to_string()),
+                ("tls".to_string(), "demo-registry-tls".to_string()),
+            ]
+        );
+        let probe = container.readiness_probe.as_ref().unwrap();
+        assert_eq!(
+            probe.http_get.as_ref().unwrap().scheme.as_deref(),
+            Some("HTTPS")
+        );
+        assert_eq!(
+            d.service.spec.as_ref().unwrap().ports.as_ref().unwrap()[0]
+                .name
+                .as_deref(),
+            Some("https")
+        );
+        let route = d.route.unwrap();
+        assert_eq!(route["spec"]["tls"]["termination"], "passthrough");
+        assert_eq!(route["spec"]["port"]["targetPort"], "https");
+        let monitor = d.service_monitor.unwrap();
+        assert_eq!(
+            monitor["spec"]["endpoints"][0]["tlsConfig"]["ca"]["configMap"]["name"],
+            "demo-registry-ca"
+        );
+        // Plain HTTP: edge Route, no tls volume.
+        let mut plain = cr.clone();
+        plain.spec.components = vec![crate::crd::Component {
+            kind: crate::crd::ComponentKind::Tls,
+            managed: false,
+            overrides: None,
+        }];
+        let plan = validate(&plain.spec, &Bundle::None, "v", offers).unwrap();
+        let d = build(&plain, &plan, "img").unwrap();
+        assert_eq!(d.route.unwrap()["spec"]["tls"]["termination"], "edge");
+        let args = d.deployment.spec.template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(!args.contains(&"--tls-cert".to_string()));
+    }
 }

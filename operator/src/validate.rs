@@ -854,4 +854,163 @@ components:
             "spec.configBundleSecret[config.yaml].FEATURE_HELM_OCI_SUPPORT"
         );
     }
+
+    fn found(key: &str, value: &str) -> Referenced {
+        Referenced::Found(BTreeMap::from([(
+            key.to_string(),
+            value.as_bytes().to_vec(),
+        )]))
+    }
+
+    #[test]
+    fn secure_by_default() {
+        let plan = validate(&spec("{}"), &Bundle::None, "v", Offers::default()).unwrap();
+        assert_eq!(plan.auth, AuthPlan::Generated);
+        assert_eq!(plan.tls, TlsPlan::Managed);
+        let c = &plan.registry_config;
+        assert_eq!(
+            c.auth_accounts_file.as_deref(),
+            Some("/etc/quarry/auth/accounts.yaml")
+        );
+        assert_eq!(
+            c.auth_token_key_file.as_deref(),
+            Some("/etc/quarry/auth/token.key")
+        );
+        assert_eq!(c.preferred_url_scheme.as_deref(), Some("https"));
+        assert_eq!(plan.scheme(), "https");
+        assert!(
+            plan.components
+                .iter()
+                .any(|c| c.kind == ComponentKind::Tls && c.managed && c.source == "default")
+        );
+    }
+
+    #[test]
+    fn auth_and_tls_inputs_are_checked_precisely() {
+        let s = spec(
+            "auth: {accountsSecret: acc, anonymousPull: [public, 'Bad/Name']}\ntls: {certificateSecret: cert}\ncomponents: [{kind: tls, managed: true}]\n",
+        );
+        let inputs = Inputs {
+            accounts: found(
+                "accounts.yaml",
+                "accounts:\n  alice: {password_hash: nope, access: {'*': [pull]}}\n",
+            ),
+            certificate: Referenced::Missing("Secret \"cert\" not found in namespace ns".into()),
+            ..Inputs::bundle(Bundle::None)
+        };
+        let errors = validate_with(&s, &inputs, "v", Offers::default()).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| text.iter().any(|e| e.contains(needle));
+        assert!(
+            has(
+                "spec.auth.accountsSecret[accounts.yaml]: accounts.alice.password_hash: not a bcrypt hash"
+            ),
+            "{text:?}"
+        );
+        assert!(has("spec.auth.anonymousPull[1]: \"Bad/Name\""), "{text:?}");
+        assert!(
+            has("spec.tls.certificateSecret: applies only with the tls component unmanaged"),
+            "{text:?}"
+        );
+        // Unmanaged tls: a missing Secret, a Secret without a key, junk.
+        let s = spec("tls: {certificateSecret: cert}");
+        for (certificate, expected) in [
+            (
+                Referenced::Missing("Secret \"cert\" not found in namespace ns".into()),
+                "spec.tls.certificateSecret: Secret \"cert\" not found",
+            ),
+            (found("tls.crt", "junk"), "has no key tls.key"),
+            (found("tls.key", "x"), "has no key tls.crt"),
+        ] {
+            let inputs = Inputs {
+                certificate,
+                ..Inputs::bundle(Bundle::None)
+            };
+            let errors = validate_with(&s, &inputs, "v", Offers::default()).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.to_string().contains(expected)),
+                "{expected}: {errors:?}"
+            );
+        }
+        let missing_accounts = Inputs {
+            accounts: Referenced::Missing("Secret \"acc\" not found in namespace ns".into()),
+            ..Inputs::bundle(Bundle::None)
+        };
+        let errors = validate_with(
+            &spec("auth: {accountsSecret: acc}"),
+            &missing_accounts,
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].path, "spec.auth.accountsSecret");
+    }
+
+    #[test]
+    fn provided_certificate_and_switches() {
+        let ca = crate::pki::new_ca("CA", 1_800_000_000).unwrap();
+        let leaf =
+            crate::pki::issue(&ca, "x", &["registry.example.com".into()], 1_800_000_000).unwrap();
+        let inputs = Inputs {
+            certificate: Referenced::Found(BTreeMap::from([
+                ("tls.crt".to_string(), leaf.cert_pem.into_bytes()),
+                ("tls.key".to_string(), leaf.key_pem.into_bytes()),
+            ])),
+            now: 1_800_000_000,
+            ..Inputs::bundle(Bundle::None)
+        };
+        let plan = validate_with(
+            &spec("tls: {certificateSecret: cert}\nauth: {enabled: false}"),
+            &inputs,
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        match &plan.tls {
+            TlsPlan::Provided { secret, info } => {
+                assert_eq!(secret, "cert");
+                assert_eq!(info.sans, vec!["registry.example.com".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(plan.auth, AuthPlan::Off);
+        assert_eq!(plan.registry_config.auth_accounts_file, None);
+        // Off entirely: plain HTTP, and the bundle's auth paths are ignored.
+        let bundle = Bundle::Found(
+            "AUTH_ACCOUNTS_FILE: /x\nAUTH_TOKEN_KEY_FILE: /y\nANONYMOUS_PULL_NAMESPACES: [pub]\n"
+                .into(),
+        );
+        let plan = validate(
+            &spec("auth: {enabled: false}\ncomponents: [{kind: tls, managed: false}]"),
+            &bundle,
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.tls, TlsPlan::Off);
+        assert_eq!(plan.scheme(), "http");
+        assert_eq!(plan.registry_config.auth_accounts_file, None);
+        assert_eq!(plan.registry_config.preferred_url_scheme, None);
+        assert_eq!(plan.registry_config.anonymous_pull_namespaces, vec!["pub"]);
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("AUTH_ACCOUNTS_FILE")),
+            "{:?}",
+            plan.warnings
+        );
+        // Login over plain HTTP is allowed, with a warning.
+        let plan = validate(
+            &spec("components: [{kind: tls, managed: false}]"),
+            &Bundle::None,
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert!(
+            plan.warnings.iter().any(|w| w.contains("plain HTTP")),
+            "{:?}",
+            plan.warnings
+        );
+    }
 }
