@@ -77,8 +77,7 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         }
     };
     let now = Timestamp::now().as_second();
-    let mut made = generated::generate(cr, &plan, &read.existing, read.route_host.as_deref(), now)
-        .map_err(Error::Generate)?;
+    let mut made = generate(cr, &plan, &read.existing, read.route_host.clone(), now).await?;
     let desired = build::build(cr, &plan, &ctx.image_repository).map_err(Error::Build)?;
     apply_all(&ctx.client, &ns, &desired, &made, &ctx.metrics).await?;
     let name = build::registry_name(cr);
@@ -100,8 +99,7 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     // and the pull secret's hosts.
     if route_endpoint.is_some() && route_endpoint != read.route_host {
         let existing = generated::as_existing(&made, cr);
-        made = generated::generate(cr, &plan, &existing, route_endpoint.as_deref(), now)
-            .map_err(Error::Generate)?;
+        made = generate(cr, &plan, &existing, route_endpoint.clone(), now).await?;
         apply_generated(&ctx.client, &ns, &made, &ctx.metrics).await?;
     }
     if let Some(ar) = &apis.service_monitor {
@@ -145,6 +143,25 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         after = after.min(Duration::from_secs(until_renewal.unsigned_abs()));
     }
     Ok(Action::requeue(after))
+}
+
+/// `generated::generate` on a blocking thread: bcrypt hashing and key
+/// generation take tens of milliseconds, which must not stall the runtime
+/// (leader-election renewals, other reconciles).
+async fn generate(
+    cr: &QuarryRegistry,
+    plan: &Plan,
+    existing: &Existing,
+    route_host: Option<String>,
+    now: i64,
+) -> Result<Generated, Error> {
+    let (cr, plan, existing) = (cr.clone(), plan.clone(), existing.clone());
+    tokio::task::spawn_blocking(move || {
+        generated::generate(&cr, &plan, &existing, route_host.as_deref(), now)
+    })
+    .await
+    .map_err(|e| Error::Generate(format!("the generating task failed: {e}")))?
+    .map_err(Error::Generate)
 }
 
 /// Publish an Event when a certificate was (re)issued or the CA replaced.

@@ -284,6 +284,24 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
         s.secret("reg-registry-credentials", "admin-password")
     );
 
+    // --- a deleted credentials Secret: new passwords, no pod roll -------------
+    let template = s.template();
+    let accounts_before = s.secret("reg-registry-auth", "accounts.yaml");
+    let token_key = s.secret("reg-registry-auth", "token.key");
+    s.kubectl(&["delete", "-n", NS, "secret/reg-registry-credentials"]);
+    s.wait("new credentials", Duration::from_secs(30), || {
+        let now = s.secret("reg-registry-credentials", "admin-password");
+        !now.is_empty()
+            && now != admin_password
+            && s.secret("reg-registry-auth", "accounts.yaml") != accounts_before
+    });
+    assert_eq!(token_key, s.secret("reg-registry-auth", "token.key"));
+    assert_eq!(
+        template,
+        s.template(),
+        "new passwords changed the pod template"
+    );
+
     // --- the real registry with what the operator made: helm and skopeo ------
     let pod = tempfile::tempdir().unwrap();
     let files = s.cp.pod_files(NS, CR, pod.path()).unwrap();
