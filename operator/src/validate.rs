@@ -525,6 +525,15 @@ pub fn validate_with(
         (Some(name), false) => match &inputs.certificate {
             Referenced::Found(data) => match certificate_problems(data) {
                 Ok(info) => {
+                    if let Some(host) = &spec.server_hostname {
+                        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+                        if !info.sans.iter().any(|san| name_matches(san, host)) {
+                            warnings.push(format!(
+                                "the certificate in Secret {name:?} does not name spec.serverHostname {host} (it names {}): clients will refuse it",
+                                info.sans.join(", ")
+                            ));
+                        }
+                    }
                     if info.not_after <= inputs.now {
                         warnings.push(format!(
                             "the certificate in Secret {name:?} expired at {}",
@@ -617,6 +626,17 @@ pub fn validate_with(
         })
     } else {
         Err(errors)
+    }
+}
+
+/// Whether a certificate name (possibly `*.domain`) covers `host`.
+fn name_matches(san: &str, host: &str) -> bool {
+    let (san, host) = (san.to_ascii_lowercase(), host.to_ascii_lowercase());
+    match san.strip_prefix("*.") {
+        Some(domain) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == domain),
+        None => san == host,
     }
 }
 
@@ -975,6 +995,23 @@ components:
         }
         assert_eq!(plan.auth, AuthPlan::Off);
         assert_eq!(plan.registry_config.auth_accounts_file, None);
+        assert!(name_matches("*.example.com", "registry.example.com"));
+        assert!(!name_matches("*.example.com", "a.b.example.com"));
+        let elsewhere = validate_with(
+            &spec("tls: {certificateSecret: cert}\nserverHostname: other.example.org:443"),
+            &inputs,
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert!(
+            elsewhere
+                .warnings
+                .iter()
+                .any(|w| w.contains("does not name spec.serverHostname other.example.org")),
+            "{:?}",
+            elsewhere.warnings
+        );
         // Off entirely: plain HTTP, and the bundle's auth paths are ignored.
         let bundle = Bundle::Found(
             "AUTH_ACCOUNTS_FILE: /x\nAUTH_TOKEN_KEY_FILE: /y\nANONYMOUS_PULL_NAMESPACES: [pub]\n"
