@@ -59,7 +59,7 @@ DISTRIBUTED_STORAGE_CONFIG:
 DISTRIBUTED_STORAGE_PREFERENCE: [s3]
 YAML
 for p in $q1_port $q2_port; do
-  "$quarry_bin" --config "$work/quarry.yaml" --listen 127.0.0.1:$p 2>"$work/quarry-$p.log" &
+  "$quarry_bin" --config "$work/quarry.yaml" --listen "127.0.0.1:$p" 2>"$work/quarry-$p.log" &
   pids+=("$!")
 done
 "$quarry_bin" --listen 127.0.0.1:$qf_port --storage-path "$work/quarry-fs" 2>"$work/quarry-fs.log" &
@@ -162,12 +162,16 @@ f_pull=$(pull_best "http://127.0.0.1:$qf_port/v2/bench/push1/blobs/$digest")
 # --- pull requests/s: one replica vs two, both through nginx ---------------------------
 small=$(head -c 4096 /dev/urandom | base64 -w0)
 small_digest="sha256:$(printf '%s' "$small" | sha256sum | cut -d' ' -f1)"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "$small" -H 'Content-Type: application/octet-stream' \
-  "http://127.0.0.1:$q1_port/v2/bench/small/blobs/uploads/?digest=$small_digest")
-[ "$code" = 201 ] || { echo "bench-s3: small blob push answered $code" >&2; exit 1; }
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST --data-binary "$small" -H 'Content-Type: application/octet-stream' \
-  "http://127.0.0.1:$d_port/v2/bench/small/blobs/uploads/?digest=$small_digest")
-[ "$code" = 201 ] || { echo "bench-s3: small blob push to distribution answered $code" >&2; exit 1; }
+small_push() { # base: POST a session, PUT the bytes (distribution does not take monolithic POSTs)
+  local base=$1 loc url code
+  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/bench/small/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
+  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
+  case "$url" in *\?*) url="$url&digest=$small_digest" ;; *) url="$url?digest=$small_digest" ;; esac
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' --data-binary "$small" "$url")
+  [ "$code" = 201 ] || { echo "bench-s3: small blob push to $base answered $code" >&2; exit 1; }
+}
+small_push "http://127.0.0.1:$q1_port"
+small_push "http://127.0.0.1:$d_port"
 rps() { # url
   local out
   out=$("$QUARRY_TOOL_WRK" -t2 -c16 -d"${seconds}s" "$1")

@@ -51,6 +51,8 @@ use crate::names::{RepoName, Tag};
 const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts in flight per multipart upload.
 const PARTS_IN_FLIGHT: usize = 2;
+/// Blob sizes remembered before the cache starts over (~100 bytes each).
+const SIZE_CACHE_ENTRIES: usize = 100_000;
 /// Largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
@@ -58,6 +60,11 @@ const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 pub struct ObjectStorage {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    /// Sizes of blobs seen to exist. Blob objects are immutable and never
+    /// deleted by the registry (deleting a blob removes a repository's
+    /// link), so a size once read stays true; this saves a HEAD request on
+    /// every blob GET and HEAD.
+    sizes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
     /// Names this backend in logs and errors (`s3://bucket/prefix`).
     describe: String,
 }
@@ -104,6 +111,7 @@ impl ObjectStorage {
         ObjectStorage {
             store,
             prefix: prefix.trim_matches('/').to_string(),
+            sizes: std::sync::Mutex::default(),
             describe,
         }
     }
@@ -191,6 +199,19 @@ impl ObjectStorage {
 
     fn upload_prefix(&self, id: &str) -> Path {
         self.key(&format!("uploads/{id}"))
+    }
+
+    fn cached_size(&self, digest: &Digest) -> Option<u64> {
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes.get(digest).copied()
+    }
+
+    fn remember_size(&self, digest: &Digest, size: u64) {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        if sizes.len() >= SIZE_CACHE_ENTRIES {
+            sizes.clear();
+        }
+        sizes.insert(digest.clone(), size);
     }
 
     async fn exists(&self, location: &Path) -> StorageResult<bool> {
@@ -451,7 +472,14 @@ pub async fn probe_s3(settings: &S3Settings, within: Duration) -> Result<(), Str
 #[async_trait::async_trait]
 impl Storage for ObjectStorage {
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
-        Ok(found(self.store.head(&self.blob(digest)).await)?.map(|m| m.size))
+        if let Some(size) = self.cached_size(digest) {
+            return Ok(Some(size));
+        }
+        let size = found(self.store.head(&self.blob(digest)).await)?.map(|m| m.size);
+        if let Some(size) = size {
+            self.remember_size(digest, size);
+        }
+        Ok(size)
     }
 
     async fn blob_read(
@@ -473,6 +501,8 @@ impl Storage for ObjectStorage {
         ))
     }
 
+    // Links are not cached: a DELETE through another replica must show at
+    // once (the conformance suite reads right after deleting).
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
         self.exists(&self.layer_link(repo, digest)).await
     }
