@@ -749,86 +749,7 @@ impl Storage for FilesystemStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn repo(s: &str) -> RepoName {
-        RepoName::parse(s).unwrap()
-    }
-
-    fn body(parts: &[&'static [u8]]) -> ByteStream {
-        let items: Vec<std::io::Result<Bytes>> =
-            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
-        Box::pin(futures::stream::iter(items))
-    }
-
-    async fn read_all(mut s: ByteStream) -> Vec<u8> {
-        let mut out = Vec::new();
-        while let Some(c) = s.next().await {
-            out.extend_from_slice(&c.unwrap());
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn chunked_upload_commits_only_matching_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemStorage::open(dir.path()).unwrap();
-        let r = repo("a/b");
-        let id = store.upload_start(&r).await.unwrap();
-        assert_eq!(
-            store
-                .upload_append(&r, &id, Some(0), body(&[b"hello "]))
-                .await
-                .unwrap(),
-            6
-        );
-        let err = store
-            .upload_append(&r, &id, Some(3), body(&[b"x"]))
-            .await
-            .unwrap_err();
-        assert!(matches!(
-            err,
-            StorageError::OffsetMismatch {
-                current: 6,
-                claimed: 3
-            }
-        ));
-        assert_eq!(
-            store
-                .upload_append(&r, &id, None, body(&[b"wor", b"ld"]))
-                .await
-                .unwrap(),
-            11
-        );
-
-        let wrong = Digest::of_bytes(Algorithm::Sha256, b"something else");
-        assert!(matches!(
-            store.upload_commit(&r, &id, &wrong).await,
-            Err(StorageError::DigestMismatch { .. })
-        ));
-        assert_eq!(store.blob_size(&wrong).await.unwrap(), None);
-
-        let right = Digest::of_bytes(Algorithm::Sha256, b"hello world");
-        assert_eq!(store.upload_commit(&r, &id, &right).await.unwrap(), 11);
-        assert!(store.repo_blob_linked(&r, &right).await.unwrap());
-        assert!(
-            !store
-                .repo_blob_linked(&repo("other"), &right)
-                .await
-                .unwrap()
-        );
-        let range = ByteRange {
-            start: 6,
-            end_inclusive: 10,
-        };
-        assert_eq!(
-            read_all(store.blob_read(&right, Some(range)).await.unwrap()).await,
-            b"world"
-        );
-        assert!(matches!(
-            store.upload_status(&r, &id).await,
-            Err(StorageError::UploadUnknown)
-        ));
-    }
+    use crate::storage::contract::{self, body, repo};
 
     #[tokio::test]
     async fn sha512_and_rehash_after_restart() {
@@ -850,102 +771,14 @@ mod tests {
         assert_eq!(store.blob_size(&d).await.unwrap(), Some(3));
     }
 
+    /// The contract every backend keeps (storage/contract.rs).
     #[tokio::test]
-    async fn failed_body_rolls_back() {
+    async fn keeps_the_storage_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = FilesystemStorage::open(dir.path()).unwrap();
-        let r = repo("x");
-        let id = store.upload_start(&r).await.unwrap();
-        store
-            .upload_append(&r, &id, None, body(&[b"keep"]))
-            .await
-            .unwrap();
-        let broken: ByteStream = Box::pin(futures::stream::iter(vec![
-            Ok(Bytes::from_static(b"lost")),
-            Err(std::io::Error::other("client went away")),
-        ]));
-        assert!(store.upload_append(&r, &id, None, broken).await.is_err());
-        assert_eq!(store.upload_status(&r, &id).await.unwrap().size, 4);
-        let d = Digest::of_bytes(Algorithm::Sha256, b"keep");
-        store.upload_commit(&r, &id, &d).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn uploads_are_bound_to_their_repository_and_ids_are_checked() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemStorage::open(dir.path()).unwrap();
-        let id = store.upload_start(&repo("a")).await.unwrap();
-        assert!(matches!(
-            store.upload_status(&repo("b"), &id).await,
-            Err(StorageError::UploadUnknown)
-        ));
-        assert!(matches!(
-            store.upload_status(&repo("a"), "../../etc").await,
-            Err(StorageError::UploadUnknown)
-        ));
-        assert_eq!(
-            store
-                .uploads_purge(Duration::from_secs(3600))
-                .await
-                .unwrap(),
-            0
-        );
-        assert_eq!(store.uploads_purge(Duration::ZERO).await.unwrap(), 1);
-    }
-
-    #[tokio::test]
-    async fn manifests_tags_referrers_and_catalog() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = FilesystemStorage::open(dir.path()).unwrap();
-        let r = repo("team/app");
-        let bytes = Bytes::from_static(b"{\"schemaVersion\":2}");
-        let d = Digest::of_bytes(Algorithm::Sha256, &bytes);
-        let m = StoredManifest {
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            bytes: bytes.clone(),
-        };
-        assert!(store.tags_list(&r).await.unwrap().is_none());
-        store.manifest_put(&r, &d, &m).await.unwrap();
-        for t in ["b", "a", "c"] {
-            store
-                .tag_set(&r, &Tag::parse(t).unwrap(), &d)
-                .await
-                .unwrap();
-        }
-        assert_eq!(
-            store.tags_list(&r).await.unwrap().unwrap(),
-            vec!["a", "b", "c"]
-        );
-        assert_eq!(
-            store.manifest_get(&r, &d).await.unwrap().unwrap().bytes,
-            bytes
-        );
-        store.blob_size(&d).await.unwrap().unwrap();
-
-        let referrer = ReferrerDescriptor {
-            media_type: m.media_type.clone(),
-            digest: Digest::of_bytes(Algorithm::Sha256, b"sig"),
-            size: 3,
-            artifact_type: Some("application/example".into()),
-            annotations: None,
-        };
-        store.referrer_add(&r, &d, &referrer).await.unwrap();
-        assert_eq!(
-            store.referrers(&r, &d).await.unwrap(),
-            vec![referrer.clone()]
-        );
-        store
-            .referrer_remove(&r, &d, &referrer.digest)
-            .await
-            .unwrap();
-        assert!(store.referrers(&r, &d).await.unwrap().is_empty());
-
-        store.repo_blob_link(&repo("team"), &d).await.unwrap();
-        assert_eq!(
-            store.repositories().await.unwrap(),
-            vec!["team", "team/app"]
-        );
-        assert!(store.manifest_delete(&r, &d).await.unwrap());
-        assert!(store.manifest_get(&r, &d).await.unwrap().is_none());
+        contract::chunked_upload_commits_only_matching_content(&store).await;
+        contract::failed_body_rolls_back(&store).await;
+        contract::uploads_are_bound_to_their_repository_and_ids_are_checked(&store).await;
+        contract::manifests_tags_referrers_and_catalog(&store).await;
     }
 }

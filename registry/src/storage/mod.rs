@@ -3,6 +3,8 @@
 //! only in process memory, so several replicas can share one backend once an
 //! object-store implementation exists. The API layer sees only this trait.
 
+#[cfg(test)]
+mod contract;
 mod filesystem;
 mod object;
 pub mod settings;

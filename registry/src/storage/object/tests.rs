@@ -10,6 +10,7 @@ use object_store::memory::InMemory;
 
 use super::*;
 use crate::digest::Algorithm;
+use crate::storage::contract;
 
 fn repo(s: &str) -> RepoName {
     RepoName::parse(s).unwrap()
@@ -187,52 +188,12 @@ async fn empty_blobs_and_purge_of_stale_sessions() {
     ));
 }
 
+/// The contract every backend keeps (storage/contract.rs).
 #[tokio::test]
-async fn manifests_tags_referrers_and_catalog() {
-    let (a, b, _) = replicas();
-    let r = repo("team/app");
-    let bytes = Bytes::from_static(br#"{"schemaVersion":2}"#);
-    let digest = Digest::of_bytes(Algorithm::Sha256, &bytes);
-    let manifest = StoredManifest {
-        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        bytes: bytes.clone(),
-    };
-    assert_eq!(b.tags_list(&r).await.unwrap(), None);
-    a.manifest_put(&r, &digest, &manifest).await.unwrap();
-    let got = b.manifest_get(&r, &digest).await.unwrap().unwrap();
-    assert_eq!(
-        (got.media_type.as_str(), got.bytes),
-        (manifest.media_type.as_str(), bytes)
-    );
-    let tag = Tag::parse("v1").unwrap();
-    a.tag_set(&r, &tag, &digest).await.unwrap();
-    assert_eq!(b.tag_get(&r, &tag).await.unwrap(), Some(digest.clone()));
-    assert_eq!(b.tags_list(&r).await.unwrap(), Some(vec!["v1".to_string()]));
-    let referrer = ReferrerDescriptor {
-        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        digest: Digest::of_bytes(Algorithm::Sha256, b"sig"),
-        size: 3,
-        artifact_type: Some("application/vnd.example.sig".into()),
-        annotations: None,
-    };
-    a.referrer_add(&r, &digest, &referrer).await.unwrap();
-    assert_eq!(
-        b.referrers(&r, &digest).await.unwrap(),
-        vec![referrer.clone()]
-    );
-    a.repo_blob_link(&repo("team"), &digest).await.unwrap();
-    assert_eq!(b.repositories().await.unwrap(), vec!["team", "team/app"]);
-    b.referrer_remove(&r, &digest, &referrer.digest)
-        .await
-        .unwrap();
-    assert!(a.referrers(&r, &digest).await.unwrap().is_empty());
-    assert!(b.tag_delete(&r, &tag).await.unwrap());
-    assert!(!b.tag_delete(&r, &tag).await.unwrap());
-    assert!(a.manifest_delete(&r, &digest).await.unwrap());
-    assert_eq!(
-        a.manifest_get(&r, &digest).await.unwrap().map(|m| m.bytes),
-        None
-    );
-    assert_eq!(b.repositories().await.unwrap(), vec!["team"]);
-    a.ready().await.unwrap();
+async fn keeps_the_storage_contract() {
+    let (store, _, _) = replicas();
+    contract::chunked_upload_commits_only_matching_content(&store).await;
+    contract::failed_body_rolls_back(&store).await;
+    contract::uploads_are_bound_to_their_repository_and_ids_are_checked(&store).await;
+    contract::manifests_tags_referrers_and_catalog(&store).await;
 }
