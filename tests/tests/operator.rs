@@ -568,6 +568,45 @@ fn operator_end_to_end() {
                 == "os-registry-gamma.apps.example.com"
         },
     );
+    // The registry serves HTTPS itself: the Route passes TLS through, and
+    // the serving certificate is reissued to name the Route's host.
+    assert_eq!(
+        s.jsonpath(
+            "gamma",
+            "routes.route.openshift.io/os-registry",
+            "{.spec.tls.termination}"
+        ),
+        "passthrough"
+    );
+    assert_eq!(
+        s.jsonpath("gamma", "qreg/os", "{.status.registryUrl}"),
+        "https://os-registry-gamma.apps.example.com"
+    );
+    s.wait(
+        "the Route host in the serving certificate",
+        Duration::from_secs(30),
+        || {
+            s.jsonpath(
+                "gamma",
+                "qreg/os",
+                "{.status.conditions[?(@.type==\"ComponentTlsReady\")].message}",
+            )
+            .contains("os-registry-gamma.apps.example.com")
+        },
+    );
+    let cert =
+        s.cp.secret_data("gamma", "os-registry-tls")
+            .unwrap()
+            .remove("tls.crt")
+            .unwrap();
+    let sans = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName"])
+        .stdin_bytes(&cert);
+    assert!(
+        String::from_utf8_lossy(&sans).contains("DNS:os-registry-gamma.apps.example.com"),
+        "{}",
+        String::from_utf8_lossy(&sans)
+    );
     s.patch("gamma", "os", r#"{"spec":{"components":[{"kind":"storage","managed":false},{"kind":"route","managed":false}]}}"#);
     s.wait(
         "Route removed when switched off",
