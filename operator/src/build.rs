@@ -6,13 +6,16 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    Secret, SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
@@ -25,12 +28,18 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 use crate::crd::QuarryRegistry;
-use crate::validate::{AUTH_DIR, AuthPlan, CONFIG_DIR, DATA_DIR, Plan, TLS_DIR, TlsPlan};
+use crate::validate::{
+    ACCESS_KEY_ID, AUTH_DIR, AuthPlan, CONFIG_DIR, DATA_DIR, Plan, SECRET_ACCESS_KEY, TLS_DIR,
+    TlsPlan,
+};
 
 /// The port the registry listens on inside the pod and the Service.
 pub const REGISTRY_PORT: i32 = 5000;
 /// Field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "quarry-operator";
+/// Pod-template annotation that changes when the object-storage
+/// credentials do (they reach the pods as environment variables).
+pub const CREDENTIALS_HASH_ANNOTATION: &str = "quarry.dev/storage-credentials-hash";
 /// Pod-template annotation that changes exactly when the config does.
 pub const CONFIG_HASH_ANNOTATION: &str = "quarry.dev/config-hash";
 pub const MANAGED_BY: &str = "quarry-operator";
@@ -294,11 +303,34 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
             format!("{TLS_DIR}/tls.key"),
         ]);
     }
+    let mut env = overrides.env.clone();
+    if let Some(object) = &plan.object_storage {
+        for key in [ACCESS_KEY_ID, SECRET_ACCESS_KEY] {
+            env.push(EnvVar {
+                name: key.into(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: object.credentials_secret.clone(),
+                        key: key.into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            });
+        }
+        // Environment variables are read at start: new credentials need
+        // new pods.
+        pod_annotations.insert(
+            CREDENTIALS_HASH_ANNOTATION.into(),
+            object.credentials_hash.clone(),
+        );
+    }
     let container = Container {
         name: "registry".into(),
         image: Some(image.clone()),
         args: Some(args),
-        env: (!overrides.env.is_empty()).then(|| overrides.env.clone()),
+        env: (!env.is_empty()).then_some(env),
         ports: Some(vec![ContainerPort {
             name: Some(port.into()),
             container_port: REGISTRY_PORT,
@@ -345,9 +377,19 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
                 ..LabelSelector::default()
             },
             // One writer per ReadWriteOnce volume: stop the old pod first.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
+            // Shared object storage: roll one pod at a time, none down.
+            strategy: Some(match plan.object_storage {
+                Some(_) => DeploymentStrategy {
+                    type_: Some("RollingUpdate".into()),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_surge: Some(IntOrString::Int(1)),
+                        max_unavailable: Some(IntOrString::Int(0)),
+                    }),
+                },
+                None => DeploymentStrategy {
+                    type_: Some("Recreate".into()),
+                    rolling_update: None,
+                },
             }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -38,6 +38,9 @@ fn references(cr: &QuarryRegistry, name: &str) -> bool {
         spec.tls
             .as_ref()
             .and_then(|t| t.certificate_secret.as_deref()),
+        spec.object_storage
+            .as_ref()
+            .map(|o| o.credentials_secret.as_str()),
     ]
     .contains(&Some(name))
 }

@@ -79,6 +79,48 @@ pub struct QuarryRegistrySpec {
     /// certificate (e.g. one cert-manager keeps renewed) instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+
+    /// S3-compatible object storage (AWS S3, Ceph RGW, MinIO) that every
+    /// registry pod shares instead of a volume: needed for more than one
+    /// replica. The operator writes and deletes a probe object with these
+    /// settings before it rolls anything out; a bucket it cannot use is
+    /// reported in ConfigValid and leaves the running registry as it is.
+    /// Setting it makes the storage component unmanaged (no volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_storage: Option<ObjectStorage>,
+}
+
+/// Where the registry keeps its data in object storage.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStorage {
+    /// Endpoint URL, e.g. http://minio.storage.svc:9000 or
+    /// https://rgw.example.com. Unset: AWS S3 in `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^/\s]+/?$"))]
+    pub endpoint: Option<String>,
+    /// Bucket name; the bucket must exist.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Region (default us-east-1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Key prefix inside the bucket (default "registry"), so one bucket
+    /// can hold several registries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Address the bucket in the path (MinIO, Ceph RGW) rather than the
+    /// host name (AWS). Default: true with an endpoint, false without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_style: Option<bool>,
+    /// Name of a Secret in this namespace with the keys AWS_ACCESS_KEY_ID
+    /// and AWS_SECRET_ACCESS_KEY. The registry pods get them as
+    /// environment variables; changing the Secret rolls the pods.
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+        length(max = 253)
+    )]
+    pub credentials_secret: String,
 }
 
 /// Authentication and access.
@@ -173,8 +215,9 @@ pub struct Component {
 pub enum ComponentKind {
     /// The registry Deployment (always managed).
     Registry,
-    /// Storage: managed = a PersistentVolumeClaim; unmanaged = an emptyDir
-    /// (data is lost with the pod; for trials only).
+    /// Storage: managed = a PersistentVolumeClaim (one replica);
+    /// unmanaged = spec.objectStorage when set, else an emptyDir (data is
+    /// lost with the pod; for trials only).
     Storage,
     /// HTTPS on the registry's port. Managed (the default unless
     /// spec.tls.certificateSecret is set): the operator keeps a CA (its

@@ -48,6 +48,9 @@ async fn metrics(State(m): State<Arc<OperatorMetrics>>) -> String {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    // One TLS crypto provider for the process (the object-store probe's
+    // HTTPS client uses the process default).
+    quarry_registry::tls::install_crypto_provider();
 
     let client = kube::Client::try_default().await?;
     let metrics_state = Arc::new(OperatorMetrics::default());

@@ -23,7 +23,10 @@ use crate::crd::{QuarryRegistry, QuarryRegistryStatus};
 use crate::generated::{self, Existing, Generated};
 use crate::metrics::OperatorMetrics;
 use crate::pki;
-use crate::validate::{self, Bundle, FieldError, Inputs, Plan, Referenced, TlsPlan};
+use crate::validate::{
+    self, ACCESS_KEY_ID, Bundle, FieldError, Inputs, ObjectStorageCheck, Plan, Referenced,
+    SECRET_ACCESS_KEY, TlsPlan,
+};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -222,6 +225,52 @@ async fn referenced(
     })
 }
 
+/// How long the operator waits for the object store when it probes it.
+const OBJECT_STORAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Read spec.objectStorage's credentials and probe the bucket with them
+/// (a write and a delete), so a bucket the registry could not use is
+/// refused before anything rolls out.
+async fn check_object_storage(
+    cr: &QuarryRegistry,
+    secrets: &Api<Secret>,
+    ns: &str,
+) -> Result<ObjectStorageCheck, Error> {
+    let Some(object) = &cr.spec.object_storage else {
+        return Ok(ObjectStorageCheck::NotSet);
+    };
+    let name = &object.credentials_secret;
+    let data = match referenced(secrets, Some(name), ns).await? {
+        Referenced::Found(data) => data,
+        Referenced::Missing(why) => return Ok(ObjectStorageCheck::CredentialsUnusable(why)),
+        Referenced::None => return Ok(ObjectStorageCheck::NotSet),
+    };
+    let key = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(access), Some(secret)) = (key(ACCESS_KEY_ID), key(SECRET_ACCESS_KEY)) else {
+        return Ok(ObjectStorageCheck::CredentialsUnusable(format!(
+            "Secret {name:?} needs the keys {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}"
+        )));
+    };
+    let credentials_hash = {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(access.as_bytes());
+        h.update([0]);
+        h.update(secret.as_bytes());
+        hex::encode(&h.finalize()[..8])
+    };
+    let settings = crate::validate::s3_settings(object, Some((access, secret)));
+    let result = quarry_registry::storage::probe_s3(&settings, OBJECT_STORAGE_PROBE).await;
+    Ok(ObjectStorageCheck::Probed {
+        result,
+        credentials_hash,
+    })
+}
+
 /// Read what the resource points at, and the operator's own generated
 /// Secrets (kept across reconciles).
 async fn dereference(
@@ -252,6 +301,7 @@ async fn dereference(
         ns,
     )
     .await?;
+    let object_storage = check_object_storage(cr, &secrets, ns).await?;
     let own = |name: String| {
         let secrets = secrets.clone();
         async move { secrets.get_opt(&name).await }
@@ -285,6 +335,7 @@ async fn dereference(
             bundle,
             accounts,
             certificate,
+            object_storage,
             now: Timestamp::now().as_second(),
         },
         existing,

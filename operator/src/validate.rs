@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use quarry_registry::config::{RegistryConfig, is_media_type};
+use quarry_registry::config::{RegistryConfig, StorageLocation, is_media_type};
 
 use quarry_registry::auth::accounts::{ACCOUNTS_FILE_KEY, AccountsFile};
 
@@ -43,6 +43,8 @@ pub struct Plan {
     pub registry_overrides: Overrides,
     /// `Some` when storage is managed (a PVC): its overrides.
     pub storage: Option<Overrides>,
+    /// `Some` when the data lives in spec.objectStorage.
+    pub object_storage: Option<ObjectStoragePlan>,
     /// `Some` when an Ingress is managed: its overrides.
     pub ingress: Option<Overrides>,
     /// `Some` when a Route is managed.
@@ -118,6 +120,8 @@ pub struct Inputs {
     pub accounts: Referenced,
     /// spec.tls.certificateSecret.
     pub certificate: Referenced,
+    /// spec.objectStorage: its credentials and the probe of the bucket.
+    pub object_storage: ObjectStorageCheck,
     /// Unix seconds now (to judge certificate expiry).
     pub now: i64,
 }
@@ -129,9 +133,92 @@ impl Inputs {
             bundle,
             accounts: Referenced::None,
             certificate: Referenced::None,
+            object_storage: ObjectStorageCheck::NotSet,
             now: 0,
         }
     }
+}
+
+/// What dereference learned about spec.objectStorage.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ObjectStorageCheck {
+    /// spec.objectStorage is not set.
+    #[default]
+    NotSet,
+    /// The credentials Secret is missing or incomplete: why.
+    CredentialsUnusable(String),
+    /// The bucket was probed (a write and a delete) with the credentials.
+    Probed {
+        result: Result<(), String>,
+        /// Hash of the credentials, so a change rolls the pods.
+        credentials_hash: String,
+    },
+}
+
+/// The keys of spec.objectStorage.credentialsSecret.
+pub const ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub const SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+
+/// Object storage as the registry pods use it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectStoragePlan {
+    pub credentials_secret: String,
+    pub credentials_hash: String,
+}
+
+/// The registry's S3 settings for spec.objectStorage (keys given for the
+/// operator's probe; the pods read them from their environment).
+pub fn s3_settings(
+    spec: &crate::crd::ObjectStorage,
+    keys: Option<(String, String)>,
+) -> quarry_registry::storage::settings::S3Settings {
+    let (access_key, secret_key) = keys.unzip();
+    quarry_registry::storage::settings::S3Settings {
+        endpoint: spec
+            .endpoint
+            .as_ref()
+            .map(|e| e.trim_end_matches('/').to_string()),
+        bucket: spec.bucket.clone(),
+        region: spec.region.clone().unwrap_or_else(|| "us-east-1".into()),
+        prefix: object_prefix(spec),
+        access_key,
+        secret_key,
+        path_style: spec.path_style.unwrap_or(spec.endpoint.is_some()),
+    }
+}
+
+fn object_prefix(spec: &crate::crd::ObjectStorage) -> String {
+    spec.prefix
+        .clone()
+        .unwrap_or_else(|| "registry".into())
+        .trim_matches('/')
+        .to_string()
+}
+
+/// spec.objectStorage in Quay's `S3Storage` shape, for config.yaml.
+fn s3_location(spec: &crate::crd::ObjectStorage) -> StorageLocation {
+    let mut params = BTreeMap::from([
+        ("s3_bucket".to_string(), serde_json::json!(spec.bucket)),
+        (
+            "storage_path".to_string(),
+            serde_json::json!(object_prefix(spec)),
+        ),
+        (
+            "s3_region".to_string(),
+            serde_json::json!(spec.region.clone().unwrap_or_else(|| "us-east-1".into())),
+        ),
+        (
+            "path_style".to_string(),
+            serde_json::json!(spec.path_style.unwrap_or(spec.endpoint.is_some())),
+        ),
+    ]);
+    if let Some(endpoint) = &spec.endpoint {
+        params.insert(
+            "host".to_string(),
+            serde_json::json!(endpoint.trim_end_matches('/')),
+        );
+    }
+    StorageLocation("S3Storage".into(), params)
 }
 
 /// The bundle Secret's `config.yaml`, as dereference found it.
@@ -222,7 +309,7 @@ pub fn validate_with(
     let from_bundle = |key: &str| bundle_keys.iter().any(|k| k == key);
     if from_bundle("DISTRIBUTED_STORAGE_CONFIG") || from_bundle("DISTRIBUTED_STORAGE_PREFERENCE") {
         warnings.push(
-            "bundle storage settings are ignored: storage comes from the storage component".into(),
+            "bundle storage settings are ignored: storage comes from the storage component or spec.objectStorage".into(),
         );
     }
 
@@ -288,7 +375,14 @@ pub fn validate_with(
     if let Some(host) = &spec.server_hostname {
         config.server_hostname = Some(host.clone());
     }
-    config.set_local_storage_path(std::path::Path::new(DATA_DIR));
+    match &spec.object_storage {
+        Some(object) => {
+            config.distributed_storage_config =
+                BTreeMap::from([("s3".to_string(), s3_location(object))]);
+            config.distributed_storage_preference = vec!["s3".into()];
+        }
+        None => config.set_local_storage_path(std::path::Path::new(DATA_DIR)),
+    }
 
     // Authentication: files in the pod come from spec.auth, never the bundle.
     let auth_spec = spec.auth.clone().unwrap_or_default();
@@ -452,7 +546,8 @@ pub fn validate_with(
             // ServiceMonitor where the cluster serves those APIs.
             None => (
                 match kind {
-                    ComponentKind::Registry | ComponentKind::Storage => true,
+                    ComponentKind::Registry => true,
+                    ComponentKind::Storage => spec.object_storage.is_none(),
                     ComponentKind::Tls => certificate_secret.is_none(),
                     ComponentKind::Route => offers.routes,
                     ComponentKind::Monitoring => offers.service_monitors,
@@ -597,12 +692,54 @@ pub fn validate_with(
             "the registry serves HTTPS: tell the ingress controller to speak HTTPS to it (ingress-nginx: annotation nginx.ingress.kubernetes.io/backend-protocol: HTTPS) or switch the tls component off".into(),
         );
     }
+    let object_storage = match (&spec.object_storage, &inputs.object_storage) {
+        (None, _) => None,
+        (Some(_), _) if storage.is_some() => {
+            err(
+                "spec.objectStorage",
+                "the storage component is listed as managed (a volume): remove it from spec.components or set managed: false to keep the data in object storage".into(),
+            );
+            None
+        }
+        (
+            Some(object),
+            ObjectStorageCheck::Probed {
+                result,
+                credentials_hash,
+            },
+        ) => match result {
+            Ok(()) => Some(ObjectStoragePlan {
+                credentials_secret: object.credentials_secret.clone(),
+                credentials_hash: credentials_hash.clone(),
+            }),
+            Err(why) => {
+                err(
+                    "spec.objectStorage",
+                    format!("bucket {:?} cannot be used: {why}", object.bucket),
+                );
+                None
+            }
+        },
+        (Some(_), ObjectStorageCheck::CredentialsUnusable(why)) => {
+            err("spec.objectStorage.credentialsSecret", why.clone());
+            None
+        }
+        (Some(_), ObjectStorageCheck::NotSet) => {
+            err("spec.objectStorage", "was not checked".into());
+            None
+        }
+    };
     let replicas = registry_overrides.replicas.unwrap_or(1);
-    if replicas > 1 {
+    if replicas > 1 && spec.object_storage.is_none() {
         err(
             "spec.components[registry].overrides.replicas",
             format!(
-                "{replicas} replicas need shared (S3) storage, which this operator version does not offer yet; a ReadWriteOnce volume serves one replica"
+                "{replicas} replicas need shared storage: set spec.objectStorage (S3, Ceph RGW, MinIO); {} serves one replica",
+                if storage.is_some() {
+                    "a ReadWriteOnce volume"
+                } else {
+                    "an emptyDir"
+                }
             ),
         );
     }
@@ -612,6 +749,7 @@ pub fn validate_with(
             replicas,
             registry_overrides,
             storage,
+            object_storage,
             ingress,
             route,
             monitoring,
@@ -1048,6 +1186,106 @@ components:
             plan.warnings.iter().any(|w| w.contains("plain HTTP")),
             "{:?}",
             plan.warnings
+        );
+    }
+
+    fn probed(result: Result<(), String>) -> Inputs {
+        Inputs {
+            object_storage: ObjectStorageCheck::Probed {
+                result,
+                credentials_hash: "abc".into(),
+            },
+            ..Inputs::bundle(Bundle::None)
+        }
+    }
+
+    #[test]
+    fn object_storage_renders_s3_and_allows_replicas() {
+        let s = spec(
+            "objectStorage: {endpoint: 'http://minio.storage:9000/', bucket: quarry, credentialsSecret: s3}
+components: [{kind: registry, managed: true, overrides: {replicas: 3}}]
+",
+        );
+        let plan = validate_with(&s, &probed(Ok(())), "v", Offers::default()).unwrap();
+        assert_eq!(plan.replicas, 3);
+        assert!(plan.storage.is_none(), "no volume with object storage");
+        assert_eq!(
+            plan.object_storage,
+            Some(ObjectStoragePlan {
+                credentials_secret: "s3".into(),
+                credentials_hash: "abc".into()
+            })
+        );
+        // The rendered config reads back as the S3 settings the probe used.
+        let yaml = serde_norway::to_string(&plan.registry_config).unwrap();
+        let loaded = RegistryConfig::from_yaml(&yaml, None).unwrap().config;
+        let quarry_registry::storage::settings::StorageSettings::S3(settings) =
+            loaded.storage_settings().unwrap()
+        else {
+            panic!("not S3: {yaml}")
+        };
+        let object = s.object_storage.as_ref().unwrap();
+        assert_eq!(settings, s3_settings(object, None));
+        assert_eq!(
+            settings.endpoint.as_deref(),
+            Some("http://minio.storage:9000")
+        );
+        assert_eq!(
+            (settings.prefix.as_str(), settings.path_style),
+            ("registry", true)
+        );
+        assert!(
+            plan.components
+                .iter()
+                .any(|c| c.kind == ComponentKind::Storage && !c.managed && c.source == "default")
+        );
+    }
+
+    #[test]
+    fn object_storage_problems_are_refused_precisely() {
+        let s = spec(
+            "objectStorage: {bucket: quarry, credentialsSecret: s3}
+",
+        );
+        let errors = validate_with(
+            &s,
+            &probed(Err("access denied".into())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].path, "spec.objectStorage");
+        assert!(errors[0].reason.contains("access denied"), "{errors:?}");
+        let missing = Inputs {
+            object_storage: ObjectStorageCheck::CredentialsUnusable(
+                "Secret \"s3\" not found".into(),
+            ),
+            ..Inputs::bundle(Bundle::None)
+        };
+        let errors = validate_with(&s, &missing, "v", Offers::default()).unwrap_err();
+        assert_eq!(errors[0].path, "spec.objectStorage.credentialsSecret");
+        // A volume and object storage at once.
+        let both = spec(
+            "objectStorage: {bucket: quarry, credentialsSecret: s3}
+components: [{kind: storage, managed: true}]
+",
+        );
+        let errors = validate_with(&both, &probed(Ok(())), "v", Offers::default()).unwrap_err();
+        assert!(errors[0].reason.contains("managed"), "{errors:?}");
+        // Several replicas on a ReadWriteOnce volume.
+        let rwo = spec(
+            "components: [{kind: registry, managed: true, overrides: {replicas: 2}}]
+",
+        );
+        let errors = validate(&rwo, &Bundle::None, "v", Offers::default()).unwrap_err();
+        assert_eq!(
+            errors[0].path,
+            "spec.components[registry].overrides.replicas"
+        );
+        assert!(
+            errors[0].reason.contains("ReadWriteOnce")
+                && errors[0].reason.contains("spec.objectStorage"),
+            "{errors:?}"
         );
     }
 }
