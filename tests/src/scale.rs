@@ -110,7 +110,10 @@ impl Minio {
             "us-east-1",
         )
         .expect("bucket");
-        (bucket, rusty_s3::Credentials::new(MINIO_USER, MINIO_PASSWORD))
+        (
+            bucket,
+            rusty_s3::Credentials::new(MINIO_USER, MINIO_PASSWORD),
+        )
     }
 
     /// The content of one object.
@@ -137,8 +140,7 @@ impl Minio {
             .expect("list objects")
             .text()
             .expect("listing");
-        let listing =
-            rusty_s3::actions::ListObjectsV2::parse_response(&text).expect("parse");
+        let listing = rusty_s3::actions::ListObjectsV2::parse_response(&text).expect("parse");
         listing.contents.into_iter().map(|o| o.key).collect()
     }
 
