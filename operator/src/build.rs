@@ -9,6 +9,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
     HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
@@ -21,6 +25,7 @@ use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
     IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -50,8 +55,13 @@ pub struct Desired {
     pub service_account: ServiceAccount,
     pub config_secret: Secret,
     pub pvc: Option<PersistentVolumeClaim>,
+    /// Without `spec.replicas` when the HorizontalPodAutoscaler sets it.
     pub deployment: Deployment,
     pub service: Service,
+    /// autoscaling/v2 HorizontalPodAutoscaler of the Deployment (hpa).
+    pub hpa: Option<HorizontalPodAutoscaler>,
+    /// policy/v1 PodDisruptionBudget, when more than one pod can run.
+    pub pdb: Option<PodDisruptionBudget>,
     pub ingress: Option<Ingress>,
     /// route.openshift.io/v1 Route, as JSON (the type is not in k8s-openapi).
     pub route: Option<serde_json::Value>,
@@ -371,7 +381,9 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
     let deployment = Deployment {
         metadata: meta(cr, name.clone(), "registry", plan),
         spec: DeploymentSpec {
-            replicas: Some(plan.replicas),
+            // A managed HorizontalPodAutoscaler owns the count: applying one
+            // here would undo its scaling on every reconcile.
+            replicas: plan.hpa.is_none().then_some(plan.replicas),
             selector: LabelSelector {
                 match_labels: Some(selector_labels(cr)),
                 ..LabelSelector::default()
@@ -435,6 +447,55 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         }),
         ..Service::default()
     };
+    let hpa = plan.hpa.as_ref().map(|h| {
+        let mut metadata = meta(cr, registry_name(cr), "hpa", plan);
+        if let Some(extra) = &h.overrides.labels {
+            let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in extra {
+                labels.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        metadata.annotations = h.overrides.annotations.clone();
+        HorizontalPodAutoscaler {
+            metadata,
+            spec: HorizontalPodAutoscalerSpec {
+                scale_target_ref: CrossVersionObjectReference {
+                    api_version: Some("apps/v1".into()),
+                    kind: "Deployment".into(),
+                    name: registry_name(cr),
+                },
+                min_replicas: Some(h.min_replicas),
+                max_replicas: h.max_replicas,
+                metrics: Some(vec![MetricSpec {
+                    type_: "Resource".into(),
+                    resource: Some(ResourceMetricSource {
+                        name: "cpu".into(),
+                        target: MetricTarget {
+                            type_: "Utilization".into(),
+                            average_utilization: Some(h.target_cpu_utilization_percentage),
+                            ..MetricTarget::default()
+                        },
+                    }),
+                    ..MetricSpec::default()
+                }]),
+                ..HorizontalPodAutoscalerSpec::default()
+            },
+            ..HorizontalPodAutoscaler::default()
+        }
+    });
+    // Voluntary evictions (node drains) take one registry pod at a time.
+    let pdb = plan.several_pods().then(|| PodDisruptionBudget {
+        metadata: meta(cr, registry_name(cr), "registry", plan),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(cr)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    });
     let ingress = match (&plan.ingress, &plan.registry_config.server_hostname) {
         (Some(o), Some(host)) => {
             let mut metadata = meta(cr, registry_name(cr), "ingress", plan);
@@ -529,6 +590,8 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
         pvc,
         deployment,
         service,
+        hpa,
+        pdb,
         ingress,
         route,
         service_monitor,
@@ -732,5 +795,98 @@ mod tests {
             .clone()
             .unwrap();
         assert!(!args.contains(&"--tls-cert".to_string()));
+    }
+
+    fn on_object_storage(components: &str) -> (QuarryRegistry, Plan) {
+        let cr = cr(&format!(
+            "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: demo, namespace: ns}}\nspec:\n  objectStorage: {{bucket: quarry, credentialsSecret: s3}}\n  components: {components}\n"
+        ));
+        let inputs = crate::validate::Inputs {
+            object_storage: crate::validate::ObjectStorageCheck::Probed {
+                result: Ok(()),
+                credentials_hash: "abc".into(),
+            },
+            ..crate::validate::Inputs::bundle(Bundle::None)
+        };
+        let plan =
+            crate::validate::validate_with(&cr.spec, &inputs, "v", Default::default()).unwrap();
+        (cr, plan)
+    }
+
+    #[test]
+    fn managed_hpa_scales_the_deployment_which_leaves_replicas_to_it() {
+        let (cr, plan) = on_object_storage(
+            "[{kind: hpa, managed: true, overrides: {minReplicas: 3, maxReplicas: 7, targetCPUUtilizationPercentage: 60, labels: {team: a}}}]",
+        );
+        let d = build(&cr, &plan, "img").unwrap();
+        assert_eq!(d.deployment.spec.replicas, None);
+        let json = serde_json::to_value(&d.deployment).unwrap();
+        assert!(
+            json["spec"].get("replicas").is_none(),
+            "replicas applied: {}",
+            json["spec"]
+        );
+        let hpa = d.hpa.expect("an HPA");
+        assert_eq!(hpa.metadata.name.as_deref(), Some("demo-registry"));
+        let labels = hpa.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["app.kubernetes.io/component"], "hpa");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "quarry-operator");
+        assert_eq!(labels["team"], "a");
+        let owner = &hpa.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.controller),
+            ("QuarryRegistry", Some(true))
+        );
+        let target = &hpa.spec.scale_target_ref;
+        assert_eq!(
+            (
+                target.api_version.as_deref(),
+                target.kind.as_str(),
+                target.name.as_str()
+            ),
+            (Some("apps/v1"), "Deployment", "demo-registry")
+        );
+        assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(3), 7));
+        let metric = &hpa.spec.metrics.as_ref().unwrap()[0];
+        let resource = metric.resource.as_ref().unwrap();
+        assert_eq!(
+            (metric.type_.as_str(), resource.name.as_str()),
+            ("Resource", "cpu")
+        );
+        assert_eq!(resource.target.type_, "Utilization");
+        assert_eq!(resource.target.average_utilization, Some(60));
+        let pdb = d.pdb.expect("a PodDisruptionBudget");
+        let spec = pdb.spec.unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(spec.min_available, None);
+        assert_eq!(
+            spec.selector.unwrap().match_labels,
+            d.deployment.spec.selector.match_labels
+        );
+        assert_eq!(pdb.metadata.name.as_deref(), Some("demo-registry"));
+        assert!(pdb.metadata.owner_references.is_some());
+    }
+
+    #[test]
+    fn disruption_budget_only_when_several_pods_can_run() {
+        let (cr, plan) =
+            on_object_storage("[{kind: registry, managed: true, overrides: {replicas: 3}}]");
+        let d = build(&cr, &plan, "img").unwrap();
+        assert_eq!(d.deployment.spec.replicas, Some(3));
+        assert!(d.hpa.is_none());
+        assert!(d.pdb.is_some(), "three replicas, no budget");
+        let (cr, plan) = on_object_storage("[]");
+        let d = build(&cr, &plan, "img").unwrap();
+        assert_eq!(d.deployment.spec.replicas, Some(1));
+        assert!(d.pdb.is_none() && d.hpa.is_none());
+        let cr = cr_min();
+        let plan = validate(&cr.spec, &Bundle::None, "v", Default::default()).unwrap();
+        let d = build(&cr, &plan, "img").unwrap();
+        assert!(d.pdb.is_none() && d.hpa.is_none());
+        assert_eq!(d.deployment.spec.replicas, Some(1));
+    }
+
+    fn cr_min() -> QuarryRegistry {
+        cr(MINIMAL)
     }
 }

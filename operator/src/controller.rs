@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -91,6 +93,14 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         )
         .owns(
             owned::<ConfigMap>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<HorizontalPodAutoscaler>(client.clone(), &namespace),
+            owned_cfg.clone(),
+        )
+        .owns(
+            owned::<PodDisruptionBudget>(client.clone(), &namespace),
             owned_cfg.clone(),
         )
         .owns(owned::<Secret>(client.clone(), &namespace), owned_cfg)

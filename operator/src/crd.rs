@@ -236,7 +236,13 @@ pub enum ComponentKind {
     /// Service. Overrides: labels, annotations (e.g. the ingress class or
     /// TLS settings of your controller).
     Ingress,
-    /// HorizontalPodAutoscaler (not supported by this version yet).
+    /// An autoscaling/v2 HorizontalPodAutoscaler `<name>-registry` that
+    /// scales the registry Deployment on CPU use between the overrides
+    /// minReplicas and maxReplicas (targetCPUUtilizationPercentage). Only
+    /// with spec.objectStorage (several pods need shared storage). While it
+    /// is managed the operator leaves the Deployment's replica count to
+    /// it. Switched off: the HorizontalPodAutoscaler is deleted and the
+    /// registry runs the registry override's replicas again.
     Hpa,
     /// A Prometheus Operator ServiceMonitor scraping the registry's
     /// /metrics. Managed by default where the monitoring.coreos.com API
@@ -263,10 +269,31 @@ impl ComponentKind {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Overrides {
-    /// Registry pods to run (registry). More than one needs shared storage.
+    /// Registry pods to run (registry). More than one needs shared storage
+    /// (spec.objectStorage). With the hpa component managed it is the
+    /// default minReplicas, and the HorizontalPodAutoscaler sets the count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub replicas: Option<i32>,
+    /// Fewest registry pods the HorizontalPodAutoscaler keeps (hpa).
+    /// Default: the registry component's replicas override, else 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub min_replicas: Option<i32>,
+    /// Most registry pods the HorizontalPodAutoscaler may run (hpa); at
+    /// least minReplicas. Default: 5, or minReplicas when that is larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub max_replicas: Option<i32>,
+    /// Average CPU use the HorizontalPodAutoscaler aims for, in percent of
+    /// the registry container's CPU request (hpa). Default 75.
+    #[serde(
+        default,
+        rename = "targetCPUUtilizationPercentage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 1, max = 1000))]
+    pub target_cpu_utilization_percentage: Option<i32>,
     /// Compute resources of the registry container (registry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,

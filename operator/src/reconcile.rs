@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -120,7 +122,25 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     let deployment: Option<Deployment> = Api::<Deployment>::namespaced(ctx.client.clone(), &ns)
         .get_opt(&build::registry_name(cr))
         .await?;
-    let mut status = valid_status(cr, &plan, &desired, &made, deployment.as_ref(), now);
+    let hpa = match &desired.hpa {
+        Some(_) => {
+            Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&name)
+                .await?
+        }
+        None => None,
+    };
+    let mut status = valid_status(
+        cr,
+        &plan,
+        &desired,
+        &made,
+        Observed {
+            deployment: deployment.as_ref(),
+            hpa: hpa.as_ref(),
+        },
+        now,
+    );
     // With a Route and no serverHostname, clients reach the Route's host.
     if plan.registry_config.server_hostname.is_none()
         && let Some(host) = route_endpoint
@@ -343,12 +363,7 @@ async fn dereference(
     })
 }
 
-async fn apply<K>(
-    client: &Client,
-    ns: &str,
-    obj: &K,
-    metrics: &OperatorMetrics,
-) -> Result<(), Error>
+async fn apply<K>(client: &Client, ns: &str, obj: &K, metrics: &OperatorMetrics) -> Result<K, Error>
 where
     K: Resource<Scope = kube::core::NamespaceResourceScope>
         + Clone
@@ -359,13 +374,121 @@ where
 {
     let api = Api::<K>::namespaced(client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await?;
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?;
     metrics.applies.inc();
+    Ok(applied)
+}
+
+/// Apply `desired` when its component is on; when it is off, delete the
+/// object of that name if it carries our managed-by label (never one we
+/// did not make).
+async fn apply_or_remove<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    desired: Option<&K>,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match desired {
+        Some(obj) => {
+            apply(client, ns, obj, metrics).await?;
+        }
+        None => {
+            let api = Api::<K>::namespaced(client.clone(), ns);
+            if let Some(existing) = api.get_opt(name).await?
+                && existing
+                    .labels()
+                    .get("app.kubernetes.io/managed-by")
+                    .map(String::as_str)
+                    == Some(build::MANAGED_BY)
+            {
+                api.delete(name, &DeleteParams::default()).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Field manager that holds the Deployment's replicas for the moment the
+/// operator lets go of them to a HorizontalPodAutoscaler.
+pub const HPA_HANDOVER_MANAGER: &str = "quarry-operator-hpa-handover";
+
+/// Whether the operator's apply owns the Deployment's spec.replicas.
+fn owns_replicas(deployment: &Deployment) -> bool {
+    deployment
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .any(|m| {
+            m.manager.as_deref() == Some(FIELD_MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref().unwrap_or_default().is_empty()
+                && m.fields_v1
+                    .as_ref()
+                    .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+        })
+}
+
+/// Apply the Deployment. Without spec.replicas (a HorizontalPodAutoscaler
+/// sets them) the count must survive the operator letting go of the
+/// field: server-side apply removes a field its only owner stops
+/// applying, which would drop the registry to one pod. So the count is
+/// first handed to another field manager at its current value (the
+/// ownership transfer Kubernetes documents for moving to an HPA), and a
+/// new Deployment starts at the HPA's minimum.
+async fn apply_deployment(
+    client: &Client,
+    ns: &str,
+    desired: &Deployment,
+    hpa_min: Option<i32>,
+    metrics: &OperatorMetrics,
+) -> Result<(), Error> {
+    let Some(min) = hpa_min.filter(|_| desired.spec.replicas.is_none()) else {
+        apply(client, ns, desired, metrics).await?;
+        return Ok(());
+    };
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let live = match api.get_opt(&name).await? {
+        Some(live) => live,
+        None => {
+            let mut first = desired.clone();
+            first.spec.replicas = Some(min);
+            apply(client, ns, &first, metrics).await?
+        }
+    };
+    if owns_replicas(&live) {
+        let replicas = live.spec.replicas.unwrap_or(min);
+        let handover = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": replicas},
+        });
+        api.patch(
+            &name,
+            &PatchParams::apply(HPA_HANDOVER_MANAGER),
+            &Patch::Apply(&handover),
+        )
+        .await?;
+        metrics.applies.inc();
+    }
+    apply(client, ns, desired, metrics).await?;
     Ok(())
 }
 
@@ -385,25 +508,23 @@ async fn apply_all(
     if let Some(pvc) = &d.pvc {
         apply::<PersistentVolumeClaim>(client, ns, pvc, metrics).await?;
     }
-    apply::<Deployment>(client, ns, &d.deployment, metrics).await?;
-    apply::<Service>(client, ns, &d.service, metrics).await?;
-    match &d.ingress {
-        Some(ingress) => apply::<Ingress>(client, ns, ingress, metrics).await?,
-        None => {
-            // A component switched off: remove what we made, only if ours.
-            let name = d.service.metadata.name.clone().unwrap_or_default();
-            let api = Api::<Ingress>::namespaced(client.clone(), ns);
-            if let Some(existing) = api.get_opt(&name).await?
-                && existing
-                    .labels()
-                    .get("app.kubernetes.io/managed-by")
-                    .map(String::as_str)
-                    == Some(build::MANAGED_BY)
-            {
-                api.delete(&name, &DeleteParams::default()).await?;
-            }
-        }
+    let name = d.service.metadata.name.clone().unwrap_or_default();
+    // An HPA switched off goes before the Deployment takes its replicas
+    // back, so it cannot rescale in between; a new one comes after its
+    // target.
+    if d.hpa.is_none() {
+        apply_or_remove::<HorizontalPodAutoscaler>(client, ns, &name, None, metrics).await?;
     }
+    let hpa_min = d.hpa.as_ref().and_then(|h| h.spec.min_replicas);
+    apply_deployment(client, ns, &d.deployment, hpa_min, metrics).await?;
+    if d.hpa.is_some() {
+        apply_or_remove::<HorizontalPodAutoscaler>(client, ns, &name, d.hpa.as_ref(), metrics)
+            .await?;
+    }
+    apply_or_remove::<PodDisruptionBudget>(client, ns, &name, d.pdb.as_ref(), metrics).await?;
+    apply::<Service>(client, ns, &d.service, metrics).await?;
+    // A component switched off: remove what we made, only if ours.
+    apply_or_remove::<Ingress>(client, ns, &name, d.ingress.as_ref(), metrics).await?;
     Ok(())
 }
 
@@ -517,14 +638,92 @@ fn invalid_status(cr: &QuarryRegistry, errors: &[FieldError]) -> QuarryRegistryS
     status
 }
 
+/// The applied objects status is derived from, as the API server reports
+/// them.
+struct Observed<'a> {
+    deployment: Option<&'a Deployment>,
+    hpa: Option<&'a HorizontalPodAutoscaler>,
+}
+
+/// ComponentHpaReady: what the HorizontalPodAutoscaler controller says
+/// about the HPA (True only when it can scale and computes a count from
+/// the CPU metric), or that the operator sets the replicas itself.
+fn hpa_condition(
+    cr: &QuarryRegistry,
+    plan: &Plan,
+    hpa: Option<&HorizontalPodAutoscaler>,
+) -> (bool, String, String) {
+    let name = build::registry_name(cr);
+    let Some(h) = &plan.hpa else {
+        return (
+            true,
+            "ComponentNotManaged".into(),
+            format!(
+                "the hpa component is unmanaged: the operator runs {} replica(s) of Deployment {name} (spec.components[registry].overrides.replicas)",
+                plan.replicas
+            ),
+        );
+    };
+    let bounds = format!(
+        "between {} and {} pods at {}% average CPU",
+        h.min_replicas, h.max_replicas, h.target_cpu_utilization_percentage
+    );
+    let Some(hpa) = hpa else {
+        return (
+            false,
+            "HorizontalPodAutoscalerMissing".into(),
+            format!("HorizontalPodAutoscaler {name} not found"),
+        );
+    };
+    let conditions = hpa
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let find = |t: &str| conditions.iter().find(|c| c.type_ == t);
+    match (find("AbleToScale"), find("ScalingActive")) {
+        (Some(able), Some(active)) if able.status == "True" && active.status == "True" => (
+            true,
+            "Scaling".into(),
+            format!("HorizontalPodAutoscaler {name} scales Deployment {name} {bounds}"),
+        ),
+        (None, _) | (_, None) => (
+            false,
+            "NotReported".into(),
+            format!(
+                "HorizontalPodAutoscaler {name} ({bounds}): the HorizontalPodAutoscaler controller has not reported on it yet"
+            ),
+        ),
+        (Some(able), Some(active)) => {
+            let failing = if able.status != "True" { able } else { active };
+            (
+                false,
+                failing
+                    .reason
+                    .clone()
+                    .filter(|r| !r.is_empty())
+                    .unwrap_or_else(|| "NotScaling".into()),
+                format!(
+                    "HorizontalPodAutoscaler {name} ({bounds}) does not autoscale: {}={} {}: {} (it still keeps the pod count within its bounds)",
+                    failing.type_,
+                    failing.status,
+                    failing.reason.clone().unwrap_or_default(),
+                    failing.message.clone().unwrap_or_default()
+                ),
+            )
+        }
+    }
+}
+
 fn valid_status(
     cr: &QuarryRegistry,
     plan: &Plan,
     desired: &Desired,
     made: &Generated,
-    deployment: Option<&Deployment>,
+    observed: Observed<'_>,
     now: i64,
 ) -> QuarryRegistryStatus {
+    let deployment = observed.deployment;
     let g = cr.meta().generation;
     let mut status = cr.status.clone().unwrap_or_default();
     status.observed_generation = g;
@@ -586,6 +785,11 @@ fn valid_status(
         &mut status.conditions,
         condition("ComponentTlsReady", tls_ok, tls_reason, tls_message, g),
     );
+    let (hpa_ok, hpa_reason, hpa_message) = hpa_condition(cr, plan, observed.hpa);
+    upsert(
+        &mut status.conditions,
+        condition("ComponentHpaReady", hpa_ok, &hpa_reason, hpa_message, g),
+    );
     status.components = plan.components.clone();
     status.warnings = plan.warnings.clone();
     status.config_hash = Some(desired.config_hash.clone());
@@ -595,7 +799,11 @@ fn valid_status(
     let (rolled_out, available, detail) = match deployment {
         None => (false, false, "Deployment not found".to_string()),
         Some(d) => {
-            let want = plan.replicas;
+            // With a HorizontalPodAutoscaler the count it set is the goal.
+            let want = match &plan.hpa {
+                Some(_) => d.spec.replicas.unwrap_or(1),
+                None => plan.replicas,
+            };
             let s = d.status.clone().unwrap_or_default();
             let seen = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
             let updated = s.updated_replicas.unwrap_or(0);
@@ -755,4 +963,111 @@ pub fn error_policy(cr: Arc<QuarryRegistry>, error: &Error, ctx: Arc<Context>) -
     tracing::warn!(name = %cr.name_any(), namespace = ?cr.namespace(), error = %error, "reconcile failed");
     ctx.metrics.errors.inc();
     Action::requeue(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::{Bundle, Inputs, ObjectStorageCheck};
+    use k8s_openapi::api::autoscaling::v2::{
+        HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+
+    fn hpa_plan() -> (QuarryRegistry, Plan) {
+        let cr: QuarryRegistry = serde_norway::from_str(
+            "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: demo, namespace: ns}\nspec:\n  objectStorage: {bucket: quarry, credentialsSecret: s3}\n  components: [{kind: hpa, managed: true}]\n",
+        )
+        .unwrap();
+        let inputs = Inputs {
+            object_storage: ObjectStorageCheck::Probed {
+                result: Ok(()),
+                credentials_hash: "abc".into(),
+            },
+            ..Inputs::bundle(Bundle::None)
+        };
+        let plan = validate::validate_with(&cr.spec, &inputs, "v", Default::default()).unwrap();
+        (cr, plan)
+    }
+
+    fn with_conditions(conditions: &[(&str, &str, &str)]) -> HorizontalPodAutoscaler {
+        HorizontalPodAutoscaler {
+            status: Some(HorizontalPodAutoscalerStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s, r)| HorizontalPodAutoscalerCondition {
+                            type_: t.to_string(),
+                            status: s.to_string(),
+                            reason: Some(r.to_string()),
+                            message: Some(format!("{r} happened")),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hpa_condition_says_what_the_hpa_controller_reports() {
+        let (cr, plan) = hpa_plan();
+        let (ok, reason, _) = hpa_condition(&cr, &plan, None);
+        assert!(!ok);
+        assert_eq!(reason, "HorizontalPodAutoscalerMissing");
+        let (ok, reason, _) = hpa_condition(&cr, &plan, Some(&with_conditions(&[])));
+        assert_eq!((ok, reason.as_str()), (false, "NotReported"));
+        let no_metrics = with_conditions(&[
+            ("AbleToScale", "True", "SucceededGetScale"),
+            ("ScalingActive", "False", "FailedGetResourceMetric"),
+        ]);
+        let (ok, reason, message) = hpa_condition(&cr, &plan, Some(&no_metrics));
+        assert!(!ok);
+        assert_eq!(reason, "FailedGetResourceMetric");
+        assert!(
+            message.contains("between 2 and 5 pods at 75% average CPU")
+                && message.contains("ScalingActive=False FailedGetResourceMetric"),
+            "{message}"
+        );
+        let scaling = with_conditions(&[
+            ("AbleToScale", "True", "ReadyForNewScale"),
+            ("ScalingActive", "True", "ValidMetricFound"),
+        ]);
+        let (ok, reason, _) = hpa_condition(&cr, &plan, Some(&scaling));
+        assert_eq!((ok, reason.as_str()), (true, "Scaling"));
+        let (cr, mut plan) = hpa_plan();
+        plan.hpa = None;
+        let (ok, reason, _) = hpa_condition(&cr, &plan, None);
+        assert_eq!((ok, reason.as_str()), (true, "ComponentNotManaged"));
+    }
+
+    #[test]
+    fn replicas_ownership_is_read_from_managed_fields() {
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let mut d = Deployment::default();
+        assert!(!owns_replicas(&d));
+        d.metadata.managed_fields = Some(vec![entry(
+            FIELD_MANAGER,
+            serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
+        )]);
+        assert!(owns_replicas(&d));
+        d.metadata.managed_fields = Some(vec![
+            entry(
+                FIELD_MANAGER,
+                serde_json::json!({"f:spec": {"f:template": {}}}),
+            ),
+            entry(
+                HPA_HANDOVER_MANAGER,
+                serde_json::json!({"f:spec": {"f:replicas": {}}}),
+            ),
+        ]);
+        assert!(!owns_replicas(&d));
+    }
 }

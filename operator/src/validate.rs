@@ -51,6 +51,9 @@ pub struct Plan {
     pub route: Option<Overrides>,
     /// `Some` when a ServiceMonitor is managed.
     pub monitoring: Option<Overrides>,
+    /// `Some` when a HorizontalPodAutoscaler is managed: it, not the
+    /// operator, sets the Deployment's replicas.
+    pub hpa: Option<HpaPlan>,
     pub components: Vec<EffectiveComponent>,
     pub warnings: Vec<String>,
     pub version: String,
@@ -89,7 +92,30 @@ impl TlsPlan {
     }
 }
 
+/// The HorizontalPodAutoscaler of the registry Deployment, bounds checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HpaPlan {
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    pub target_cpu_utilization_percentage: i32,
+    /// Extra labels and annotations of the HorizontalPodAutoscaler.
+    pub overrides: Overrides,
+}
+
+/// The HorizontalPodAutoscaler's CPU target when none is given.
+pub const DEFAULT_TARGET_CPU_UTILIZATION: i32 = 75;
+/// minReplicas when neither it nor the registry's replicas is given.
+pub const DEFAULT_HPA_MIN_REPLICAS: i32 = 2;
+/// maxReplicas when none is given (or minReplicas, when larger).
+pub const DEFAULT_HPA_MAX_REPLICAS: i32 = 5;
+
 impl Plan {
+    /// Whether more than one registry pod can run (then a
+    /// PodDisruptionBudget keeps evictions to one pod at a time).
+    pub fn several_pods(&self) -> bool {
+        self.replicas > 1 || self.hpa.is_some()
+    }
+
     /// The scheme clients use to reach the registry.
     pub fn scheme(&self) -> &'static str {
         if self.tls.serves_https() || self.route.is_some() {
@@ -239,6 +265,7 @@ const SUPPORTED: &[ComponentKind] = &[
     ComponentKind::Tls,
     ComponentKind::Ingress,
     ComponentKind::Route,
+    ComponentKind::Hpa,
     ComponentKind::Monitoring,
 ];
 
@@ -497,7 +524,7 @@ pub fn validate_with(
             err(
                 &format!("{path}.kind"),
                 format!(
-                    "managed component {} is not supported by this operator version (supported: registry, storage, tls, ingress, route, monitoring)",
+                    "managed component {} is not supported by this operator version (supported: registry, storage, tls, ingress, route, hpa, monitoring)",
                     c.kind.name()
                 ),
             );
@@ -597,6 +624,7 @@ pub fn validate_with(
     };
     let route = managed_overrides(ComponentKind::Route);
     let monitoring = managed_overrides(ComponentKind::Monitoring);
+    let hpa_overrides = managed_overrides(ComponentKind::Hpa);
     if ingress.is_some() && spec.server_hostname.is_none() {
         err(
             "spec.serverHostname",
@@ -730,16 +758,68 @@ pub fn validate_with(
         }
     };
     let replicas = registry_overrides.replicas.unwrap_or(1);
+    let one_pod_storage = if storage.is_some() {
+        "a ReadWriteOnce volume"
+    } else {
+        "an emptyDir"
+    };
+    let hpa = hpa_overrides.map(|o| {
+        if spec.object_storage.is_none() {
+            err(
+                "spec.components[hpa].managed",
+                format!(
+                    "a managed hpa scales the registry to several pods, which need shared storage: set spec.objectStorage (S3, Ceph RGW, MinIO); {one_pod_storage} serves one pod"
+                ),
+            );
+        }
+        let (min, min_path) = match (o.min_replicas, registry_overrides.replicas) {
+            (Some(min), registry) => {
+                if registry.is_some() {
+                    warnings.push(format!(
+                        "spec.components[registry].overrides.replicas is not applied: the hpa component scales the registry between minReplicas {min} and maxReplicas"
+                    ));
+                }
+                (min, "spec.components[hpa].overrides.minReplicas")
+            }
+            (None, Some(r)) => (r, "spec.components[registry].overrides.replicas"),
+            (None, None) => (DEFAULT_HPA_MIN_REPLICAS, "spec.components[hpa].overrides.minReplicas"),
+        };
+        if min < 1 {
+            err(
+                min_path,
+                format!("{min} cannot be the hpa's minReplicas: it keeps at least one pod"),
+            );
+        }
+        let max = o.max_replicas.unwrap_or(min.max(DEFAULT_HPA_MAX_REPLICAS));
+        if max < min {
+            err(
+                "spec.components[hpa].overrides.maxReplicas",
+                format!("{max} is below minReplicas {min} (from {min_path})"),
+            );
+        }
+        let requests_cpu = registry_overrides
+            .resources
+            .as_ref()
+            .is_none_or(|r| r.requests.as_ref().is_some_and(|q| q.contains_key("cpu")));
+        if !requests_cpu {
+            warnings.push(
+                "the hpa scales on CPU use in percent of the CPU request, and spec.components[registry].overrides.resources requests no cpu: the HorizontalPodAutoscaler cannot compute it".into(),
+            );
+        }
+        HpaPlan {
+            min_replicas: min,
+            max_replicas: max,
+            target_cpu_utilization_percentage: o
+                .target_cpu_utilization_percentage
+                .unwrap_or(DEFAULT_TARGET_CPU_UTILIZATION),
+            overrides: o,
+        }
+    });
     if replicas > 1 && spec.object_storage.is_none() {
         err(
             "spec.components[registry].overrides.replicas",
             format!(
-                "{replicas} replicas need shared storage: set spec.objectStorage (S3, Ceph RGW, MinIO); {} serves one replica",
-                if storage.is_some() {
-                    "a ReadWriteOnce volume"
-                } else {
-                    "an emptyDir"
-                }
+                "{replicas} replicas need shared storage: set spec.objectStorage (S3, Ceph RGW, MinIO); {one_pod_storage} serves one replica"
             ),
         );
     }
@@ -753,6 +833,7 @@ pub fn validate_with(
             ingress,
             route,
             monitoring,
+            hpa,
             components,
             warnings,
             version: spec
@@ -830,24 +911,26 @@ fn check_overrides(
         ("volumeSize", o.volume_size.is_some()),
         ("storageClassName", o.storage_class_name.is_some()),
     ];
-    let misplaced: Vec<&str> = match kind {
-        ComponentKind::Registry => storage_only
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(n, _)| *n)
-            .collect(),
-        ComponentKind::Storage => registry_only
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(n, _)| *n)
-            .collect(),
-        _ => registry_only
-            .iter()
-            .chain(storage_only.iter())
-            .filter(|(_, set)| *set)
-            .map(|(n, _)| *n)
-            .collect(),
+    let hpa_only = [
+        ("minReplicas", o.min_replicas.is_some()),
+        ("maxReplicas", o.max_replicas.is_some()),
+        (
+            "targetCPUUtilizationPercentage",
+            o.target_cpu_utilization_percentage.is_some(),
+        ),
+    ];
+    let not_for: Vec<&[(&str, bool)]> = match kind {
+        ComponentKind::Registry => vec![&storage_only, &hpa_only],
+        ComponentKind::Storage => vec![&registry_only, &hpa_only],
+        ComponentKind::Hpa => vec![&registry_only, &storage_only],
+        _ => vec![&registry_only, &storage_only, &hpa_only],
     };
+    let misplaced: Vec<&str> = not_for
+        .into_iter()
+        .flatten()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
     for field in misplaced {
         err(
             &format!("{path}.{field}"),
@@ -995,7 +1078,7 @@ components:
             "spec.configBundleSecret",
             "spec.allowedArtifactTypes[not-a-type]",
             "spec.allowedArtifactTypes[not-a-type][1]",
-            "spec.components[0].kind",
+            "spec.components[hpa].managed",
             "spec.components[1].overrides.volumeSize",
             "spec.components[2].overrides.volumeSize",
             "spec.components[registry].overrides.replicas",
@@ -1287,5 +1370,181 @@ components: [{kind: storage, managed: true}]
                 && errors[0].reason.contains("spec.objectStorage"),
             "{errors:?}"
         );
+    }
+
+    const S3: &str =
+        "objectStorage: {endpoint: 'http://minio:9000', bucket: quarry, credentialsSecret: s3}\n";
+
+    #[test]
+    fn hpa_needs_object_storage() {
+        let s = spec(
+            "components: [{kind: hpa, managed: true, overrides: {minReplicas: 2, maxReplicas: 4}}]",
+        );
+        let errors = validate(&s, &Bundle::None, "v", Offers::default()).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "spec.components[hpa].managed");
+        assert!(
+            errors[0].reason.contains("set spec.objectStorage")
+                && errors[0]
+                    .reason
+                    .contains("a ReadWriteOnce volume serves one pod"),
+            "{errors:?}"
+        );
+        // On an emptyDir too.
+        let s = spec("components: [{kind: storage, managed: false}, {kind: hpa, managed: true}]");
+        let errors = validate(&s, &Bundle::None, "v", Offers::default()).unwrap_err();
+        assert!(
+            errors[0].reason.contains("an emptyDir serves one pod"),
+            "{errors:?}"
+        );
+        // Unmanaged (the default): nothing to refuse, no HPA.
+        let plan = validate(
+            &spec("components: [{kind: hpa, managed: false}]"),
+            &Bundle::None,
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.hpa, None);
+        assert!(!plan.several_pods());
+    }
+
+    #[test]
+    fn hpa_bounds_come_from_overrides_with_defaults() {
+        let hpa = |components: &str| {
+            let plan = validate_with(
+                &spec(&format!("{S3}components: {components}\n")),
+                &probed(Ok(())),
+                "v",
+                Offers::default(),
+            )
+            .unwrap();
+            assert!(plan.several_pods());
+            let h = plan.hpa.expect("a managed hpa");
+            (
+                h.min_replicas,
+                h.max_replicas,
+                h.target_cpu_utilization_percentage,
+            )
+        };
+        assert_eq!(hpa("[{kind: hpa, managed: true}]"), (2, 5, 75));
+        assert_eq!(
+            hpa(
+                "[{kind: hpa, managed: true}, {kind: registry, managed: true, overrides: {replicas: 3}}]"
+            ),
+            (3, 5, 75)
+        );
+        assert_eq!(
+            hpa(
+                "[{kind: hpa, managed: true}, {kind: registry, managed: true, overrides: {replicas: 8}}]"
+            ),
+            (8, 8, 75)
+        );
+        assert_eq!(
+            hpa(
+                "[{kind: hpa, managed: true, overrides: {minReplicas: 3, maxReplicas: 10, targetCPUUtilizationPercentage: 60}}]"
+            ),
+            (3, 10, 60)
+        );
+        // minReplicas wins over the registry's replicas, with a warning.
+        let plan = validate_with(
+            &spec(&format!(
+                "{S3}components: [{{kind: hpa, managed: true, overrides: {{minReplicas: 4}}}}, {{kind: registry, managed: true, overrides: {{replicas: 2}}}}]\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.hpa.as_ref().map(|h| h.min_replicas), Some(4));
+        assert!(
+            plan.warnings
+                .iter()
+                .any(|w| w.contains("spec.components[registry].overrides.replicas is not applied")),
+            "{:?}",
+            plan.warnings
+        );
+        // CPU requests the HPA cannot compute a percentage of.
+        let plan = validate_with(
+            &spec(&format!(
+                "{S3}components: [{{kind: hpa, managed: true}}, {{kind: registry, managed: true, overrides: {{resources: {{limits: {{memory: 1Gi}}}}}}}}]\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert!(
+            plan.warnings.iter().any(|w| w.contains("requests no cpu")),
+            "{:?}",
+            plan.warnings
+        );
+    }
+
+    #[test]
+    fn hpa_overrides_are_checked_and_kept_to_their_component() {
+        let errors = validate_with(
+            &spec(&format!(
+                "{S3}components: [{{kind: hpa, managed: true, overrides: {{minReplicas: 6, maxReplicas: 3}}}}]\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].path, "spec.components[hpa].overrides.maxReplicas");
+        assert!(
+            errors[0].reason.contains("3 is below minReplicas 6"),
+            "{errors:?}"
+        );
+        let errors = validate_with(
+            &spec(&format!(
+                "{S3}components: [{{kind: registry, managed: true, overrides: {{replicas: 0}}}}, {{kind: hpa, managed: true}}]\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors[0].path,
+            "spec.components[registry].overrides.replicas"
+        );
+        let errors = validate_with(
+            &spec(&format!(
+                "{S3}components:\n- {{kind: registry, managed: true, overrides: {{maxReplicas: 4}}}}\n- {{kind: hpa, managed: true, overrides: {{replicas: 3, volumeSize: 1Gi}}}}\n- {{kind: ingress, managed: false, overrides: {{targetCPUUtilizationPercentage: 50}}}}\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for expected in [
+            "spec.components[0].overrides.maxReplicas: does not apply to the registry component",
+            "spec.components[1].overrides.replicas: does not apply to the hpa component",
+            "spec.components[1].overrides.volumeSize: does not apply to the hpa component",
+            "spec.components[2].overrides.targetCPUUtilizationPercentage: does not apply to the ingress component",
+        ] {
+            assert!(text.iter().any(|e| e == expected), "{expected}: {text:?}");
+        }
+    }
+
+    #[test]
+    fn several_pods_with_replicas_or_hpa_only() {
+        let plan = validate(&spec("{}"), &Bundle::None, "v", Offers::default()).unwrap();
+        assert!(!plan.several_pods());
+        let plan = validate_with(
+            &spec(&format!(
+                "{S3}components: [{{kind: registry, managed: true, overrides: {{replicas: 2}}}}]\n"
+            )),
+            &probed(Ok(())),
+            "v",
+            Offers::default(),
+        )
+        .unwrap();
+        assert!(plan.several_pods() && plan.hpa.is_none());
+        let plan = validate_with(&spec(S3), &probed(Ok(())), "v", Offers::default()).unwrap();
+        assert!(!plan.several_pods(), "one replica on object storage");
     }
 }
