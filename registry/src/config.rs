@@ -110,6 +110,13 @@ pub struct RegistryConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub anonymous_pull_namespaces: Vec<String>,
+
+    /// Quay's key: true (our default) sends blob bytes through the
+    /// registry; false answers blob GETs on object storage with a redirect
+    /// to a presigned URL, valid for five minutes, so the bytes flow from
+    /// the bucket to the client directly.
+    #[serde(rename = "FEATURE_PROXY_STORAGE")]
+    pub feature_proxy_storage: bool,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -145,6 +152,7 @@ impl Default for RegistryConfig {
             auth_token_lifetime_seconds: 300,
             auth_failed_logins_per_minute: 10,
             anonymous_pull_namespaces: Vec::new(),
+            feature_proxy_storage: true,
         }
     }
 }
@@ -169,6 +177,7 @@ const KNOWN_KEYS: &[&str] = &[
     "AUTH_TOKEN_LIFETIME_SECONDS",
     "AUTH_FAILED_LOGINS_PER_MINUTE",
     "ANONYMOUS_PULL_NAMESPACES",
+    "FEATURE_PROXY_STORAGE",
 ];
 
 /// One problem with one key.

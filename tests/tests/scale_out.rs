@@ -464,3 +464,51 @@ fn concurrent_attaches_through_both_replicas_are_all_listed_as_referrers() {
         }
     }
 }
+
+#[test]
+fn without_proxying_blob_gets_redirect_to_presigned_bucket_urls() {
+    let minio = Minio::start("redirect");
+    let registry = Registry::start_shared(
+        &minio.registry_config("FEATURE_PROXY_STORAGE: false\n"),
+        &[],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("layout");
+    let image = write_image_layout(&layout, "v1", 1, 2 * 1024 * 1024);
+    run(crane(work.path())
+        .args(["push", "--insecure"])
+        .arg(&layout)
+        .arg(format!("{}/redirect/app:v1", registry.host())));
+    let layer = &image.layer_digests[0];
+    let url = format!("{}/v2/redirect/app/blobs/{layer}", registry.url());
+    let no_follow = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_follow.get(&url).send().unwrap();
+    assert_eq!(answer.status(), 307);
+    let location = answer.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&minio.endpoint()) && location.contains("X-Amz-Signature"),
+        "{location}"
+    );
+    // The presigned URL serves the blob without any registry credentials.
+    let direct = reqwest::blocking::get(&location).unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(sha256(&direct.bytes().unwrap()), *layer);
+    // HEAD and ranges are still answered by the registry.
+    assert_eq!(no_follow.head(&url).send().unwrap().status(), 200);
+    let ranged = no_follow
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .send()
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    // A real client follows the redirect and gets the whole image.
+    run(crane(work.path())
+        .args(["pull", "--insecure", "--format", "oci"])
+        .arg(format!("{}/redirect/app:v1", registry.host()))
+        .arg(work.path().join("pulled")));
+    let index = std::fs::read_to_string(work.path().join("pulled/index.json")).unwrap();
+    assert!(index.contains(&image.manifest_digest), "{index}");
+}

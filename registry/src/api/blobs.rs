@@ -10,6 +10,9 @@ use crate::digest::Digest;
 use crate::error::{ApiResult, RegistryError};
 use crate::storage::ByteRange;
 
+/// How long a presigned blob URL stays valid.
+const REDIRECT_VALID_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub(crate) fn parse_digest(raw: &str) -> ApiResult<Digest> {
     raw.parse()
         .map_err(|e| RegistryError::DigestInvalid(format!("{e}")))
@@ -56,6 +59,22 @@ pub async fn get(state: &AppState, call: Call, raw_digest: &str) -> ApiResult<Re
     };
     if call.method == Method::HEAD {
         return Ok(reply(status, &headers, Body::empty()));
+    }
+    // Object storage may hand the bytes out itself (FEATURE_PROXY_STORAGE:
+    // false); ranges are always served here.
+    if range.is_none()
+        && !state.config().feature_proxy_storage
+        && let Some(url) = state.storage.blob_url(&digest, REDIRECT_VALID_FOR).await?
+    {
+        return Ok(reply(
+            StatusCode::TEMPORARY_REDIRECT,
+            &[
+                (header::LOCATION, url),
+                (DOCKER_CONTENT_DIGEST, digest.to_string()),
+                (CONTENT_LENGTH, "0".into()),
+            ],
+            Body::empty(),
+        ));
     }
     let counter = state.metrics.bytes_sent.clone();
     let stream = state

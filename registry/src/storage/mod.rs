@@ -105,6 +105,16 @@ pub trait Storage: Send + Sync + 'static {
         range: Option<ByteRange>,
     ) -> StorageResult<ByteStream>;
 
+    /// A URL where a client may download the blob directly for `valid_for`
+    /// (a presigned object-store URL), if the backend offers one.
+    async fn blob_url(
+        &self,
+        _digest: &Digest,
+        _valid_for: Duration,
+    ) -> StorageResult<Option<String>> {
+        Ok(None)
+    }
+
     // --- which blobs a repository may serve --------------------------------
 
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;

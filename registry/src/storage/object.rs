@@ -67,6 +67,8 @@ pub struct ObjectStorage {
     sizes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
     /// Names this backend in logs and errors (`s3://bucket/prefix`).
     describe: String,
+    /// Signs download URLs (S3 only), for FEATURE_PROXY_STORAGE: false.
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,6 +115,7 @@ impl ObjectStorage {
             prefix: prefix.trim_matches('/').to_string(),
             sizes: std::sync::Mutex::default(),
             describe,
+            signer: None,
         }
     }
 
@@ -132,20 +135,20 @@ impl ObjectStorage {
                 .with_access_key_id(access)
                 .with_secret_access_key(secret);
         }
-        let store = builder
-            .build()
-            .map_err(|e| anyhow::anyhow!("S3 storage for bucket {}: {e}", settings.bucket))?;
+        let store = Arc::new(
+            builder
+                .build()
+                .map_err(|e| anyhow::anyhow!("S3 storage for bucket {}: {e}", settings.bucket))?,
+        );
         let describe = format!(
             "s3://{}/{} at {}",
             settings.bucket,
             settings.prefix,
             settings.endpoint.as_deref().unwrap_or("AWS")
         );
-        Ok(ObjectStorage::new(
-            Arc::new(store),
-            &settings.prefix,
-            describe,
-        ))
+        let mut storage = ObjectStorage::new(store.clone(), &settings.prefix, describe);
+        storage.signer = Some(store);
+        Ok(storage)
     }
 
     /// Where this storage is, for logs.
@@ -503,6 +506,25 @@ impl Storage for ObjectStorage {
 
     // Links are not cached: a DELETE through another replica must show at
     // once (the conformance suite reads right after deleting).
+    async fn blob_url(
+        &self,
+        digest: &Digest,
+        valid_for: Duration,
+    ) -> StorageResult<Option<String>> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
+        let url = signer
+            .signed_url(
+                object_store::signer::Method::GET,
+                &self.blob(digest),
+                valid_for,
+            )
+            .await
+            .map_err(io)?;
+        Ok(Some(url.to_string()))
+    }
+
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
         self.exists(&self.layer_link(repo, digest)).await
     }
