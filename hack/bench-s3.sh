@@ -40,6 +40,8 @@ wait_url() {
   echo "bench-s3: nothing answers at $1" >&2; return 1
 }
 
+load_at_start=$(cut -d' ' -f1 /proc/loadavg)
+
 # --- MinIO and two buckets ------------------------------------------------------
 MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$password MINIO_BROWSER=off MINIO_UPDATE=off HOME=$work \
   "$QUARRY_TOOL_MINIO" server --quiet --address 127.0.0.1:$m_port --console-address 127.0.0.1:$((m_port + 50)) "$work/minio" \
@@ -193,6 +195,7 @@ report="$root/docs/benchmarks.md"
   echo
   echo "Produced by \`make bench\` (hack/bench-s3.sh) on $(date -u +%Y-%m-%d): MinIO ($(basename "$(dirname "$QUARRY_TOOL_MINIO")")) on loopback on this same machine, one bucket per registry."
   echo "Peer: CNCF distribution's S3 driver on the same MinIO. Blob: ${blob_mb} MiB, best of ${runs}; wrk ${seconds}s, 2 threads, 16 connections."
+  echo "Load average when the run started: ${load_at_start} (other work on the machine makes every number here lower and noisier; compare the ratios)."
   echo "Everything (MinIO, registries, nginx, clients) shares the 2 cores, so MinIO's own cost caps what any registry can do here:"
   echo "a second replica adds no CPU, so the replica row shows the cost of the extra hop, not scaling (that needs MinIO and the replicas on separate machines)."
   echo
