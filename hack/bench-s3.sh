@@ -9,6 +9,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/bench-lib.sh
+source "$root/hack/bench-lib.sh"
 blob_mb=${BENCH_S3_BLOB_MB:-256}
 seconds=${BENCH_SECONDS:-10}
 runs=${BENCH_S3_RUNS:-3}
@@ -123,34 +125,6 @@ head -c $((blob_mb * 1024 * 1024)) /dev/urandom >"$work/blob"
 blob="$work/blob"
 digest="sha256:$(sha256sum "$blob" | cut -d' ' -f1)"
 bytes=$(stat -c %s "$blob")
-mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }
-best() { sort -g | head -1; }
-
-push_once() { # base repo
-  local base=$1 repo=$2 loc url
-  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/$repo/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
-  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
-  case "$url" in *\?*) url="$url&digest=$digest" ;; *) url="$url?digest=$digest" ;; esac
-  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X PUT -H 'Content-Type: application/octet-stream' -T "$blob" "$url"
-}
-push_best() { # base
-  local base=$1 out code times=()
-  for i in $(seq 1 "$runs"); do
-    out=$(push_once "$base" "bench/push$i"); code=${out% *}
-    [ "$code" = 201 ] || { echo "bench-s3: push to $base answered $code" >&2; exit 1; }
-    times+=("${out#* }")
-  done
-  printf '%s\n' "${times[@]}" | best
-}
-pull_best() { # url
-  local out code times=()
-  for _ in $(seq 1 "$runs"); do
-    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$1")
-    code=${out% *}; [ "$code" = 200 ] || { echo "bench-s3: GET $1 answered $code" >&2; exit 1; }
-    times+=("${out#* }")
-  done
-  printf '%s\n' "${times[@]}" | best
-}
 
 log "push ${blob_mb} MiB"
 q_push=$(push_best "http://127.0.0.1:$q1_port")
@@ -165,12 +139,10 @@ f_pull=$(pull_best "http://127.0.0.1:$qf_port/v2/bench/push1/blobs/$digest")
 small=$(head -c 4096 /dev/urandom | base64 -w0)
 small_digest="sha256:$(printf '%s' "$small" | sha256sum | cut -d' ' -f1)"
 small_push() { # base: POST a session, PUT the bytes (distribution does not take monolithic POSTs)
-  local base=$1 loc url code
-  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/bench/small/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
-  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
-  case "$url" in *\?*) url="$url&digest=$small_digest" ;; *) url="$url?digest=$small_digest" ;; esac
+  local url code
+  url=$(session_url "$1" "$(start_session "$1" bench/small)" "$small_digest")
   code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' --data-binary "$small" "$url")
-  [ "$code" = 201 ] || { echo "bench-s3: small blob push to $base answered $code" >&2; exit 1; }
+  [ "$code" = 201 ] || { echo "bench-s3: small blob push to $1 answered $code" >&2; exit 1; }
 }
 small_push "http://127.0.0.1:$q1_port"
 small_push "http://127.0.0.1:$d_port"
@@ -187,7 +159,6 @@ q_rps=$(rps "http://127.0.0.1:$q1_port/v2/bench/small/blobs/$small_digest")
 d_rps=$(rps "http://127.0.0.1:$d_port/v2/bench/small/blobs/$small_digest")
 m_rps=$(rps "http://127.0.0.1:$m_port/minio/health/live")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || b == "n/a") print "n/a"; else printf "%.2f", a / b }'; }
 report="$root/docs/benchmarks.md"
 {
   echo

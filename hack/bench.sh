@@ -11,6 +11,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/bench-lib.sh
+source "$root/hack/bench-lib.sh"
 blob_mb=${BENCH_BLOB_MB:-1024}
 seconds=${BENCH_SECONDS:-10}
 runs=${BENCH_RUNS:-5}
@@ -97,37 +99,6 @@ for _ in $(seq 1 "$runs"); do
 done
 disk_s=$(printf '%s\n' "${disk_times[@]}" | sort -g | head -1)
 
-mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }
-best() { sort -g | head -1; }
-
-# POST a session, then PUT the whole body: the one upload form all three take.
-push_once() { # base repo
-  local base=$1 repo=$2 loc url
-  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/$repo/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
-  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
-  case "$url" in *\?*) url="$url&digest=$digest" ;; *) url="$url?digest=$digest" ;; esac
-  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X PUT -H 'Content-Type: application/octet-stream' -T "$blob" "$url"
-}
-
-push_best() { # base
-  local base=$1 out code t times=()
-  for i in $(seq 1 "$runs"); do
-    out=$(push_once "$base" "bench/push$i"); code=${out% *}; t=${out#* }
-    [ "$code" = 201 ] || { echo "bench: push to $base answered $code" >&2; exit 1; }
-    times+=("$t")
-  done
-  printf '%s\n' "${times[@]}" | best
-}
-
-pull_best() { # url
-  local out code times=()
-  for _ in $(seq 1 "$runs"); do
-    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$1")
-    code=${out% *}; [ "$code" = 200 ] || { echo "bench: GET $1 answered $code" >&2; exit 1; }
-    times+=("${out#* }")
-  done
-  printf '%s\n' "${times[@]}" | best
-}
 
 log "large-blob push"
 q_push=$(push_best "http://127.0.0.1:$q_port"); q_peak=$(hwm_kib $q_pid)
@@ -142,11 +113,8 @@ n_pull=$(pull_best "http://127.0.0.1:$n_port/blob")
 small_cfg='{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
 small_config="sha256:$(printf '%s' "$small_cfg" | sha256sum | cut -d' ' -f1)"
 small_image() { # base
-  local base=$1 cfg=$small_cfg cdig=$small_config man
-  local loc url
-  loc=$(curl -s -D - -o /dev/null -X POST "$base/v2/bench/small/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r')
-  case "$loc" in http*) url=$loc ;; *) url=$base$loc ;; esac
-  case "$url" in *\?*) url="$url&digest=$cdig" ;; *) url="$url?digest=$cdig" ;; esac
+  local base=$1 cfg=$small_cfg cdig=$small_config man url
+  url=$(session_url "$base" "$(start_session "$base" bench/small)" "$cdig")
   curl -s -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "$cfg" "$url"
   man="{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"$cdig\",\"size\":${#cfg}},\"layers\":[]}"
   code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data-binary "$man" "$base/v2/bench/small/manifests/v1")
@@ -178,7 +146,6 @@ log "small blob GET at concurrency 16"
 q_blob=$(rps GET "http://127.0.0.1:$q_port/v2/bench/small/blobs/$small_config")
 d_blob=$(rps GET "http://127.0.0.1:$d_port/v2/bench/small/blobs/$small_config")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || b == "n/a") print "n/a"; else printf "%.2f", a / b }'; }
 q_push_r=$(mbps "$q_push"); d_push_r=$(mbps "$d_push"); disk_r=$(mbps "$disk_s")
 q_pull_r=$(mbps "$q_pull"); d_pull_r=$(mbps "$d_pull"); n_pull_r=$(mbps "$n_pull")
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k / 1024}'; }

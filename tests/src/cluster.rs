@@ -268,6 +268,53 @@ impl ControlPlane {
         )
     }
 
+    /// Poll `holds` every 200 ms until it is true; after `timeout`, fail
+    /// naming `what`, with the tails of the operator's and the controller
+    /// manager's logs.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut holds: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if holds() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "{what}: not after {timeout:?}\n{}\n{}",
+            self.logs("operator"),
+            self.logs("kube-controller-manager")
+        );
+    }
+
+    /// A JSONPath of an object in `namespace` (`""` when it is missing).
+    pub fn jsonpath(&self, namespace: &str, what: &str, path: &str) -> String {
+        self.kubectl_out(&[
+            "get",
+            "-n",
+            namespace,
+            what,
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+        .unwrap_or_default()
+    }
+
+    /// (status, reason, message) of a condition of QuarryRegistry `cr`.
+    pub fn qreg_condition(
+        &self,
+        namespace: &str,
+        cr: &str,
+        type_: &str,
+    ) -> (String, String, String) {
+        let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
+        let qreg = format!("qreg/{cr}");
+        (
+            self.jsonpath(namespace, &qreg, &format!("{base}.status}}")),
+            self.jsonpath(namespace, &qreg, &format!("{base}.reason}}")),
+            self.jsonpath(namespace, &qreg, &format!("{base}.message}}")),
+        )
+    }
+
     /// Folder for files that live as long as the control plane.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -8,6 +8,7 @@ pub mod conformance;
 pub mod oci;
 pub mod scale;
 pub mod secure;
+pub mod uploads;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

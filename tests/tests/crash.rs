@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quarry_e2e::uploads::push_blob;
 use quarry_e2e::{Registry, sha256};
 use rand::{Rng, RngCore};
 
@@ -18,51 +19,6 @@ struct Acknowledged {
     manifests: Vec<(String, String, Vec<u8>)>, // (repo, tag, bytes)
 }
 
-async fn push_blob(
-    client: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    content: Vec<u8>,
-) -> anyhow::Result<String> {
-    let digest = sha256(&content);
-    let chunked = rand::rng().random_bool(0.5);
-    let resp = if chunked {
-        let start = client
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await?;
-        anyhow::ensure!(start.status() == 202, "start: {}", start.status());
-        let mut location = start.headers()["location"].to_str()?.to_string();
-        let half = content.len() / 2;
-        for (from, part) in [(0, &content[..half]), (half, &content[half..])] {
-            let r = client
-                .patch(format!("{base}{location}"))
-                .header(
-                    "content-range",
-                    format!("{}-{}", from, from + part.len() - 1),
-                )
-                .header("content-type", "application/octet-stream")
-                .body(part.to_vec())
-                .send()
-                .await?;
-            anyhow::ensure!(r.status() == 202, "patch: {}", r.status());
-            location = r.headers()["location"].to_str()?.to_string();
-        }
-        client
-            .put(format!("{base}{location}?digest={digest}"))
-            .send()
-            .await?
-    } else {
-        client
-            .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={digest}"))
-            .body(content)
-            .send()
-            .await?
-    };
-    anyhow::ensure!(resp.status() == 201, "commit: {}", resp.status());
-    Ok(digest)
-}
-
 async fn writer(base: String, round: usize, id: usize, acked: Arc<Mutex<Acknowledged>>) {
     let client = reqwest::Client::new();
     let repo = format!("crash/w{id}");
@@ -70,7 +26,8 @@ async fn writer(base: String, round: usize, id: usize, acked: Arc<Mutex<Acknowle
         let size = rand::rng().random_range(1..2 * 1024 * 1024);
         let mut content = vec![0u8; size];
         rand::rng().fill_bytes(&mut content);
-        let Ok(layer) = push_blob(&client, &base, &repo, content).await else {
+        let chunked = rand::rng().random_bool(0.5);
+        let Ok(layer) = push_blob(&client, &base, &repo, content, chunked).await else {
             return;
         };
         acked
@@ -80,7 +37,8 @@ async fn writer(base: String, round: usize, id: usize, acked: Arc<Mutex<Acknowle
             .push((repo.clone(), layer.clone()));
         let config = format!("{{\"n\":{n},\"w\":{id}}}").into_bytes();
         let config_len = config.len();
-        let Ok(config_digest) = push_blob(&client, &base, &repo, config).await else {
+        let chunked = rand::rng().random_bool(0.5);
+        let Ok(config_digest) = push_blob(&client, &base, &repo, config, chunked).await else {
             return;
         };
         let manifest = serde_json::json!({

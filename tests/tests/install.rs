@@ -5,20 +5,13 @@
 //! Security Standard.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quarry_e2e::cluster::ControlPlane;
 use quarry_e2e::workspace_root;
 
-fn wait(cp: &ControlPlane, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("{what}: not after {timeout:?}\n{}", cp.logs("operator"));
+fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
+    cp.wait_for(what, timeout, holds)
 }
 
 #[test]

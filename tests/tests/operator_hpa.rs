@@ -8,7 +8,7 @@
 //! reports; switched off, the HPA is deleted and the operator's replicas
 //! return; one replica, the budget goes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quarry_e2e::cluster::ControlPlane;
 use quarry_e2e::scale::{MINIO_PASSWORD, MINIO_USER, Minio};
@@ -22,8 +22,7 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
 }
 
 fn get(cp: &ControlPlane, what: &str, path: &str) -> String {
-    cp.kubectl_out(&["get", "-n", NS, what, "-o", &format!("jsonpath={path}")])
-        .unwrap_or_default()
+    cp.jsonpath(NS, what, path)
 }
 
 fn exists(cp: &ControlPlane, what: &str) -> bool {
@@ -32,28 +31,11 @@ fn exists(cp: &ControlPlane, what: &str) -> bool {
 
 /// (status, reason, message) of a condition of QuarryRegistry `cr`.
 fn condition(cp: &ControlPlane, cr: &str, type_: &str) -> (String, String, String) {
-    let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
-    let qreg = format!("qreg/{cr}");
-    (
-        get(cp, &qreg, &format!("{base}.status}}")),
-        get(cp, &qreg, &format!("{base}.reason}}")),
-        get(cp, &qreg, &format!("{base}.message}}")),
-    )
+    cp.qreg_condition(NS, cr, type_)
 }
 
-fn wait(cp: &ControlPlane, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!(
-        "{what}: not after {timeout:?}\n{}\n{}",
-        cp.logs("operator"),
-        cp.logs("kube-controller-manager")
-    );
+fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
+    cp.wait_for(what, timeout, holds)
 }
 
 fn reconciled_and_ready(cp: &ControlPlane, cr: &str) -> bool {

@@ -7,7 +7,7 @@
 //! replicas on a ReadWriteOnce volume are refused.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quarry_e2e::cluster::ControlPlane;
 use quarry_e2e::scale::{MINIO_PASSWORD, MINIO_USER, Minio};
@@ -22,28 +22,16 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
 }
 
 fn get(cp: &ControlPlane, what: &str, path: &str) -> String {
-    cp.kubectl_out(&["get", "-n", NS, what, "-o", &format!("jsonpath={path}")])
-        .unwrap_or_default()
+    cp.jsonpath(NS, what, path)
 }
 
 fn condition(cp: &ControlPlane, cr: &str, type_: &str) -> (String, String) {
-    let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
-    let qreg = format!("qreg/{cr}");
-    (
-        get(cp, &qreg, &format!("{base}.status}}")),
-        get(cp, &qreg, &format!("{base}.message}}")),
-    )
+    let (status, _, message) = cp.qreg_condition(NS, cr, type_);
+    (status, message)
 }
 
-fn wait(cp: &ControlPlane, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while started.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("{what}: not after {timeout:?}\n{}", cp.logs("operator"));
+fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
+    cp.wait_for(what, timeout, holds)
 }
 
 fn credentials_yaml(secret: &str) -> String {

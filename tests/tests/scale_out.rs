@@ -14,6 +14,7 @@ use quarry_e2e::conformance::{
 };
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::scale::{LoadBalancer, Minio, replicas};
+use quarry_e2e::uploads::{patch_chunk, push_blob};
 use quarry_e2e::{Registry, run, run_text, sha256};
 use rand::RngCore;
 
@@ -205,27 +206,6 @@ async fn start_session(client: &reqwest::Client, base: &str, repo: &str) -> Stri
     r.headers()["location"].to_str().unwrap().to_string()
 }
 
-async fn patch(
-    client: &reqwest::Client,
-    base: &str,
-    location: &str,
-    from: usize,
-    part: &[u8],
-) -> anyhow::Result<String> {
-    let r = client
-        .patch(format!("{base}{location}"))
-        .header(
-            "content-range",
-            format!("{}-{}", from, from + part.len() - 1),
-        )
-        .header("content-type", "application/octet-stream")
-        .body(part.to_vec())
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 202, "patch: {}", r.status());
-    Ok(r.headers()["location"].to_str()?.to_string())
-}
-
 #[test]
 fn an_upload_started_on_a_killed_replica_resumes_on_another() {
     let minio = Minio::start("resume");
@@ -239,7 +219,7 @@ fn an_upload_started_on_a_killed_replica_resumes_on_another() {
     let client = reqwest::Client::new();
     let location = rt.block_on(async {
         let location = start_session(&client, &a, "resume/app").await;
-        patch(&client, &a, &location, 0, &content[..1024 * 1024])
+        patch_chunk(&client, &a, &location, 0, &content[..1024 * 1024])
             .await
             .unwrap()
     });
@@ -248,7 +228,7 @@ fn an_upload_started_on_a_killed_replica_resumes_on_another() {
         let status = client.get(format!("{b}{location}")).send().await.unwrap();
         assert_eq!(status.status(), 204);
         assert_eq!(status.headers()["range"], "0-1048575");
-        let location = patch(&client, &b, &location, 1024 * 1024, &content[1024 * 1024..])
+        let location = patch_chunk(&client, &b, &location, 1024 * 1024, &content[1024 * 1024..])
             .await
             .unwrap();
         let done = client
@@ -267,32 +247,6 @@ fn an_upload_started_on_a_killed_replica_resumes_on_another() {
             .unwrap();
         assert!(got == content, "blob differs after the resume");
     });
-}
-
-async fn push_blob(
-    client: &reqwest::Client,
-    base: &str,
-    repo: &str,
-    content: Vec<u8>,
-) -> anyhow::Result<String> {
-    let digest = sha256(&content);
-    let location = {
-        let r = client
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 202, "start: {}", r.status());
-        r.headers()["location"].to_str()?.to_string()
-    };
-    let half = content.len() / 2;
-    let location = patch(client, base, &location, 0, &content[..half]).await?;
-    let location = patch(client, base, &location, half, &content[half..]).await?;
-    let r = client
-        .put(format!("{base}{location}?digest={digest}"))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status() == 201, "commit: {}", r.status());
-    Ok(digest)
 }
 
 /// A blob push the registry acknowledged: digest and content.
@@ -316,7 +270,15 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
             for n in 0..12 {
                 let mut content = vec![0u8; 512 * 1024 + n * 4099 + w];
                 rand::rng().fill_bytes(&mut content);
-                match push_blob(&client, &base, &format!("crash/w{w}"), content.clone()).await {
+                match push_blob(
+                    &client,
+                    &base,
+                    &format!("crash/w{w}"),
+                    content.clone(),
+                    true,
+                )
+                .await
+                {
                     Ok(digest) => acked.lock().unwrap().push((digest, content)),
                     Err(_) => failed.lock().unwrap().push(content),
                 }
@@ -355,7 +317,7 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
     rt.block_on(async {
         let client = reqwest::Client::new();
         for content in failed {
-            push_blob(&client, &survivor.url(), "crash/retry", content)
+            push_blob(&client, &survivor.url(), "crash/retry", content, true)
                 .await
                 .expect("retry on the surviving replica");
         }

@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# Helpers shared by hack/bench.sh and hack/bench-s3.sh (sourced). They read
+# the caller's globals: blob (file), digest, bytes (its size), runs.
+# shellcheck disable=SC2154  # those globals are set by the sourcing script
+
+# MiB/s for $bytes moved in $1 seconds.
+mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }
+best() { sort -g | head -1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b == 0 || b == "n/a") print "n/a"; else printf "%.2f", a / b }'; }
+
+# The absolute URL of an upload session's Location, with ?digest= added.
+session_url() { # base location digest
+  local url
+  case "$2" in http*) url=$2 ;; *) url=$1$2 ;; esac
+  case "$url" in *\?*) echo "$url&digest=$3" ;; *) echo "$url?digest=$3" ;; esac
+}
+
+# POST a session; print its Location.
+start_session() { # base repo
+  curl -s -D - -o /dev/null -X POST "$1/v2/$2/blobs/uploads/" | awk 'tolower($1)=="location:"{print $2}' | tr -d '\r'
+}
+
+# POST a session, then PUT the whole body: the one upload form every peer takes.
+push_once() { # base repo
+  local url
+  url=$(session_url "$1" "$(start_session "$1" "$2")" "$digest")
+  curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X PUT -H 'Content-Type: application/octet-stream' -T "$blob" "$url"
+}
+
+push_best() { # base
+  local base=$1 out code times=()
+  for i in $(seq 1 "$runs"); do
+    out=$(push_once "$base" "bench/push$i"); code=${out% *}
+    [ "$code" = 201 ] || { echo "bench: push to $base answered $code" >&2; exit 1; }
+    times+=("${out#* }")
+  done
+  printf '%s\n' "${times[@]}" | best
+}
+
+pull_best() { # url
+  local out code times=()
+  for _ in $(seq 1 "$runs"); do
+    out=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "$1")
+    code=${out% *}; [ "$code" = 200 ] || { echo "bench: GET $1 answered $code" >&2; exit 1; }
+    times+=("${out#* }")
+  done
+  printf '%s\n' "${times[@]}" | best
+}
