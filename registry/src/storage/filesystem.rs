@@ -20,15 +20,14 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 
 use super::{
     ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
-    StoredManifest, UploadStatus,
+    StoredManifest, UploadInfo, UploadStatus,
 };
 use crate::digest::{Algorithm, Digest, DigestHasher};
 use crate::names::{RepoName, Tag};
@@ -53,12 +52,6 @@ pub struct FilesystemStorage {
 struct SessionCache {
     /// sha256 of the first `hashed_len` bytes of the data file.
     hasher: Option<(u64, DigestHasher)>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct UploadInfo {
-    repository: String,
-    started_at_unix: u64,
 }
 
 impl FilesystemStorage {
@@ -184,13 +177,6 @@ fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<()>
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
-}
-
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn not_found_is_none<T>(r: std::io::Result<T>) -> std::io::Result<Option<T>> {
@@ -379,13 +365,9 @@ impl Storage for FilesystemStorage {
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let (id, info) = UploadInfo::start(repo);
         let dir = self.upload_dir(&id)?;
-        let info = UploadInfo {
-            repository: repo.as_str().to_string(),
-            started_at_unix: now_unix(),
-        };
-        let info = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        let info = info.to_json()?;
         let tmp = self.tmp_dir();
         blocking(move || {
             fs::create_dir_all(&dir)?;

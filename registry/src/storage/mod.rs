@@ -81,6 +81,35 @@ pub struct ReferrerDescriptor {
     pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// What every backend stores about an upload session (as `info.json`).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct UploadInfo {
+    pub repository: String,
+    pub started_at_unix: u64,
+}
+
+impl UploadInfo {
+    /// A new session of `repo`, started now; and a fresh session id (an
+    /// opaque UUID, safe in a URL and a path).
+    pub fn start(repo: &RepoName) -> (String, UploadInfo) {
+        let started_at_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        (
+            uuid::Uuid::new_v4().hyphenated().to_string(),
+            UploadInfo {
+                repository: repo.as_str().to_string(),
+                started_at_unix,
+            },
+        )
+    }
+
+    pub fn to_json(&self) -> std::io::Result<Vec<u8>> {
+        serde_json::to_vec(self).map_err(std::io::Error::other)
+    }
+}
+
 /// What an upload session looks like from outside.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadStatus {

@@ -37,12 +37,11 @@ use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
-use serde::{Deserialize, Serialize};
 
 use super::settings::S3Settings;
 use super::{
     ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
-    StoredManifest, UploadStatus,
+    StoredManifest, UploadInfo, UploadStatus,
 };
 use crate::digest::{Digest, DigestHasher};
 use crate::names::{RepoName, Tag};
@@ -69,12 +68,6 @@ pub struct ObjectStorage {
     describe: String,
     /// Signs download URLs (S3 only), for FEATURE_PROXY_STORAGE: false.
     signer: Option<Arc<dyn object_store::signer::Signer>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct UploadInfo {
-    repository: String,
-    started_at_unix: u64,
 }
 
 fn io(e: object_store::Error) -> StorageError {
@@ -542,12 +535,8 @@ impl Storage for ObjectStorage {
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let info = UploadInfo {
-            repository: repo.as_str().to_string(),
-            started_at_unix: now_unix(),
-        };
-        let info = serde_json::to_vec(&info).map_err(std::io::Error::other)?;
+        let (id, info) = UploadInfo::start(repo);
+        let info = info.to_json()?;
         self.put_bytes(&self.upload_prefix(&id).join("info.json"), info)
             .await?;
         Ok(id)
