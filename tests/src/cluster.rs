@@ -268,16 +268,21 @@ impl ControlPlane {
         )
     }
 
-    /// Poll `holds` every 200 ms until it is true; after `timeout`, fail
-    /// naming `what`, with the tails of the operator's and the controller
-    /// manager's logs.
-    pub fn wait_for(&self, what: &str, timeout: Duration, mut holds: impl FnMut() -> bool) {
+    /// Poll `holds` every 100 ms until it is true and return how long that
+    /// took; after `timeout`, fail naming `what`, with the tails of the
+    /// operator's and the controller manager's logs.
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut holds: impl FnMut() -> bool,
+    ) -> Duration {
         let started = Instant::now();
         while started.elapsed() < timeout {
             if holds() {
-                return;
+                return started.elapsed();
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
         }
         panic!(
             "{what}: not after {timeout:?}\n{}\n{}",

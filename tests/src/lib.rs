@@ -137,6 +137,8 @@ impl Registry {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
+        // wait_ready reads the "listening on" line, logged at info.
+        cmd.env("RUST_LOG", "info");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         self.child = Some(cmd.spawn().context("spawn quarry-registry")?);
         self.wait_ready(Duration::from_secs(20))
@@ -150,7 +152,11 @@ impl Registry {
             {
                 bail!("registry exited with {status}; log:\n{}", self.log_text());
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            // Our process says it listens (not just anything on the port:
+            // another process may have taken a port free_port handed out).
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.log_text().contains("listening on")
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -250,6 +256,36 @@ pub fn run(cmd: &mut Command) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{shown} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Run a command with `input` on its standard input; fail with its full
+/// output when it does not succeed.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("cannot write to {shown}: {e}"));
+    }
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{shown}: {e}"));
     if !out.status.success() {
         panic!(
             "{shown} failed with {}\n--- stdout\n{}\n--- stderr\n{}",

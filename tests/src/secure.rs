@@ -4,11 +4,11 @@
 //! signing secret.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
-use crate::{Registry, registry_binary};
+use crate::{Registry, registry_binary, run_with_stdin};
 
 /// A certificate authority for tests.
 pub struct TestCa {
@@ -55,19 +55,10 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// A bcrypt hash made by the registry binary's own CLI.
 pub fn hash_password(password: &str) -> String {
-    let mut child = Command::new(registry_binary())
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run quarry-registry hash-password");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{password}").expect("write password");
-    }
-    let out = child.wait_with_output().expect("hash-password output");
-    assert!(out.status.success(), "hash-password failed");
+    let out = run_with_stdin(
+        Command::new(registry_binary()).arg("hash-password"),
+        &format!("{password}\n"),
+    );
     String::from_utf8(out.stdout)
         .expect("utf-8")
         .trim()

@@ -30,31 +30,6 @@ fn fails(cmd: &mut Command) -> String {
     text
 }
 
-/// Run a command with `input` on its standard input; fail with its output.
-fn run_with_stdin(cmd: &mut Command, input: &str) {
-    use std::io::Write;
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let out = child.wait_with_output().expect("wait");
-    assert!(
-        out.status.success(),
-        "{shown} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Go clients (crane, cosign, helm, oras) trust the test CA through this.
 fn trust<'a>(cmd: &'a mut Command, registry: &SecureRegistry) -> &'a mut Command {
     cmd.env("SSL_CERT_FILE", &registry.ca_file)
@@ -117,7 +92,7 @@ fn helm_skopeo_oras_crane_and_cosign_log_in_and_work_over_https() {
     let dir = work.path();
 
     // helm: login with the CA file, push, pull.
-    run_with_stdin(
+    quarry_e2e::run_with_stdin(
         helm(dir)
             .args([
                 "registry",

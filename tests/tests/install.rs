@@ -11,7 +11,7 @@ use quarry_e2e::cluster::ControlPlane;
 use quarry_e2e::workspace_root;
 
 fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
-    cp.wait_for(what, timeout, holds)
+    cp.wait_for(what, timeout, holds);
 }
 
 #[test]

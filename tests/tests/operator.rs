@@ -48,18 +48,8 @@ impl Scenario {
         )
     }
 
-    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if f() {
-                return started.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "{what}: not after {timeout:?}\n{}",
-            self.cp.logs("operator")
-        );
+    fn wait(&self, what: &str, timeout: Duration, f: impl FnMut() -> bool) -> Duration {
+        self.cp.wait_for(what, timeout, f)
     }
 
     fn wait_ready(&self, ns: &str, name: &str) -> Duration {

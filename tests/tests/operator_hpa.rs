@@ -35,7 +35,7 @@ fn condition(cp: &ControlPlane, cr: &str, type_: &str) -> (String, String, Strin
 }
 
 fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
-    cp.wait_for(what, timeout, holds)
+    cp.wait_for(what, timeout, holds);
 }
 
 fn reconciled_and_ready(cp: &ControlPlane, cr: &str) -> bool {

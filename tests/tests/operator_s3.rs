@@ -31,7 +31,7 @@ fn condition(cp: &ControlPlane, cr: &str, type_: &str) -> (String, String) {
 }
 
 fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
-    cp.wait_for(what, timeout, holds)
+    cp.wait_for(what, timeout, holds);
 }
 
 fn credentials_yaml(secret: &str) -> String {

@@ -10,7 +10,7 @@
 //! pull-only robot cannot push.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use quarry_e2e::clients::{helm, skopeo};
 use quarry_e2e::cluster::{ControlPlane, PodFiles};
@@ -47,18 +47,8 @@ impl Scenario {
         )
     }
 
-    fn wait(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
-        let started = Instant::now();
-        while started.elapsed() < timeout {
-            if f() {
-                return started.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!(
-            "{what}: not after {timeout:?}\n{}",
-            self.cp.logs("operator")
-        );
+    fn wait(&self, what: &str, timeout: Duration, f: impl FnMut() -> bool) -> Duration {
+        self.cp.wait_for(what, timeout, f)
     }
 
     fn wait_ready(&self) {
