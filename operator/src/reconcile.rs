@@ -408,16 +408,7 @@ where
             apply(client, ns, obj, metrics).await?;
         }
         None => {
-            let api = Api::<K>::namespaced(client.clone(), ns);
-            if let Some(existing) = api.get_opt(name).await?
-                && existing
-                    .labels()
-                    .get("app.kubernetes.io/managed-by")
-                    .map(String::as_str)
-                    == Some(build::MANAGED_BY)
-            {
-                api.delete(name, &DeleteParams::default()).await?;
-            }
+            delete_if_ours(&Api::<K>::namespaced(client.clone(), ns), name).await?;
         }
     }
     Ok(())
@@ -546,6 +537,24 @@ async fn apply_generated(
     Ok(())
 }
 
+/// Delete `name` if it exists and carries our managed-by label (an object
+/// someone else made under that name is left alone).
+async fn delete_if_ours<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(existing) = api.get_opt(name).await?
+        && existing
+            .labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some(build::MANAGED_BY)
+    {
+        api.delete(name, &DeleteParams::default()).await?;
+    }
+    Ok(())
+}
+
 /// Apply an object of a type k8s-openapi does not have, or remove ours
 /// when its component is switched off.
 async fn apply_or_remove_dynamic(
@@ -570,15 +579,7 @@ async fn apply_or_remove_dynamic(
             Ok(Some(applied))
         }
         None => {
-            if let Some(existing) = api.get_opt(name).await?
-                && existing
-                    .labels()
-                    .get("app.kubernetes.io/managed-by")
-                    .map(String::as_str)
-                    == Some(build::MANAGED_BY)
-            {
-                api.delete(name, &DeleteParams::default()).await?;
-            }
+            delete_if_ours(&api, name).await?;
             Ok(None)
         }
     }

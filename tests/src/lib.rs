@@ -249,13 +249,8 @@ impl Drop for Registry {
     }
 }
 
-/// Run a command; fail with its full output when it does not succeed.
-pub fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+/// `out`, or a failure naming the command with its full output.
+fn succeeded(shown: &str, out: Output) -> Output {
     if !out.status.success() {
         panic!(
             "{shown} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -265,6 +260,16 @@ pub fn run(cmd: &mut Command) -> Output {
         );
     }
     out
+}
+
+/// Run a command; fail with its full output when it does not succeed.
+pub fn run(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    succeeded(&shown, out)
 }
 
 /// Run a command with `input` on its standard input; fail with its full
@@ -286,15 +291,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
     let out = child
         .wait_with_output()
         .unwrap_or_else(|e| panic!("{shown}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{shown} failed with {}\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
+    succeeded(&shown, out)
 }
 
 /// Run a command and return its stdout as text.
