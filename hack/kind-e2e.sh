@@ -124,6 +124,24 @@ t=$SECONDS
 say "operator pod Ready (Helm) in $((SECONDS - t))s"
 
 restricted "$ns"
+if [ -n "$node_image" ]; then
+  # kind's fallback provisioner (kubernetes.io/host-path) makes root-owned
+  # 0755 folders and, being hostPath, ignores the pod's fsGroup; kind's
+  # stock local-path provisioner makes them 0777. Provide the claim's
+  # volume the way local-path would.
+  "$engine" exec "$node" sh -c 'mkdir -p /var/local-path/registry-data && chmod 0777 /var/local-path/registry-data'
+  "$kubectl" apply -f - <<YAML
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-registry-data}
+spec:
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: standard
+  claimRef: {namespace: $ns, name: registry-data}
+  hostPath: {path: /var/local-path/registry-data, type: Directory}
+YAML
+fi
 t=$SECONDS
 "$kubectl" apply -n "$ns" -f "$root/deploy/examples/minimal.yaml"
 "$kubectl" wait -n "$ns" --for=condition=Ready qreg/registry --timeout=240s
@@ -174,7 +192,7 @@ say "helm: push and pull a chart"
 (cd "$work" && "$helm" create demo >/dev/null && "$helm" package demo >/dev/null)
 echo "$pass" | "$helm" registry login "$reg" --ca-file "$work/ca.crt" -u "$user" --password-stdin
 "$helm" push "$work/demo-0.1.0.tgz" "oci://$reg/charts" --ca-file "$work/ca.crt"
-"$helm" pull "oci://$reg/charts/demo" --version 0.1.0 --ca-file "$work/ca.crt" -d "$work/pulled"
+mkdir -p "$work/pulled" && "$helm" pull "oci://$reg/charts/demo" --version 0.1.0 --ca-file "$work/ca.crt" -d "$work/pulled"
 [ -f "$work/pulled/demo-0.1.0.tgz" ] || die "helm pull brought no chart"
 
 say "oras: an artifact and a referrer"
@@ -232,7 +250,7 @@ old_pod=$("$kubectl" get pods -n "$ns" -l app.kubernetes.io/name=quarry-registry
 forward
 after=$("$crane" digest "$reg/e2e/pause:1")
 [ "$after" = "$digest" ] || die "after the pod was replaced e2e/pause:1 is $after, was $digest"
-"$helm" pull "oci://$reg/charts/demo" --version 0.1.0 --ca-file "$work/ca.crt" -d "$work/pulled-again"
+mkdir -p "$work/pulled-again" && "$helm" pull "oci://$reg/charts/demo" --version 0.1.0 --ca-file "$work/ca.crt" -d "$work/pulled-again"
 
 # --- the operator restarting writes nothing ----------------------------------
 say "operator pod restart: nothing rewritten"
@@ -268,7 +286,7 @@ grep -q FEATURE_HELM_OCI_SUPPORT "$work/refusal" || { cat "$work/refusal" >&2; d
 # --- chart upgrade and uninstall; then kubectl apply -k deploy/ -----------------
 say "helm upgrade, then uninstall"
 "$helm" upgrade quarry-operator "$root/charts/quarry-operator" -n "$op_ns" --set logLevel=debug --wait --timeout 120s
-"$kubectl" get deploy -n "$op_ns" quarry-operator -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q debug ||
+[ "$("$kubectl" get deploy -n "$op_ns" quarry-operator -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="RUST_LOG")].value}')" = debug ] ||
   die "helm upgrade did not reach the operator's Deployment"
 "$helm" uninstall quarry-operator -n "$op_ns" --wait --timeout 120s
 "$kubectl" get qreg -n "$ns" registry >/dev/null || die "uninstalling the chart removed the QuarryRegistry (the CRD must stay)"

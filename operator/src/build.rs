@@ -414,6 +414,12 @@ pub fn build(cr: &QuarryRegistry, plan: &Plan, image_repository: &str) -> anyhow
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
+                        // A new volume is root's: without a group the
+                        // non-root registry cannot write its data.
+                        fs_group: plan.volume_group,
+                        fs_group_change_policy: plan
+                            .volume_group
+                            .map(|_| "OnRootMismatch".to_string()),
                         seccomp_profile: Some(SeccompProfile {
                             type_: "RuntimeDefault".into(),
                             localhost_profile: None,
@@ -721,6 +727,27 @@ mod tests {
         let loaded = quarry_registry::config::RegistryConfig::from_yaml(&yaml, None).unwrap();
         assert!(!loaded.config.feature_helm_oci_support);
         assert!(loaded.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn volumes_are_writable_for_the_image_group_except_where_openshift_assigns_one() {
+        let cr = cr(MINIMAL);
+        for (routes, want) in [(false, Some(65532)), (true, None)] {
+            let offers = crate::capabilities::Offers {
+                routes,
+                service_monitors: false,
+            };
+            let plan = validate(&cr.spec, &Bundle::None, "v", offers).unwrap();
+            let d = build(&cr, &plan, "img").unwrap();
+            let pod = d.deployment.spec.template.spec.unwrap();
+            let security = pod.security_context.unwrap();
+            assert_eq!(security.fs_group, want, "routes offered: {routes}");
+            assert_eq!(
+                security.fs_group_change_policy.is_some(),
+                want.is_some(),
+                "routes offered: {routes}"
+            );
+        }
     }
 
     #[test]

@@ -61,7 +61,15 @@ pub struct Plan {
     pub auth: AuthPlan,
     /// How the registry's port is secured.
     pub tls: TlsPlan,
+    /// The group the pod's volumes are made writable for (`fsGroup`):
+    /// the image's user 65532 on Kubernetes. `None` on OpenShift, whose
+    /// restricted SCC assigns the namespace's own group and refuses any
+    /// other.
+    pub volume_group: Option<i64>,
 }
+
+/// The user and group of the registry image (Containerfile `USER`).
+pub const IMAGE_GROUP: i64 = 65532;
 
 /// Where the registry's accounts come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -842,6 +850,7 @@ pub fn validate_with(
                 .unwrap_or_else(|| default_version.to_string()),
             auth,
             tls,
+            volume_group: (!offers.routes).then_some(IMAGE_GROUP),
         })
     } else {
         Err(errors)

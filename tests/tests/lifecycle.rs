@@ -118,7 +118,7 @@ async fn memory_does_not_grow_with_traffic() {
         let base = base.clone();
         async move {
             let blob = vec![(i % 251) as u8; 4 * 1024 * 1024];
-            let chunked = i % 2 == 0;
+            let chunked = i.is_multiple_of(2);
             let digest = push_blob(&client, &base, "memory/growth", blob, chunked)
                 .await
                 .unwrap();
