@@ -45,9 +45,9 @@ tools-kind: ## Build what real pods need: kind, the node image's parts, Debian's
 tools-bench: ## Build the tools `make bench` needs
 	$(TOOLS) install bench
 
-test: tools-test tools-k8s lint lint-files test-static ## Everything CI proves: lint, unit and e2e tests, with a one-line total
+test: tools-test tools-k8s tools-kind lint lint-files test-static ## Everything CI proves: lint, unit and e2e tests, real pods in kind, with a one-line total
 	@mkdir -p target
-	@set -o pipefail; $(MAKE) --no-print-directory test-unit test-e2e 2>&1 | tee target/test-output.log; \
+	@set -o pipefail; $(MAKE) --no-print-directory test-unit test-e2e kind-e2e 2>&1 | tee target/test-output.log; \
 	status=$$?; \
 	awk '/^test result:/ {p += $$4; f += $$6} /^kind-e2e: .*passed$$/ {k = "passed"} /^kind-e2e: FAILED/ {k = "FAILED"} \
 	  END {printf "tests: %d passed, %d failed; kind-e2e: %s\n", p, f, (k == "" ? "not run" : k)}' target/test-output.log; \

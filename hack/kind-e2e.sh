@@ -389,18 +389,20 @@ done
 # KILL_AT, force-delete one registry pod once that push has started. A
 # push crane reports done leaves a .status file; its output has the digest.
 push_range() {
-  local from=$1 to=$2 kill_at=${3:-} i victim
+  local from=$1 to=$2 kill_at=${3:-} i victim pids=()
   for i in $(seq "$from" "$to"); do
     (in_node /quarry-e2e/crane append -f "/quarry-e2e/layers/$i.tar" -t "$shared_host:5000/s3/img-$i:1" \
       >"$work/push-$i.out" 2>"$work/push-$i.err" && echo ok >"$work/push-$i.status") &
+    pids+=($!)
     if [ "$i" = "$kill_at" ]; then
       victim=$("$kubectl" get pods -n "$ns" -l app.kubernetes.io/instance=shared -o jsonpath='{.items[0].metadata.name}')
       "$kubectl" delete pod -n "$ns" "$victim" --grace-period=0 --force >/dev/null 2>&1
       say "killed $victim during the pushes"
     fi
-    if [ $((i % 8)) = 0 ]; then wait; fi
+    # Not a bare `wait`: that would also wait for the port-forward.
+    if [ $((i % 8)) = 0 ]; then wait "${pids[@]}" || true; pids=(); fi
   done
-  wait
+  if [ ${#pids[@]} -gt 0 ]; then wait "${pids[@]}" || true; fi
 }
 push_range 1 12
 for ip in $("$kubectl" get pods -n "$ns" -l app.kubernetes.io/instance=shared -o jsonpath='{range .items[*]}{.status.podIP}{"\n"}{end}'); do
