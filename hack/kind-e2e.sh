@@ -88,7 +88,7 @@ containerdConfigPatches:
 kubeadmConfigPatches:
 - |
   kind: ClusterConfiguration
-  etcd: {local: {imageTag: $(sed -n 's/^ETCD_VERSION=\([^ ]*\).*/\1/p' "$root/hack/tools.sh")}}
+  etcd: {local: {imageTag: $("$root/hack/tools.sh" version etcd)}}
 - |
   kind: KubeletConfiguration
   failCgroupV1: false

@@ -20,11 +20,19 @@ suite=${QUARRY_NODE_SUITE:-bookworm}
 die() { echo "kind-node-image: $*" >&2; exit 1; }
 path() { "$tools" path "$1"; }
 
-kube_version=$(sed -n 's/^KUBERNETES_VERSION=\([^ ]*\).*/\1/p' "$tools")
-etcd_version=$(sed -n 's/^ETCD_VERSION=\([^ ]*\).*/\1/p' "$tools")
-coredns_version=$(sed -n 's/^COREDNS_VERSION=\([^ ]*\).*/\1/p' "$tools")
-pause_version=$(sed -n 's/^PAUSE_VERSION=\([^ ]*\).*/\1/p' "$tools")
-key=$(cat "$0" "$tools" | sha256sum | cut -c1-12)
+version() { "$tools" version "$1"; }
+kube_version=$(version kubeadm)
+etcd_version=$(version etcd)
+coredns_version=$(version coredns)
+pause_version=$(version pause)
+node_tools=(kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd
+  containerd crictl cni-plugins coredns pause kind)
+# The key covers what the image is made of: this script and the cache path
+# (name, version and build flavour) of every tool it copies in.
+key=$({
+  cat "$0"
+  for t in "${node_tools[@]}"; do "$tools" path "$t" 2>/dev/null || echo "$t missing"; done
+} | sha256sum | cut -c1-12)
 node_image=quarry-kind-node:$kube_version-$key
 base_image=quarry-kind-base:$key
 
@@ -33,11 +41,10 @@ if "$engine" image inspect "$node_image" >/dev/null 2>&1; then
   exit 0
 fi
 
-for t in kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy etcd \
-  containerd crictl cni-plugins coredns pause kind; do
+for t in "${node_tools[@]}"; do
   path "$t" >/dev/null || die "$t is missing: run hack/tools.sh install k8s kind"
 done
-kind_dir=$(go mod download -json "sigs.k8s.io/kind@$(sed -n 's/^KIND_VERSION=\([^ ]*\).*/\1/p' "$tools")" |
+kind_dir=$(go mod download -json "sigs.k8s.io/kind@$(version kind)" |
   sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
 [ -d "$kind_dir/images/base/files" ] || die "kind's base image files are not in the Go module cache"
 

@@ -9,6 +9,7 @@
 #   hack/tools.sh install test|k8s|kind|bench|all   build what is missing
 #   hack/tools.sh install NAME...           build just those tools
 #   hack/tools.sh path NAME                 print a tool's binary path
+#   hack/tools.sh version NAME              print a tool's pinned upstream version
 #   hack/tools.sh env                       print export QUARRY_TOOL_<NAME>=<path> lines
 set -euo pipefail
 
@@ -343,6 +344,13 @@ case "$cmd" in
     [ -x "$p" ] || die "$2 is not installed ($p); run: hack/tools.sh install all"
     echo "$p"
     ;;
+  version)
+    # The upstream version (for image tags, kubeadm's etcd tag): without the
+    # "-stamped" suffix that marks how the Kubernetes binaries are built.
+    [ -n "${2:-}" ] || die "usage: tools.sh version NAME"
+    v=$(version_of "$2")
+    echo "${v%-stamped}"
+    ;;
   env)
     for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
       p=$(bin_path "$t")
@@ -353,7 +361,7 @@ case "$cmd" in
     done
     ;;
   *)
-    echo "usage: hack/tools.sh install test|k8s|kind|bench|all | path NAME | env" >&2
+    echo "usage: hack/tools.sh install test|k8s|kind|bench|all | path NAME | version NAME | env" >&2
     exit 2
     ;;
 esac
