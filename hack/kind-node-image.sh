@@ -200,12 +200,28 @@ for _ in $(seq 1 30); do
   if "$engine" exec "$build_container" ctr version >/dev/null 2>&1; then break; fi
   sleep 1
 done
-"$engine" save "${images[@]}" |
-  "$engine" exec -i "$build_container" ctr -n k8s.io images import --label=io.cri-containerd.pinned=pinned \
-    --all-platforms --no-unpack --digests - >/dev/null
-for img in "${images[@]}"; do
-  "$engine" exec "$build_container" ctr -n k8s.io images ls -q | grep -qx "$img" || die "$img did not arrive in the node's containerd"
+# Import, then check that each image is there; on a machine under load a
+# first import has been seen to leave one out (with exit status 0), so the
+# missing ones are imported again before giving up.
+missing=("${images[@]}")
+for attempt in 1 2 3; do
+  "$engine" save "${missing[@]}" |
+    "$engine" exec -i "$build_container" ctr -n k8s.io images import --label=io.cri-containerd.pinned=pinned \
+      --all-platforms --no-unpack --digests - >"$work/import.log" 2>&1 || true
+  present=$("$engine" exec "$build_container" ctr -n k8s.io images ls -q)
+  still=()
+  for img in "${missing[@]}"; do
+    grep -qx "$img" <<<"$present" || still+=("$img")
+  done
+  [ "${#still[@]}" -eq 0 ] && break
+  log "attempt $attempt: not in the node's containerd yet: ${still[*]}"
+  missing=("${still[@]}")
+  sleep 2
 done
+if [ "${#still[@]}" -ne 0 ]; then
+  tail -20 "$work/import.log" >&2
+  die "${still[*]} did not arrive in the node's containerd (ctr import output above)"
+fi
 "$engine" exec "$build_container" pkill containerd || true
 sleep 2
 "$engine" commit --change 'ENTRYPOINT [ "/usr/local/bin/entrypoint", "/sbin/init" ]' "$build_container" "$node_image" >/dev/null

@@ -14,16 +14,18 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
 use quarry_registry::auth::accounts::ACCOUNTS_FILE_KEY;
 
-use crate::build::{
-    REGISTRY_PORT, auth_secret_name, ca_config_map_name, ca_secret_name, credentials_secret_name,
-    meta, pull_secret_name, registry_name, tls_secret_name,
-};
-use crate::crd::QuarryRegistry;
+use crate::components::auth::AuthPlan;
+use crate::components::tls::TlsPlan;
+use crate::crd::{ComponentKind, QuarryRegistry};
 use crate::credentials::{
     Credentials, MIN_TOKEN_KEY_LEN, TOKEN_KEY, random_token_key, source_fingerprint,
 };
+use crate::names::{
+    auth_secret_name, ca_config_map_name, ca_secret_name, credentials_secret_name, meta,
+    pull_secret_name, registry_name, service_host, tls_secret_name,
+};
 use crate::pki::{self, CaPair, CertInfo, LeafPair};
-use crate::validate::{AuthPlan, Plan, TlsPlan};
+use crate::plan::Plan;
 
 /// Annotation of the auth Secret: what its accounts file was made from.
 pub const ACCOUNTS_SOURCE_ANNOTATION: &str = "quarry.dev/accounts-source-sha256";
@@ -43,8 +45,10 @@ pub struct Existing {
 /// What to apply, and what status reports about it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Generated {
-    /// In apply order.
-    pub secrets: Vec<Secret>,
+    /// The generated accounts' Secrets and the registry's auth Secret.
+    pub auth_secrets: Vec<Secret>,
+    /// The managed CA's and the serving certificate's Secrets.
+    pub tls_secrets: Vec<Secret>,
     pub ca_config_map: Option<ConfigMap>,
     /// The managed serving certificate.
     pub certificate: Option<CertInfo>,
@@ -63,19 +67,38 @@ fn text(data: Option<&BTreeMap<String, Vec<u8>>>, key: &str) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+impl Generated {
+    /// Every generated Secret: the auth ones, then the TLS ones.
+    pub fn secrets(&self) -> Vec<&Secret> {
+        self.auth_secrets.iter().chain(&self.tls_secrets).collect()
+    }
+}
+
+/// A generated Secret, labelled as part of `part`. The auth Secrets carry
+/// the registry component's override labels, the TLS ones the tls
+/// component's.
 fn secret(
     cr: &QuarryRegistry,
     plan: &Plan,
     name: String,
-    component: &str,
+    part: &str,
     type_: &str,
     data: BTreeMap<String, Vec<u8>>,
 ) -> Secret {
     Secret {
-        metadata: meta(cr, name, component, plan),
+        metadata: meta(cr, name, part, plan.overrides(owning_kind(part))),
         type_: Some(type_.into()),
         data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
         ..Secret::default()
+    }
+}
+
+/// The component whose overrides label a generated object.
+fn owning_kind(part: &str) -> ComponentKind {
+    if part == "tls" {
+        ComponentKind::Tls
+    } else {
+        ComponentKind::Registry
     }
 }
 
@@ -113,11 +136,7 @@ pub fn tls_names(cr: &QuarryRegistry, plan: &Plan, route_host: Option<&str>) -> 
 
 /// The hosts the robot's pull secret answers for.
 pub fn pull_hosts(cr: &QuarryRegistry, plan: &Plan, route_host: Option<&str>) -> Vec<String> {
-    let mut hosts = vec![format!(
-        "{}.{}.svc:{REGISTRY_PORT}",
-        registry_name(cr),
-        cr.namespace().unwrap_or_default()
-    )];
+    let mut hosts = vec![service_host(cr)];
     hosts.extend(plan.registry_config.server_hostname.clone());
     hosts.extend(route_host.map(str::to_string));
     hosts.sort();
@@ -135,6 +154,22 @@ pub fn generate(
     now: i64,
 ) -> Result<Generated, String> {
     let mut out = Generated::default();
+    generate_accounts(cr, plan, existing, route_host, &mut out)?;
+    if plan.tls == TlsPlan::Managed {
+        generate_certificates(cr, plan, existing, route_host, now, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The generated admin and robot (kept once made), their pull Secret, and
+/// the auth Secret the registry mounts (accounts file and token key).
+fn generate_accounts(
+    cr: &QuarryRegistry,
+    plan: &Plan,
+    existing: &Existing,
+    route_host: Option<&str>,
+    out: &mut Generated,
+) -> Result<(), String> {
     let auth_data = existing.auth.as_ref().map(|(d, _)| d);
     let auth_source = existing
         .auth
@@ -154,7 +189,7 @@ pub fn generate(
                 _ => credentials.accounts_yaml()?,
             };
             let name = credentials_secret_name(cr);
-            out.secrets.push(secret(
+            out.auth_secrets.push(secret(
                 cr,
                 plan,
                 name.clone(),
@@ -164,7 +199,7 @@ pub fn generate(
             ));
             out.credentials_secret = Some(name);
             let pull = pull_secret_name(cr);
-            out.secrets.push(secret(
+            out.auth_secrets.push(secret(
                 cr,
                 plan,
                 pull.clone(),
@@ -204,86 +239,102 @@ pub fn generate(
             ACCOUNTS_SOURCE_ANNOTATION.to_string(),
             fingerprint,
         )]));
-        out.secrets.push(auth);
+        out.auth_secrets.push(auth);
     }
 
-    if plan.tls == TlsPlan::Managed {
-        let stored_ca = match (
-            text(existing.ca.as_ref(), "ca.crt"),
-            text(existing.ca.as_ref(), "ca.key"),
-        ) {
-            (Some(cert_pem), Some(key_pem)) => Some(CaPair { cert_pem, key_pem }),
-            _ => None,
-        };
-        let ca = match stored_ca {
-            Some(ca) => match pki::ca_problem(&ca, now) {
-                None => ca,
-                Some(why) => {
-                    out.new_ca_because = Some(why);
-                    pki::new_ca(&ca_common_name(cr), now)?
-                }
-            },
-            None => pki::new_ca(&ca_common_name(cr), now)?,
-        };
-        let names = tls_names(cr, plan, route_host);
-        let stored_leaf = match (
-            text(existing.tls.as_ref(), "tls.crt"),
-            text(existing.tls.as_ref(), "tls.key"),
-        ) {
-            (Some(cert_pem), Some(key_pem)) => Some(LeafPair { cert_pem, key_pem }),
-            _ => None,
-        };
-        let common_name = format!(
-            "{}.{}.svc",
-            registry_name(cr),
-            cr.namespace().unwrap_or_default()
-        );
-        let leaf = match stored_leaf {
-            Some(leaf) => match pki::leaf_problem(&leaf, &ca, &names, now) {
-                None => leaf,
-                Some(why) => {
-                    out.issued_because = Some(why);
-                    pki::issue(&ca, &common_name, &names, now)?
-                }
-            },
-            None => {
-                out.issued_because = Some("no serving certificate yet".into());
+    Ok(())
+}
+
+/// The managed CA (kept while good) and the serving certificate (renewed
+/// when due or when its names change), and the CA's public ConfigMap.
+fn generate_certificates(
+    cr: &QuarryRegistry,
+    plan: &Plan,
+    existing: &Existing,
+    route_host: Option<&str>,
+    now: i64,
+    out: &mut Generated,
+) -> Result<(), String> {
+    let stored_ca = match (
+        text(existing.ca.as_ref(), "ca.crt"),
+        text(existing.ca.as_ref(), "ca.key"),
+    ) {
+        (Some(cert_pem), Some(key_pem)) => Some(CaPair { cert_pem, key_pem }),
+        _ => None,
+    };
+    let ca = match stored_ca {
+        Some(ca) => match pki::ca_problem(&ca, now) {
+            None => ca,
+            Some(why) => {
+                out.new_ca_because = Some(why);
+                pki::new_ca(&ca_common_name(cr), now)?
+            }
+        },
+        None => pki::new_ca(&ca_common_name(cr), now)?,
+    };
+    let names = tls_names(cr, plan, route_host);
+    let stored_leaf = match (
+        text(existing.tls.as_ref(), "tls.crt"),
+        text(existing.tls.as_ref(), "tls.key"),
+    ) {
+        (Some(cert_pem), Some(key_pem)) => Some(LeafPair { cert_pem, key_pem }),
+        _ => None,
+    };
+    let common_name = format!(
+        "{}.{}.svc",
+        registry_name(cr),
+        cr.namespace().unwrap_or_default()
+    );
+    let leaf = match stored_leaf {
+        Some(leaf) => match pki::leaf_problem(&leaf, &ca, &names, now) {
+            None => leaf,
+            Some(why) => {
+                out.issued_because = Some(why);
                 pki::issue(&ca, &common_name, &names, now)?
             }
-        };
-        out.certificate = Some(pki::inspect(&leaf.cert_pem)?);
-        out.secrets.push(secret(
+        },
+        None => {
+            out.issued_because = Some("no serving certificate yet".into());
+            pki::issue(&ca, &common_name, &names, now)?
+        }
+    };
+    out.certificate = Some(pki::inspect(&leaf.cert_pem)?);
+    out.tls_secrets.push(secret(
+        cr,
+        plan,
+        ca_secret_name(cr),
+        "tls",
+        "Opaque",
+        BTreeMap::from([
+            ("ca.crt".to_string(), ca.cert_pem.clone().into_bytes()),
+            ("ca.key".to_string(), ca.key_pem.into_bytes()),
+        ]),
+    ));
+    out.tls_secrets.push(secret(
+        cr,
+        plan,
+        tls_secret_name(cr),
+        "tls",
+        "kubernetes.io/tls",
+        BTreeMap::from([
+            ("tls.crt".to_string(), leaf.cert_pem.into_bytes()),
+            ("tls.key".to_string(), leaf.key_pem.into_bytes()),
+            ("ca.crt".to_string(), ca.cert_pem.clone().into_bytes()),
+        ]),
+    ));
+    let cm_name = ca_config_map_name(cr);
+    out.ca_config_map = Some(ConfigMap {
+        metadata: meta(
             cr,
-            plan,
-            ca_secret_name(cr),
+            cm_name.clone(),
             "tls",
-            "Opaque",
-            BTreeMap::from([
-                ("ca.crt".to_string(), ca.cert_pem.clone().into_bytes()),
-                ("ca.key".to_string(), ca.key_pem.into_bytes()),
-            ]),
-        ));
-        out.secrets.push(secret(
-            cr,
-            plan,
-            tls_secret_name(cr),
-            "tls",
-            "kubernetes.io/tls",
-            BTreeMap::from([
-                ("tls.crt".to_string(), leaf.cert_pem.into_bytes()),
-                ("tls.key".to_string(), leaf.key_pem.into_bytes()),
-                ("ca.crt".to_string(), ca.cert_pem.clone().into_bytes()),
-            ]),
-        ));
-        let cm_name = ca_config_map_name(cr);
-        out.ca_config_map = Some(ConfigMap {
-            metadata: meta(cr, cm_name.clone(), "tls", plan),
-            data: Some(BTreeMap::from([("ca.crt".to_string(), ca.cert_pem)])),
-            ..ConfigMap::default()
-        });
-        out.ca_config_map_name = Some(cm_name);
-    }
-    Ok(out)
+            plan.overrides(ComponentKind::Tls),
+        ),
+        data: Some(BTreeMap::from([("ca.crt".to_string(), ca.cert_pem)])),
+        ..ConfigMap::default()
+    });
+    out.ca_config_map_name = Some(cm_name);
+    Ok(())
 }
 
 fn ca_common_name(cr: &QuarryRegistry) -> String {
@@ -312,8 +363,8 @@ pub fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
 /// What `generate` made, as `Existing` (what the next reconcile reads).
 pub fn as_existing(g: &Generated, cr: &QuarryRegistry) -> Existing {
     let find = |name: String| {
-        g.secrets
-            .iter()
+        g.secrets()
+            .into_iter()
             .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
     };
     Existing {
@@ -332,7 +383,7 @@ pub fn as_existing(g: &Generated, cr: &QuarryRegistry) -> Existing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::{Inputs, Referenced, validate, validate_with};
+    use crate::plan::{Inputs, Referenced, plan as validate, plan_with as validate_with};
 
     const NOW: i64 = 1_800_000_000;
 
@@ -346,7 +397,7 @@ mod tests {
     }
 
     fn names(g: &Generated) -> Vec<String> {
-        g.secrets
+        g.secrets()
             .iter()
             .map(|s| s.metadata.name.clone().unwrap())
             .collect()
@@ -357,7 +408,7 @@ mod tests {
         let cr = cr("{serverHostname: 'registry.example.com:8443'}");
         let plan = validate(
             &cr.spec,
-            &crate::validate::Bundle::None,
+            &crate::plan::Bundle::None,
             "v",
             Default::default(),
         )
@@ -394,7 +445,7 @@ mod tests {
         }
         // Read back: nothing changes (no writes on a resync).
         let again = generate(&cr, &plan, &as_existing(&first, &cr), None, NOW + 3600).unwrap();
-        assert_eq!(again.secrets, first.secrets);
+        assert_eq!(again.secrets(), first.secrets());
         assert_eq!(again.ca_config_map, first.ca_config_map);
         assert_eq!(again.issued_because, None);
         // Due for renewal: a new serving certificate from the same CA, same
@@ -414,8 +465,8 @@ mod tests {
                 .unwrap()
                 .contains("expires in 29 days")
         );
-        assert_eq!(later.secrets[..4], first.secrets[..4]);
-        assert_ne!(later.secrets[4], first.secrets[4]);
+        assert_eq!(later.secrets()[..4], first.secrets()[..4]);
+        assert_ne!(later.secrets()[4], first.secrets()[4]);
         // A Route host joins the names: reissued.
         let routed = generate(
             &cr,
@@ -443,12 +494,12 @@ mod tests {
                 "accounts.yaml".to_string(),
                 yaml.as_bytes().to_vec(),
             )])),
-            ..Inputs::bundle(crate::validate::Bundle::None)
+            ..Inputs::bundle(crate::plan::Bundle::None)
         };
         let plan = validate_with(&cr.spec, &inputs, "v", Default::default()).unwrap();
         let g = generate(&cr, &plan, &Existing::default(), None, NOW).unwrap();
         assert_eq!(names(&g), ["demo-registry-auth"]);
-        let data = secret_data(&g.secrets[0]);
+        let data = secret_data(g.secrets()[0]);
         assert_eq!(data["accounts.yaml"], yaml.as_bytes());
         assert!(data["token.key"].len() >= 32);
         assert!(g.ca_config_map.is_none() && g.credentials_secret.is_none());

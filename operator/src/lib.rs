@@ -1,15 +1,23 @@
 //! Quarry operator: reconciles `QuarryRegistry` resources into running
-//! registries. The pipeline is dereference -> validate -> build -> apply ->
-//! status; `validate` and `build` are pure and unit-tested.
+//! registries. The pipeline is dereference -> plan -> build -> apply ->
+//! status (`reconcile`); each part of a registry is a component under
+//! `components/`, which owns its piece of every step. `plan` and `build`
+//! are pure and unit-tested. See docs/architecture.md.
 
 pub mod build;
 pub mod capabilities;
+pub mod components;
 pub mod controller;
 pub mod crd;
 pub mod credentials;
+pub mod dereference;
+pub mod error;
 pub mod generated;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod pki;
+pub mod plan;
 pub mod reconcile;
-pub mod validate;
+pub mod resources;
+pub mod status;

@@ -19,6 +19,8 @@ pub struct OperatorMetrics {
     pub reconcile_seconds: Histogram,
     pub errors: Counter,
     pub applies: Counter,
+    /// Objects deleted because the build no longer makes them.
+    pub deletes: Counter,
     pub status_writes: Counter,
 }
 
@@ -29,6 +31,7 @@ impl Default for OperatorMetrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 4.0, 10));
         let errors = Counter::default();
         let applies = Counter::default();
+        let deletes = Counter::default();
         let status_writes = Counter::default();
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register(
@@ -43,6 +46,11 @@ impl Default for OperatorMetrics {
             applies.clone(),
         );
         registry.register(
+            "orphan_deletes",
+            "Objects deleted because the resource no longer needs them",
+            deletes.clone(),
+        );
+        registry.register(
             "status_writes",
             "Status updates written",
             status_writes.clone(),
@@ -53,6 +61,7 @@ impl Default for OperatorMetrics {
             reconcile_seconds,
             errors,
             applies,
+            deletes,
             status_writes,
         }
     }

@@ -141,9 +141,9 @@ fn examples_are_valid_resources() {
     .expect("alm-examples is a JSON array of QuarryRegistry");
     assert!(!examples.is_empty());
     for example in examples {
-        quarry_operator::validate::validate(
+        quarry_operator::plan::plan(
             &example.spec,
-            &quarry_operator::validate::Bundle::None,
+            &quarry_operator::plan::Bundle::None,
             "v",
             Default::default(),
         )

@@ -15,7 +15,7 @@ use crate::auth::Auth;
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
 use crate::storage::settings::StorageSettings;
-use crate::storage::{FilesystemStorage, ObjectStorage, Storage};
+use crate::storage::{FilesystemStorage, ObjectStorage, S3Credentials, Storage};
 
 /// How often stale upload sessions are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -29,7 +29,7 @@ pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>>
             Ok(Arc::new(storage))
         }
         StorageSettings::S3(settings) => {
-            let storage = ObjectStorage::s3(&settings)?;
+            let storage = ObjectStorage::s3(&settings, S3Credentials::AlsoFromEnvironment)?;
             tracing::info!(storage = storage.describe(), "using S3-compatible storage");
             Ok(Arc::new(storage))
         }

@@ -17,7 +17,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use filesystem::FilesystemStorage;
-pub use object::{ObjectStorage, probe_s3};
+pub use object::{ObjectStorage, S3Credentials, probe_s3};
 
 use crate::digest::Digest;
 use crate::names::{RepoName, Tag};

@@ -100,6 +100,16 @@ struct Chunk {
     location: Path,
 }
 
+/// Where S3 credentials may come from besides the settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Credentials {
+    /// Also the process environment (AWS_ACCESS_KEY_ID, AWS_SESSION_TOKEN,
+    /// web identity, ...): the registry pods, which get their keys that way.
+    AlsoFromEnvironment,
+    /// Only the settings' keys: a probe of someone else's bucket.
+    OnlyFromSettings,
+}
+
 impl ObjectStorage {
     /// A backend over any object store (tests use the in-memory one).
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, describe: String) -> ObjectStorage {
@@ -113,8 +123,12 @@ impl ObjectStorage {
     }
 
     /// An S3-compatible bucket. Nothing is contacted yet: `ready()` checks.
-    pub fn s3(settings: &S3Settings) -> anyhow::Result<ObjectStorage> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
+    pub fn s3(settings: &S3Settings, credentials: S3Credentials) -> anyhow::Result<ObjectStorage> {
+        let builder = match credentials {
+            S3Credentials::AlsoFromEnvironment => object_store::aws::AmazonS3Builder::from_env(),
+            S3Credentials::OnlyFromSettings => object_store::aws::AmazonS3Builder::new(),
+        };
+        let mut builder = builder
             .with_bucket_name(&settings.bucket)
             .with_region(&settings.region)
             .with_virtual_hosted_style_request(!settings.path_style);
@@ -453,7 +467,10 @@ impl ObjectStorage {
 /// Check that the bucket takes writes with these settings, within `within`:
 /// what the operator runs before a rollout. The error says where and why.
 pub async fn probe_s3(settings: &S3Settings, within: Duration) -> Result<(), String> {
-    let storage = ObjectStorage::s3(settings).map_err(|e| format!("{e:#}"))?;
+    // The prober (the operator) checks a user's bucket with the user's keys
+    // only: its own AWS_* environment must not stand in for them.
+    let storage = ObjectStorage::s3(settings, S3Credentials::OnlyFromSettings)
+        .map_err(|e| format!("{e:#}"))?;
     match tokio::time::timeout(within, storage.ready()).await {
         Err(_) => Err(format!(
             "{}: no answer within {} s",

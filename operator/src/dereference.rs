@@ -1,0 +1,168 @@
+//! dereference: read what a resource points at (its config bundle,
+//! accounts, certificate and object-storage Secrets, with a probe of the
+//! bucket) and the operator's own generated Secrets, which are kept across
+//! reconciles. The only reads before planning.
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::core::DynamicObject;
+use kube::{Api, Client};
+
+use crate::capabilities::ClusterApis;
+use crate::components::route::route_host;
+use crate::components::storage::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, s3_settings};
+use crate::crd::QuarryRegistry;
+use crate::error::Error;
+use crate::generated::{self, Existing};
+use crate::names;
+use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced};
+
+/// How long the operator waits for the object store when it probes it.
+const OBJECT_STORAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What dereference read.
+pub struct Read {
+    pub inputs: Inputs,
+    pub existing: Existing,
+    /// The host of the Route we manage, as it is now.
+    pub route_host: Option<String>,
+}
+
+/// Read everything the plan and the generated objects depend on.
+pub async fn dereference(
+    cr: &QuarryRegistry,
+    client: &Client,
+    ns: &str,
+    apis: &ClusterApis,
+) -> Result<Read, Error> {
+    let secrets = Secrets {
+        api: Api::namespaced(client.clone(), ns),
+        ns,
+    };
+    let spec = &cr.spec;
+    let bundle = match &spec.config_bundle_secret {
+        None => Bundle::None,
+        Some(name) => match secrets.get(name).await? {
+            None => Bundle::Missing(format!("Secret {name:?} not found in namespace {ns}")),
+            Some(s) => match generated::secret_data(&s).get("config.yaml") {
+                Some(bytes) => Bundle::Found(String::from_utf8_lossy(bytes).into_owned()),
+                None => Bundle::Missing(format!("Secret {name:?} has no key config.yaml")),
+            },
+        },
+    };
+    let accounts_secret = spec.auth.as_ref().and_then(|a| a.accounts_secret.as_ref());
+    let certificate_secret = spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.certificate_secret.as_ref());
+    let inputs = Inputs {
+        bundle,
+        accounts: secrets.referenced(accounts_secret).await?,
+        certificate: secrets.referenced(certificate_secret).await?,
+        object_storage: check_object_storage(cr, &secrets).await?,
+        now: Timestamp::now().as_second(),
+    };
+    let data = |s: Option<Secret>| s.as_ref().map(generated::secret_data);
+    let auth = secrets.get(&names::auth_secret_name(cr)).await?;
+    let existing = Existing {
+        credentials: data(secrets.get(&names::credentials_secret_name(cr)).await?),
+        auth: auth.as_ref().map(|s| {
+            (
+                generated::secret_data(s),
+                s.metadata.annotations.clone().unwrap_or_default(),
+            )
+        }),
+        ca: data(secrets.get(&names::ca_secret_name(cr)).await?),
+        tls: data(secrets.get(&names::tls_secret_name(cr)).await?),
+    };
+    let mut route_host_now = None;
+    if let Some(ar) = &apis.route {
+        let name = names::registry_name(cr);
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, ar);
+        route_host_now = api
+            .get_opt(&name)
+            .await
+            .map_err(|source| Error::Read {
+                object: format!("Route {ns}/{name}"),
+                source,
+            })?
+            .as_ref()
+            .and_then(route_host);
+    }
+    Ok(Read {
+        inputs,
+        existing,
+        route_host: route_host_now,
+    })
+}
+
+/// Secrets of one namespace, read with errors that name them.
+struct Secrets<'a> {
+    api: Api<Secret>,
+    ns: &'a str,
+}
+
+impl Secrets<'_> {
+    async fn get(&self, name: &str) -> Result<Option<Secret>, Error> {
+        self.api.get_opt(name).await.map_err(|source| Error::Read {
+            object: format!("Secret {}/{name}", self.ns),
+            source,
+        })
+    }
+
+    /// A Secret the resource references, or why it cannot be used.
+    async fn referenced(&self, name: Option<&String>) -> Result<Referenced, Error> {
+        let Some(name) = name else {
+            return Ok(Referenced::None);
+        };
+        Ok(match self.get(name).await? {
+            None => Referenced::Missing(format!(
+                "Secret {name:?} not found in namespace {}",
+                self.ns
+            )),
+            Some(s) => Referenced::Found(generated::secret_data(&s)),
+        })
+    }
+}
+
+/// Read spec.objectStorage's credentials and probe the bucket with them
+/// (a write and a delete), so a bucket the registry could not use is
+/// refused before anything rolls out.
+async fn check_object_storage(
+    cr: &QuarryRegistry,
+    secrets: &Secrets<'_>,
+) -> Result<ObjectStorageCheck, Error> {
+    let Some(object) = &cr.spec.object_storage else {
+        return Ok(ObjectStorageCheck::NotSet);
+    };
+    let name = &object.credentials_secret;
+    let data = match secrets.referenced(Some(name)).await? {
+        Referenced::Found(data) => data,
+        Referenced::Missing(why) => return Ok(ObjectStorageCheck::CredentialsUnusable(why)),
+        Referenced::None => return Ok(ObjectStorageCheck::NotSet),
+    };
+    let key = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let (Some(access), Some(secret)) = (key(ACCESS_KEY_ID), key(SECRET_ACCESS_KEY)) else {
+        return Ok(ObjectStorageCheck::CredentialsUnusable(format!(
+            "Secret {name:?} needs the keys {ACCESS_KEY_ID} and {SECRET_ACCESS_KEY}"
+        )));
+    };
+    let credentials_hash = {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(access.as_bytes());
+        h.update([0]);
+        h.update(secret.as_bytes());
+        hex::encode(&h.finalize()[..8])
+    };
+    let settings = s3_settings(object, Some((access, secret)));
+    let result = quarry_registry::storage::probe_s3(&settings, OBJECT_STORAGE_PROBE).await;
+    Ok(ObjectStorageCheck::Probed {
+        result,
+        credentials_hash,
+    })
+}
