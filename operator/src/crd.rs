@@ -306,10 +306,15 @@ pub struct Overrides {
     /// Tolerations of the registry pods (registry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Extra labels on the component's objects and pods.
+    /// Extra labels on the objects the component makes (registry: its
+    /// Deployment and pods, Service, ServiceAccount, budget, config and
+    /// auth Secrets; storage: the claim; tls: the CA and certificate
+    /// Secrets and the CA ConfigMap; route, ingress, hpa, monitoring: their
+    /// object). The operator's own app.kubernetes.io labels win a clash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    /// Extra annotations on the component's objects and pods.
+    /// Extra annotations on the objects the component makes (registry: also
+    /// the pod template, so a change rolls the pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// Size of the volume (storage), e.g. 50Gi. Default 10Gi.

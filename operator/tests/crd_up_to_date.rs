@@ -1,19 +1,28 @@
-//! The checked-in CRD must be what the Rust types generate (`make crds`).
+//! The checked-in CRD, and each copy `make crds` writes, must be what the
+//! Rust types generate.
 
 use kube::CustomResourceExt;
 
+/// Every file `make crds` writes.
+const COPIES: [&str; 4] = [
+    "crds/quarryregistries.quarry.dev.yaml",
+    "deploy/crd/quarryregistries.quarry.dev.yaml",
+    "charts/quarry-operator/crds/quarryregistries.quarry.dev.yaml",
+    "deploy/olm/manifests/quarryregistries.quarry.dev.yaml",
+];
+
 #[test]
-fn checked_in_crd_matches_the_types() {
+fn checked_in_crds_match_the_types() {
     let generated = serde_norway::to_string(&quarry_operator::crd::QuarryRegistry::crd()).unwrap();
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../crds/quarryregistries.quarry.dev.yaml"
-    );
-    let checked_in = std::fs::read_to_string(path).unwrap();
-    assert!(
-        generated == checked_in,
-        "crds/quarryregistries.quarry.dev.yaml is stale: run `make crds` and commit the result"
-    );
+    for copy in COPIES {
+        let path = format!("{}/../{copy}", env!("CARGO_MANIFEST_DIR"));
+        let checked_in =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+        assert!(
+            generated == checked_in,
+            "{copy} is stale: run `make crds` and commit the result"
+        );
+    }
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //! etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
 //! (one simulated node whose pods become Running and Ready), built by
 //! `make tools-k8s`. Everything stops when the `ControlPlane` is dropped,
-//! and — through PR_SET_PDEATHSIG — when the process that started it dies.
+//! and — through PR_SET_PDEATHSIG — when the thread that started it ends
+//! (the kernel ties the signal to the spawning thread, not the process: a
+//! test's thread, so a panicking or killed test leaves nothing running).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -20,7 +22,7 @@ pub struct ControlPlane {
     pub api_port: u16,
 }
 
-/// Start `cmd` so that it is killed when this process dies.
+/// Start `cmd` so that it is killed when the calling thread ends.
 fn spawn_tied(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
     let out = std::fs::File::create(log)?;
     cmd.stdin(Stdio::null())

@@ -1,7 +1,8 @@
 //! Storage behind one trait. Everything the registry knows — blobs, upload
 //! sessions, manifests, tags, referrer links — lives in the backend, never
-//! only in process memory, so several replicas can share one backend once an
-//! object-store implementation exists. The API layer sees only this trait.
+//! only in process memory, so several replicas can share one backend (the
+//! object store; the filesystem serves one process). The API layer sees
+//! only this trait.
 
 #[cfg(test)]
 mod contract;

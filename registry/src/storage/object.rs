@@ -1,7 +1,9 @@
 //! The object-store backend: S3, Ceph RGW, MinIO (and an in-memory store
 //! for tests), shared by any number of registry replicas.
 //!
-//! Layout under the bucket's prefix (the same as the filesystem backend's):
+//! Layout under the bucket's prefix (the filesystem backend's, except that
+//! blobs are not fanned out by their first two hex digits and an upload is
+//! one object per chunk rather than one growing file):
 //! ```text
 //! blobs/<alg>/<hex>                                   committed blob content
 //! uploads/<uuid>/info.json                            upload session
