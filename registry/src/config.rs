@@ -157,29 +157,6 @@ impl Default for RegistryConfig {
     }
 }
 
-/// Keys Quay knows that Quarry reads but does not act on, so a pasted Quay
-/// file yields a warning rather than an error.
-const KNOWN_KEYS: &[&str] = &[
-    "SERVER_HOSTNAME",
-    "DISTRIBUTED_STORAGE_CONFIG",
-    "DISTRIBUTED_STORAGE_PREFERENCE",
-    "FEATURE_GENERAL_OCI_SUPPORT",
-    "FEATURE_HELM_OCI_SUPPORT",
-    "FEATURE_REFERRERS_API",
-    "ALLOWED_OCI_ARTIFACT_TYPES",
-    "MAXIMUM_MANIFEST_SIZE",
-    "FEATURE_AUTOMATIC_CROSS_MOUNT",
-    "BLOB_UPLOAD_STALE_SECONDS",
-    "REFERRERS_PAGE_SIZE",
-    "PREFERRED_URL_SCHEME",
-    "AUTH_ACCOUNTS_FILE",
-    "AUTH_TOKEN_KEY_FILE",
-    "AUTH_TOKEN_LIFETIME_SECONDS",
-    "AUTH_FAILED_LOGINS_PER_MINUTE",
-    "ANONYMOUS_PULL_NAMESPACES",
-    "FEATURE_PROXY_STORAGE",
-];
-
 /// One problem with one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -267,19 +244,27 @@ impl RegistryConfig {
         let mut config = RegistryConfig::default();
         let mut known = serde_json::Map::new();
         for (key, value) in map {
-            if KNOWN_KEYS.contains(&key.as_str()) {
-                // Decode key by key so an error names exactly one key.
-                let single = serde_json::json!({ key.clone(): value.clone() });
-                if let Err(e) = serde_json::from_value::<RegistryConfig>(single) {
-                    issues.push(ConfigIssue {
-                        key: key.clone(),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-                known.insert(key, value);
-            } else {
+            // Decode key by key so an error names exactly one key; a key
+            // the struct does not have is reported by serde_ignored (a
+            // pasted Quay file yields warnings, not errors).
+            let single = serde_json::json!({ key.clone(): value.clone() });
+            let mut ignored = Vec::new();
+            let decoded: Result<RegistryConfig, _> =
+                serde_ignored::deserialize(single, |path| ignored.push(path.to_string()));
+            if ignored.iter().any(|p| p == &key) {
                 unknown_keys.push(key);
+                continue;
+            }
+            // Unknown keys inside a known one (say a storage parameter).
+            unknown_keys.extend(ignored);
+            match decoded {
+                Ok(_) => {
+                    known.insert(key, value);
+                }
+                Err(e) => issues.push(ConfigIssue {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                }),
             }
         }
         // Check the keys that decoded too, so one run reports every problem.
@@ -397,7 +382,7 @@ impl RegistryConfig {
             issue("AUTH_FAILED_LOGINS_PER_MINUTE", "must be at least 1".into());
         }
         for (i, ns) in self.anonymous_pull_namespaces.iter().enumerate() {
-            if !crate::auth::accounts::valid_namespace(ns) {
+            if !crate::names::valid_namespace(ns) {
                 issue(
                     &format!("ANONYMOUS_PULL_NAMESPACES[{i}]"),
                     format!(

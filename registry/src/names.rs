@@ -18,6 +18,15 @@ static TAG_RE: LazyLock<Regex> =
 /// Longest repository name accepted (distribution uses the same bound).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// Namespace pattern that stands for every namespace.
+pub const ALL_NAMESPACES: &str = "*";
+
+/// Namespace patterns (accounts' access, anonymous pull): `*` or a valid
+/// first segment of a repository name.
+pub fn valid_namespace(ns: &str) -> bool {
+    ns == ALL_NAMESPACES || RepoName::parse(ns).is_some_and(|n| !n.as_str().contains('/'))
+}
+
 /// A valid repository name, e.g. `team/app/api`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoName(String);

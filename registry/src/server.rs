@@ -2,6 +2,7 @@
 //! graceful shutdown, and the stale-upload sweeper.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +41,14 @@ pub fn open_storage(config: &RegistryConfig) -> anyhow::Result<Arc<dyn Storage>>
 /// config names an accounts file, authentication.
 pub fn app_state(config: RegistryConfig) -> anyhow::Result<AppState> {
     let storage = open_storage(&config)?;
-    let auth = Auth::from_config(&config)
-        .map_err(|e| anyhow::anyhow!(e))?
-        .map(Arc::new);
+    let auth = match (&config.auth_accounts_file, &config.auth_token_key_file) {
+        (Some(accounts), Some(key)) => Some(Arc::new(
+            Auth::from_files(Path::new(accounts), Path::new(key))
+                .map_err(|e| anyhow::anyhow!(e))?,
+        )),
+        // validate() refuses one without the other.
+        _ => None,
+    };
     Ok(AppState::new(storage, config, Arc::new(Metrics::new())).with_auth(auth))
 }
 

@@ -7,7 +7,7 @@ use super::registry::port_name;
 use super::tls::TlsPlan;
 use super::{BuildContext, BuildError, Component, METADATA_OVERRIDES, OverrideField, PodParts};
 use crate::crd::ComponentKind;
-use crate::names::{ca_config_map_name, labels_with, owner, registry_name, selector_labels};
+use crate::names::{ca_config_map_name, meta, registry_name, selector_labels};
 use crate::resources::{ObjectKind, Resources};
 
 pub const OVERRIDES: &[OverrideField] = METADATA_OVERRIDES;
@@ -30,13 +30,7 @@ impl Component for Monitoring {
             serde_json::json!({
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "ServiceMonitor",
-                "metadata": {
-                    "name": registry_name(cr),
-                    "namespace": cr.metadata.namespace,
-                    "labels": labels_with(cr, "monitoring", Some(overrides)),
-                    "annotations": overrides.annotations.clone().unwrap_or_default(),
-                    "ownerReferences": owner(cr),
-                },
+                "metadata": meta(cr, registry_name(cr), "monitoring", Some(overrides)),
                 "spec": {
                     "selector": {"matchLabels": selector_labels(cr)},
                     "endpoints": [endpoint(cx)],

@@ -6,7 +6,7 @@
 use super::registry::port_name;
 use super::{BuildContext, BuildError, Component, METADATA_OVERRIDES, OverrideField, PodParts};
 use crate::crd::ComponentKind;
-use crate::names::{labels_with, owner, registry_name};
+use crate::names::{meta, registry_name};
 use crate::resources::{ObjectKind, Resources};
 
 pub const OVERRIDES: &[OverrideField] = METADATA_OVERRIDES;
@@ -46,13 +46,7 @@ impl Component for Route {
             serde_json::json!({
                 "apiVersion": "route.openshift.io/v1",
                 "kind": "Route",
-                "metadata": {
-                    "name": registry_name(cr),
-                    "namespace": cr.metadata.namespace,
-                    "labels": labels_with(cr, "route", Some(overrides)),
-                    "annotations": overrides.annotations.clone().unwrap_or_default(),
-                    "ownerReferences": owner(cr),
-                },
+                "metadata": meta(cr, registry_name(cr), "route", Some(overrides)),
                 "spec": spec,
             }),
         );

@@ -27,8 +27,7 @@ pub const HASH_COST: u32 = 10;
 /// Key under which the operator stores the accounts file in its Secret.
 pub const ACCOUNTS_FILE_KEY: &str = "accounts.yaml";
 
-/// Namespace pattern that stands for every namespace.
-pub const ALL_NAMESPACES: &str = "*";
+pub use crate::names::{ALL_NAMESPACES, valid_namespace};
 
 /// What an account may do in a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -90,12 +89,6 @@ fn valid_account_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '@'))
-}
-
-/// Namespace patterns: `*` or a valid first segment of a repository name.
-pub fn valid_namespace(ns: &str) -> bool {
-    ns == ALL_NAMESPACES
-        || crate::names::RepoName::parse(ns).is_some_and(|n| !n.as_str().contains('/'))
 }
 
 impl AccountsFile {

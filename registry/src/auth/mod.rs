@@ -16,7 +16,6 @@ use std::sync::{LazyLock, Mutex};
 use arc_swap::ArcSwap;
 use sha2::{Digest as _, Sha256};
 
-use crate::config::RegistryConfig;
 use accounts::{AccountsFile, Action, namespace_of};
 use limiter::FailedLogins;
 use token::{Claims, Scope, TokenError, TokenKey};
@@ -123,18 +122,13 @@ fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 impl Auth {
-    /// Authentication as `config` asks for it; `None` when it is off.
-    pub fn from_config(config: &RegistryConfig) -> Result<Option<Auth>, String> {
-        let (Some(accounts_path), Some(key_path)) =
-            (&config.auth_accounts_file, &config.auth_token_key_file)
-        else {
-            return Ok(None);
-        };
-        let accounts_path = PathBuf::from(accounts_path);
-        let key_path = PathBuf::from(key_path);
+    /// Authentication from an accounts file and a token signing key file
+    /// (both re-read by `reload`).
+    pub fn from_files(accounts_path: &Path, key_path: &Path) -> Result<Auth, String> {
+        let (accounts_path, key_path) = (accounts_path.to_path_buf(), key_path.to_path_buf());
         let (account_bytes, accounts) = read_accounts(&accounts_path)?;
         let (key_bytes, key) = read_key(&key_path)?;
-        Ok(Some(Auth {
+        Ok(Auth {
             accounts_path,
             key_path,
             accounts: ArcSwap::from_pointee(accounts),
@@ -143,7 +137,7 @@ impl Auth {
             verified: Mutex::new(HashMap::new()),
             salt: rand::random(),
             failed_logins: FailedLogins::default(),
-        }))
+        })
     }
 
     /// Read the files again; swap them in when they changed and are valid.
@@ -327,12 +321,7 @@ mod tests {
         let key = dir.join("token.key");
         std::fs::write(&accounts, accounts_yaml).unwrap();
         std::fs::write(&key, [1u8; 40]).unwrap();
-        let config = RegistryConfig {
-            auth_accounts_file: Some(accounts.display().to_string()),
-            auth_token_key_file: Some(key.display().to_string()),
-            ..RegistryConfig::default()
-        };
-        Auth::from_config(&config).unwrap().unwrap()
+        Auth::from_files(&accounts, &key).unwrap()
     }
 
     fn accounts_yaml(hash: &str) -> String {
