@@ -156,3 +156,9 @@ pub fn upload_range(size: u64) -> String {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, RegistryError>;
+
+impl From<crate::manifest::InvalidManifest> for RegistryError {
+    fn from(e: crate::manifest::InvalidManifest) -> Self {
+        RegistryError::ManifestInvalid(e.0)
+    }
+}

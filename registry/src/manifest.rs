@@ -10,7 +10,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::digest::{Algorithm, Digest};
-use crate::error::RegistryError;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -124,11 +123,17 @@ impl ManifestFacts {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> RegistryError {
-    RegistryError::ManifestInvalid(msg.into())
+/// Why a manifest was refused: what is wrong with it, for the client. The
+/// API maps it to MANIFEST_INVALID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidManifest(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidManifest {
+    InvalidManifest(msg.into())
 }
 
-fn parse_descriptor(d: &Descriptor, field: &str) -> Result<Reference, RegistryError> {
+fn parse_descriptor(d: &Descriptor, field: &str) -> Result<Reference, InvalidManifest> {
     let digest = d
         .digest
         .parse()
@@ -153,7 +158,7 @@ pub fn inspect(
     content_type: Option<&str>,
     bytes: &[u8],
     algorithm: Algorithm,
-) -> Result<ManifestFacts, RegistryError> {
+) -> Result<ManifestFacts, InvalidManifest> {
     let raw: RawManifest = serde_json::from_slice(bytes)
         .map_err(|e| invalid(format!("manifest is not valid JSON of a known shape: {e}")))?;
 
@@ -268,7 +273,7 @@ fn schema1_digest(
     bytes: &[u8],
     signatures: Option<&[Schema1Signature]>,
     algorithm: Algorithm,
-) -> Result<Digest, RegistryError> {
+) -> Result<Digest, InvalidManifest> {
     let Some(first) = signatures.and_then(|s| s.first()) else {
         return Ok(Digest::of_bytes(algorithm, bytes));
     };

@@ -1,8 +1,6 @@
 //! Tag list and catalog, both paginated with `n`/`last` and a `Link`
 //! header pointing at the next page.
 
-use std::time::Instant;
-
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderName, Method, StatusCode};
@@ -10,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::access::{Asker, authenticate};
-use super::{AppState, CONTENT_TYPE, Call, LINK, record, reply};
+use super::{AppState, CONTENT_TYPE, Call, LINK, reply};
 use crate::auth::accounts::Action;
 use crate::error::{ApiResult, RegistryError};
 use axum::http::request::Parts;
@@ -72,20 +70,17 @@ pub async fn tags(state: &AppState, call: Call) -> ApiResult<Response> {
 }
 
 pub async fn catalog_route(State(state): State<AppState>, request: Request) -> Response {
-    let started = Instant::now();
     let method = request.method().clone();
     let query = Query::<Vec<(String, String)>>::try_from_uri(request.uri())
         .map(|q| q.0)
         .unwrap_or_default();
     let (parts, _body) = request.into_parts();
-    let response = match method {
+    match method {
         Method::GET => catalog(&state, &parts, &query)
             .await
             .unwrap_or_else(IntoResponse::into_response),
         _ => RegistryError::MethodNotAllowed.into_response(),
-    };
-    record(&state, "catalog", &method, &response, started);
-    response
+    }
 }
 
 /// With authentication on, the catalog lists only what the caller may pull.

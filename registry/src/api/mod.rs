@@ -18,9 +18,10 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{MatchedPath, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 
@@ -86,9 +87,49 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .fallback(|| async { RegistryError::NotFound })
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The endpoint that answered under `/v2/{*path}`, where the axum route
+/// does not say: set on the response by `dispatch`.
+#[derive(Debug, Clone, Copy)]
+struct EndpointLabel(&'static str);
+
+/// The metrics label of a matched axum route; `None` for the health and
+/// metrics endpoints, which are not counted.
+fn route_label(matched: &str) -> Option<&'static str> {
+    match matched {
+        "/v2" | "/v2/" => Some("base"),
+        "/v2/_catalog" => Some("catalog"),
+        "/v2/{*path}" => Some("unknown"),
+        TOKEN_PATH => Some("token"),
+        _ => None,
+    }
+}
+
+/// One middleware counts and times every registry request, by route,
+/// method and status.
+async fn measure(
+    State(state): State<AppState>,
+    matched: MatchedPath,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = route_label(matched.as_str());
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        let route = response
+            .extensions()
+            .get::<EndpointLabel>()
+            .map_or(route, |e| e.0);
+        record(&state, route, &method, &response, started);
+    }
+    response
 }
 
 /// One request, as the handlers under `/v2/<name>/` see it.
@@ -118,10 +159,9 @@ impl Call {
 }
 
 async fn base(State(state): State<AppState>, request: Request) -> Response {
-    let started = Instant::now();
     let method = request.method().clone();
     let (parts, _body) = request.into_parts();
-    let response = match base_access(&state, &parts).await {
+    match base_access(&state, &parts).await {
         Err(e) => e.into_response(),
         Ok(()) => match method {
             Method::GET | Method::HEAD => {
@@ -134,9 +174,7 @@ async fn base(State(state): State<AppState>, request: Request) -> Response {
             }
             _ => RegistryError::MethodNotAllowed.into_response(),
         },
-    };
-    record(&state, "base", &method, &response, started);
-    response
+    }
 }
 
 /// `/v2/` with authentication on answers 200 only to a valid login or
@@ -157,8 +195,6 @@ async fn base_access(state: &AppState, parts: &Parts) -> ApiResult<()> {
 }
 
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
     let path = request
         .uri()
         .path()
@@ -200,7 +236,8 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             (label, response)
         }
     };
-    record(&state, label, &method, &response, started);
+    let mut response = response;
+    response.extensions_mut().insert(EndpointLabel(label));
     response
 }
 

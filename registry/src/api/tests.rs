@@ -507,6 +507,20 @@ async fn metrics_count_requests() {
         text.contains("quarry_blob_bytes_received_total 1"),
         "{text}"
     );
+    // Every route is counted by the one middleware: the endpoint under
+    // /v2/{*path}, the catalog, an unknown path, and not /metrics itself.
+    h.call("GET", "/v2/_catalog", Body::empty()).await;
+    h.call("GET", "/v2/m/nonsense", Body::empty()).await;
+    let r = h.call("GET", "/metrics", Body::empty()).await;
+    let text = String::from_utf8(r.body.to_vec()).unwrap();
+    for line in [
+        r#"quarry_http_requests_total{route="upload_start",method="POST",status="201"} 1"#,
+        r#"quarry_http_requests_total{route="catalog",method="GET",status="200"} 1"#,
+        r#"quarry_http_requests_total{route="unknown",method="GET",status="404"} 1"#,
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(!text.contains(r#"route="metrics""#), "{text}");
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! short-lived token granting the requested scopes the account has.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -11,8 +10,8 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::AppState;
 use super::access::{Asker, basic_credentials, login};
-use super::{AppState, record};
 use crate::auth::Auth;
 use crate::auth::accounts::Action;
 use crate::auth::token::Scope;
@@ -23,16 +22,12 @@ use crate::names::RepoName;
 const MAX_FORM: usize = 64 * 1024;
 
 pub async fn token_route(State(state): State<AppState>, request: Request) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let response = match state.auth.clone() {
+    match state.auth.clone() {
         None => RegistryError::NotFound.into_response(),
         Some(auth) => issue(&state, &auth, request)
             .await
             .unwrap_or_else(IntoResponse::into_response),
-    };
-    record(&state, "token", &method, &response, started);
-    response
+    }
 }
 
 /// An OAuth2 error body (RFC 6749 section 5.2), for the POST form.
