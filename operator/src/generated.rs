@@ -74,9 +74,9 @@ impl Generated {
     }
 }
 
-/// A generated Secret, labelled as part of `part`. The auth Secrets carry
-/// the registry component's override labels, the TLS ones the tls
-/// component's.
+/// A generated Secret, labelled as part of `part` with the overrides of
+/// the component it belongs to: the registry's for the auth Secrets, the
+/// tls component's for the CA and certificate.
 fn secret(
     cr: &QuarryRegistry,
     plan: &Plan,
@@ -85,20 +85,16 @@ fn secret(
     type_: &str,
     data: BTreeMap<String, Vec<u8>>,
 ) -> Secret {
-    Secret {
-        metadata: meta(cr, name, part, plan.overrides(owning_kind(part))),
-        type_: Some(type_.into()),
-        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
-        ..Secret::default()
-    }
-}
-
-/// The component whose overrides label a generated object.
-fn owning_kind(part: &str) -> ComponentKind {
-    if part == "tls" {
+    let owner = if part == "tls" {
         ComponentKind::Tls
     } else {
         ComponentKind::Registry
+    };
+    Secret {
+        metadata: meta(cr, name, part, plan.overrides(owner)),
+        type_: Some(type_.into()),
+        data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v))).collect()),
+        ..Secret::default()
     }
 }
 

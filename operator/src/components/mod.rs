@@ -373,10 +373,10 @@ fn check_listed(
             ),
         );
     }
-    let mut unused = Vec::new();
+    let mut accepted = Vec::new();
     for field in OverrideField::ALL.iter().filter(|f| f.is_set(overrides)) {
         if row.overrides.contains(field) {
-            unused.push(field.name());
+            accepted.push(field.name());
         } else {
             issues.error(
                 format!("{path}.overrides.{}", field.name()),
@@ -384,10 +384,10 @@ fn check_listed(
             );
         }
     }
-    if !managed && !unused.is_empty() {
+    if !managed && !accepted.is_empty() {
         issues.warn(format!(
             "{path}.overrides ({}) are not applied: the {name} component is unmanaged",
-            unused.join(", ")
+            accepted.join(", ")
         ));
     }
 }

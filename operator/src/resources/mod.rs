@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -310,25 +311,21 @@ async fn apply_handing_over_replicas(
         object: object(entry.kind, ns, name),
         source,
     })?;
-    let live: Deployment = match live {
-        Some(live) => serde_json::to_value(&live)
-            .and_then(serde_json::from_value)
-            .unwrap_or_default(),
+    // Only the metadata (who owns spec.replicas) and the count are needed.
+    let live = match live {
+        Some(live) => live,
         None => {
             let mut first = entry.clone();
             first.body["spec"]["replicas"] = serde_json::json!(min);
-            let applied = apply_one(api, ns, &first, metrics).await?;
-            serde_json::to_value(&applied)
-                .and_then(serde_json::from_value)
-                .unwrap_or_default()
+            apply_one(api, ns, &first, metrics).await?
         }
     };
-    if owns_replicas(&live) {
+    if owns_replicas(&live.metadata) {
         let handover = serde_json::json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": ns},
-            "spec": {"replicas": live.spec.replicas.unwrap_or(min)},
+            "spec": {"replicas": live.data["spec"]["replicas"].as_i64().unwrap_or(i64::from(min))},
         });
         api.patch(
             name,
@@ -349,20 +346,15 @@ async fn apply_handing_over_replicas(
 }
 
 /// Whether the operator's apply owns the Deployment's spec.replicas.
-pub fn owns_replicas(deployment: &Deployment) -> bool {
-    deployment
-        .metadata
-        .managed_fields
-        .iter()
-        .flatten()
-        .any(|m| {
-            m.manager.as_deref() == Some(FIELD_MANAGER)
-                && m.operation.as_deref() == Some("Apply")
-                && m.subresource.as_deref().unwrap_or_default().is_empty()
-                && m.fields_v1
-                    .as_ref()
-                    .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
-        })
+pub fn owns_replicas(deployment: &ObjectMeta) -> bool {
+    deployment.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() == Some(FIELD_MANAGER)
+            && m.operation.as_deref() == Some("Apply")
+            && m.subresource.as_deref().unwrap_or_default().is_empty()
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+    })
 }
 
 /// Delete every object of a pruned kind that carries this resource's

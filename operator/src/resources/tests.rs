@@ -14,12 +14,12 @@ fn replicas_ownership_is_read_from_managed_fields() {
         ..Default::default()
     };
     let mut d = Deployment::default();
-    assert!(!owns_replicas(&d));
+    assert!(!owns_replicas(&d.metadata));
     d.metadata.managed_fields = Some(vec![entry(
         FIELD_MANAGER,
         serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}}),
     )]);
-    assert!(owns_replicas(&d));
+    assert!(owns_replicas(&d.metadata));
     d.metadata.managed_fields = Some(vec![
         entry(
             FIELD_MANAGER,
@@ -30,7 +30,7 @@ fn replicas_ownership_is_read_from_managed_fields() {
             serde_json::json!({"f:spec": {"f:replicas": {}}}),
         ),
     ]);
-    assert!(!owns_replicas(&d));
+    assert!(!owns_replicas(&d.metadata));
 }
 
 #[test]

@@ -201,7 +201,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         .strip_prefix("/v2/")
         .unwrap_or_default()
         .to_string();
-    let (label, response) = match route::parse(&path) {
+    let (label, mut response) = match route::parse(&path) {
         None => ("unknown", RegistryError::NotFound.into_response()),
         Some((name, endpoint)) => {
             let label = endpoint.label();
@@ -236,7 +236,6 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             (label, response)
         }
     };
-    let mut response = response;
     response.extensions_mut().insert(EndpointLabel(label));
     response
 }
