@@ -5,6 +5,7 @@
 pub mod clients;
 pub mod cluster;
 pub mod conformance;
+pub mod http;
 pub mod oci;
 pub mod scale;
 pub mod secure;

@@ -62,7 +62,11 @@ impl Minio {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("{}/minio/health/ready", self.endpoint());
         loop {
-            if reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success()) {
+            if crate::http::blocking()
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return;
             }
             assert!(
@@ -84,7 +88,7 @@ impl Minio {
                 &bucket.create_bucket(&credentials),
                 Duration::from_secs(60),
             );
-            let response = reqwest::blocking::Client::new()
+            let response = crate::http::blocking()
                 .put(url)
                 .send()
                 .expect("create bucket");
@@ -121,7 +125,7 @@ impl Minio {
         let (bucket, credentials) = self.bucket();
         let action = bucket.get_object(Some(&credentials), key);
         let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
-        let response = reqwest::blocking::get(url).expect("get object");
+        let response = crate::http::blocking().get(url).send().expect("get object");
         assert!(
             response.status().is_success(),
             "get {key}: {}",
@@ -136,7 +140,9 @@ impl Minio {
         let mut action = bucket.list_objects_v2(Some(&credentials));
         action.with_prefix(prefix);
         let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
-        let text = reqwest::blocking::get(url)
+        let text = crate::http::blocking()
+            .get(url)
+            .send()
             .expect("list objects")
             .text()
             .expect("listing");

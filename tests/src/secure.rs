@@ -157,9 +157,8 @@ impl SecureRegistry {
 pub fn client_trusting(ca_file: &Path) -> reqwest::blocking::Client {
     let pem = std::fs::read(ca_file).expect("read CA");
     let ca = reqwest::Certificate::from_pem(&pem).expect("CA certificate");
-    reqwest::blocking::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
+    crate::http::blocking_builder()
+        .tls_certs_only([ca])
         .build()
         .expect("HTTP client")
 }

@@ -283,7 +283,7 @@ mod reqwest {
     pub fn blocking_get_json(url: &str) -> serde_json::Value {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let r = ::reqwest::get(url).await.unwrap();
+            let r = quarry_e2e::http::client().get(url).send().await.unwrap();
             assert!(r.status().is_success(), "GET {url}: {}", r.status());
             r.json().await.unwrap()
         })

@@ -20,7 +20,7 @@ struct Acknowledged {
 }
 
 async fn writer(base: String, round: usize, id: usize, acked: Arc<Mutex<Acknowledged>>) {
-    let client = reqwest::Client::new();
+    let client = quarry_e2e::http::client();
     let repo = format!("crash/w{id}");
     for n in 0.. {
         let size = rand::rng().random_range(1..2 * 1024 * 1024);
@@ -118,7 +118,7 @@ async fn verify(registry: &Registry, acked: &Mutex<Acknowledged>, round: usize) 
         let a = acked.lock().unwrap();
         (a.blobs.clone(), a.manifests.clone())
     };
-    let client = reqwest::Client::new();
+    let client = quarry_e2e::http::client();
     let base = registry.url();
     for (repo, digest) in &blobs {
         let r = client

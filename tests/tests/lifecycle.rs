@@ -13,7 +13,7 @@ use quarry_e2e::{Registry, free_port, registry_binary};
 async fn sigterm_lets_the_upload_in_flight_finish() {
     let mut registry = Registry::start();
     let base = registry.url();
-    let client = reqwest::Client::new();
+    let client = quarry_e2e::http::client();
     let start = client
         .post(format!("{base}/v2/graceful/blobs/uploads/"))
         .send()
@@ -112,7 +112,7 @@ async fn memory_does_not_grow_with_traffic() {
     let registry = Registry::start();
     let base = registry.url();
     let pid = registry.pid().unwrap();
-    let client = reqwest::Client::new();
+    let client = quarry_e2e::http::client();
     let round = |i: u32| {
         let client = client.clone();
         let base = base.clone();

@@ -712,5 +712,14 @@ fn reqwest_get(url: &str) -> String {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
+    rt.block_on(async {
+        quarry_e2e::http::client()
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
 }

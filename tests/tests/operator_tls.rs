@@ -623,7 +623,9 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     let files = s.cp.pod_files(NS, CR, open.path()).unwrap();
     assert_eq!(files.scheme(), "http");
     let plain = start_registry(&files);
-    let status = reqwest::blocking::get(format!("{}/v2/", plain.url()))
+    let status = quarry_e2e::http::blocking()
+        .get(format!("{}/v2/", plain.url()))
+        .send()
         .expect("GET /v2/")
         .status();
     assert_eq!(status.as_u16(), 200);

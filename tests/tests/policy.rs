@@ -188,7 +188,7 @@ fn stored(registry: &Registry, repo_tag: &str) -> bool {
         .build()
         .unwrap();
     rt.block_on(async {
-        reqwest::Client::new()
+        quarry_e2e::http::client()
             .head(url)
             .send()
             .await

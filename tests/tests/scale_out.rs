@@ -216,7 +216,7 @@ fn an_upload_started_on_a_killed_replica_resumes_on_another() {
     rand::rng().fill_bytes(&mut content);
     let digest = sha256(&content);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = reqwest::Client::new();
+    let client = quarry_e2e::http::client();
     let location = rt.block_on(async {
         let location = start_session(&client, &a, "resume/app").await;
         patch_chunk(&client, &a, &location, 0, &content[..1024 * 1024])
@@ -266,7 +266,7 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
         let acked = acked.clone();
         let failed = failed.clone();
         rt.spawn(async move {
-            let client = reqwest::Client::new();
+            let client = quarry_e2e::http::client();
             for n in 0..12 {
                 let mut content = vec![0u8; 512 * 1024 + n * 4099 + w];
                 rand::rng().fill_bytes(&mut content);
@@ -294,7 +294,7 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
         }
     });
     let survivor: &Registry = &registries[1];
-    let client = reqwest::blocking::Client::new();
+    let client = quarry_e2e::http::blocking();
     let acked = acked.lock().unwrap();
     assert!(
         acked.len() >= 12,
@@ -315,7 +315,7 @@ fn killing_a_replica_during_uploads_loses_nothing_acknowledged() {
     // What failed during the kill goes through on the survivor.
     let failed = failed.lock().unwrap().clone();
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = quarry_e2e::http::client();
         for content in failed {
             push_blob(&client, &survivor.url(), "crash/retry", content, true)
                 .await
@@ -348,7 +348,7 @@ fn a_refused_or_unreachable_bucket_makes_the_replica_not_ready() {
         &[("QUARRY_LOG_FORMAT", "text")],
     );
     let ok = Registry::start_shared(&good, &[]);
-    let client = reqwest::blocking::Client::builder()
+    let client = quarry_e2e::http::blocking_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap();
@@ -443,7 +443,7 @@ fn without_proxying_blob_gets_redirect_to_presigned_bucket_urls() {
         .arg(format!("{}/redirect/app:v1", registry.host())));
     let layer = &image.layer_digests[0];
     let url = format!("{}/v2/redirect/app/blobs/{layer}", registry.url());
-    let no_follow = reqwest::blocking::Client::builder()
+    let no_follow = quarry_e2e::http::blocking_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -455,7 +455,7 @@ fn without_proxying_blob_gets_redirect_to_presigned_bucket_urls() {
         "{location}"
     );
     // The presigned URL serves the blob without any registry credentials.
-    let direct = reqwest::blocking::get(&location).unwrap();
+    let direct = quarry_e2e::http::blocking().get(&location).send().unwrap();
     assert_eq!(direct.status(), 200);
     assert_eq!(sha256(&direct.bytes().unwrap()), *layer);
     // HEAD and ranges are still answered by the registry.
