@@ -92,6 +92,8 @@ e2e: tools-test tools-k8s ## The kind-e2e scenario against the local control pla
 fmt: ## Format the code
 	$(CARGO) fmt --all
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check, clippy with warnings as errors, cargo deny (licenses, duplicate majors, sources)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(TOOLS) install cargo-deny >/dev/null
+	$$($(TOOLS) path cargo-deny) --locked check licenses bans sources

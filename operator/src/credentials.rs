@@ -10,7 +10,7 @@ use base64::Engine;
 use quarry_registry::auth::accounts::{
     ALL_NAMESPACES, Account, AccountsFile, Action, hash_password,
 };
-use rand::Rng;
+use rand::RngExt;
 use sha2::{Digest, Sha256};
 
 /// Name of the generated account with every right everywhere.

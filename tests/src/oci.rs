@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use rand::RngCore;
+use rand::Rng;
 use serde_json::json;
 
 use crate::sha256;

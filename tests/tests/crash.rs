@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use quarry_e2e::uploads::push_blob;
 use quarry_e2e::{Registry, sha256};
-use rand::{Rng, RngCore};
+use rand::{Rng, RngExt};
 
 const WRITERS: usize = 6;
 const ROUNDS: usize = 6;

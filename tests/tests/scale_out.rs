@@ -16,7 +16,7 @@ use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::scale::{LoadBalancer, Minio, replicas};
 use quarry_e2e::uploads::{patch_chunk, push_blob};
 use quarry_e2e::{Registry, run, run_text, sha256};
-use rand::RngCore;
+use rand::Rng;
 
 fn upstreams_used(lb: &LoadBalancer) -> BTreeSet<String> {
     lb.access_log()
