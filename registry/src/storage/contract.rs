@@ -193,3 +193,56 @@ pub async fn manifests_tags_referrers_and_catalog(store: &dyn Storage) {
     assert!(store.manifest_get(&r, &d).await.unwrap().is_none());
     store.ready().await.unwrap();
 }
+
+/// The key-value layer under links, tags and referrers: values replace
+/// each other whole, `kv_names` lists only what lies directly under a
+/// prefix, and deleting says whether there was something to delete.
+pub async fn key_value_layer(store: &dyn Storage) {
+    use super::metadata::Key;
+    let r = repo("kv/app");
+    let subject = Digest::of_bytes(Algorithm::Sha256, b"subject");
+    let referrer = Digest::of_bytes(Algorithm::Sha256, b"referrer");
+    let tag = Tag::parse("v1").expect("tag");
+
+    assert_eq!(store.kv_get(&Key::tag(&r, &tag)).await.unwrap(), None);
+    assert!(!store.kv_any_under(&Key::tags(&r)).await.unwrap());
+    store
+        .kv_put(&Key::tag(&r, &tag), Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    store
+        .kv_put(&Key::tag(&r, &tag), Bytes::from_static(b"second"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get(&Key::tag(&r, &tag)).await.unwrap().as_deref(),
+        Some(&b"second"[..])
+    );
+    assert!(store.kv_exists(&Key::tag(&r, &tag)).await.unwrap());
+    assert!(store.kv_any_under(&Key::tags(&r)).await.unwrap());
+
+    // A value deeper down is not a name of the level above.
+    store
+        .kv_put(
+            &Key::referrer(&r, &subject, &referrer),
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_names(&Key::referrers(&r, &subject)).await.unwrap(),
+        vec![format!("sha256-{}.json", referrer.hex())]
+    );
+    assert_eq!(store.kv_names(&Key::tags(&r)).await.unwrap(), vec!["v1"]);
+    assert!(
+        store
+            .kv_names(&Key::referrers(&r, &referrer))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(store.kv_delete(&Key::tag(&r, &tag)).await.unwrap());
+    assert!(!store.kv_delete(&Key::tag(&r, &tag)).await.unwrap());
+    assert!(!store.kv_exists(&Key::tag(&r, &tag)).await.unwrap());
+}

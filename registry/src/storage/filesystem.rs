@@ -1,19 +1,16 @@
 //! The filesystem backend, the embedded default.
 //!
-//! Layout under the root:
+//! Layout under the root (the metadata keys of storage/metadata.rs are
+//! files under the same names):
 //! ```text
 //! blobs/<alg>/<2 hex>/<hex>                         committed blob content
 //! uploads/<uuid>/{data,info.json}                   upload sessions
-//! repositories/<name>/_layers/<alg>/<hex>           blob links (empty files)
-//! repositories/<name>/_manifests/<alg>/<hex>        manifest links (media type)
-//! repositories/<name>/_tags/<tag>                   tag -> digest
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json
+//! repositories/<name>/...                           metadata, one file per key
 //! tmp/                                              staging for atomic writes
 //! ```
-//! Repository path segments never start with `_`, so the `_` folders cannot
-//! collide with nested repositories. Every file becomes visible by `rename`
-//! after `fsync`, and the parent directory is synced afterwards, so a crash
-//! leaves either nothing or the complete file.
+//! Every file becomes visible by `rename` after `fsync`, and the parent
+//! directory is synced afterwards, so a crash leaves either nothing or the
+//! complete file.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,12 +22,13 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::metadata::{self, Key, KeyValue};
 use super::{
-    ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
-    StoredManifest, UploadInfo, UploadStatus,
+    ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest, UploadInfo,
+    UploadStatus,
 };
 use crate::digest::{Algorithm, Digest, DigestHasher};
-use crate::names::{RepoName, Tag};
+use crate::names::RepoName;
 
 /// Read/write buffer for blob bodies: large enough to keep syscalls rare.
 const IO_CHUNK: usize = 1024 * 1024;
@@ -84,33 +82,9 @@ impl FilesystemStorage {
             .join(hex)
     }
 
-    fn repo_dir(&self, repo: &RepoName) -> PathBuf {
-        self.root.join("repositories").join(repo.as_str())
-    }
-
-    fn layer_link(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_layers")
-            .join(digest.algorithm().name())
-            .join(digest.hex())
-    }
-
-    fn manifest_link(&self, repo: &RepoName, digest: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_manifests")
-            .join(digest.algorithm().name())
-            .join(digest.hex())
-    }
-
-    fn tag_path(&self, repo: &RepoName, tag: &Tag) -> PathBuf {
-        self.repo_dir(repo).join("_tags").join(tag.as_str())
-    }
-
-    fn referrers_dir(&self, repo: &RepoName, subject: &Digest) -> PathBuf {
-        self.repo_dir(repo)
-            .join("_referrers")
-            .join(subject.algorithm().name())
-            .join(subject.hex())
+    /// The file that holds a metadata key.
+    fn key_path(&self, key: &Key) -> PathBuf {
+        self.root.join(key.as_str())
     }
 
     fn upload_dir(&self, id: &str) -> StorageResult<PathBuf> {
@@ -311,6 +285,53 @@ fn collect_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Re
 }
 
 #[async_trait::async_trait]
+impl KeyValue for FilesystemStorage {
+    async fn kv_get(&self, key: &Key) -> StorageResult<Option<Bytes>> {
+        Ok(not_found_is_none(tokio::fs::read(self.key_path(key)).await)?.map(Bytes::from))
+    }
+
+    async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()> {
+        let path = self.key_path(key);
+        let tmp = self.tmp_dir();
+        blocking(move || Ok(write_atomic(&tmp, &path, &value)?)).await
+    }
+
+    async fn kv_delete(&self, key: &Key) -> StorageResult<bool> {
+        let path = self.key_path(key);
+        blocking(move || Ok(remove_if_present(&path)?)).await
+    }
+
+    async fn kv_exists(&self, key: &Key) -> StorageResult<bool> {
+        Ok(tokio::fs::try_exists(self.key_path(key)).await?)
+    }
+
+    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>> {
+        let dir = self.key_path(prefix);
+        blocking(move || {
+            let mut names = Vec::new();
+            if let Some(entries) = not_found_is_none(fs::read_dir(dir))? {
+                for entry in entries {
+                    let entry = entry?;
+                    if entry.file_type()?.is_file() {
+                        names.push(entry.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn kv_any_under(&self, prefix: &Key) -> StorageResult<bool> {
+        let dir = self.key_path(prefix);
+        blocking(move || {
+            Ok(not_found_is_none(fs::read_dir(dir))?.is_some_and(|mut e| e.next().is_some()))
+        })
+        .await
+    }
+}
+
+#[async_trait::async_trait]
 impl Storage for FilesystemStorage {
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
         let meta = not_found_is_none(tokio::fs::metadata(self.blob_path(digest)).await)?;
@@ -344,24 +365,6 @@ impl Storage for FilesystemStorage {
             Opened::Small(bytes) => Box::pin(futures::stream::once(async move { Ok(bytes) })),
             Opened::Large(file, start, len) => read_in_background(file, start, len),
         })
-    }
-
-    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        Ok(tokio::fs::try_exists(self.layer_link(repo, digest)).await?)
-    }
-
-    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        let link = self.layer_link(repo, digest);
-        if tokio::fs::try_exists(&link).await? {
-            return Ok(());
-        }
-        let tmp = self.tmp_dir();
-        blocking(move || Ok(write_atomic(&tmp, &link, b"")?)).await
-    }
-
-    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        let link = self.layer_link(repo, digest);
-        blocking(move || Ok(remove_if_present(&link)?)).await
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
@@ -479,7 +482,7 @@ impl Storage for FilesystemStorage {
         };
         let expected = digest.clone();
         let blob_path = self.blob_path(digest);
-        let link = self.layer_link(repo, digest);
+        let link = self.key_path(&Key::layer(repo, digest));
         let tmp = self.tmp_dir();
         let upload_dir = dir.clone();
         let result = blocking(move || {
@@ -558,17 +561,16 @@ impl Storage for FilesystemStorage {
         manifest: &StoredManifest,
     ) -> StorageResult<()> {
         let blob_path = self.blob_path(digest);
-        let link = self.manifest_link(repo, digest);
-        let manifest = manifest.clone();
+        let bytes = manifest.bytes.clone();
         let tmp = self.tmp_dir();
         blocking(move || {
             if !blob_path.exists() {
-                write_atomic(&tmp, &blob_path, &manifest.bytes)?;
+                write_atomic(&tmp, &blob_path, &bytes)?;
             }
-            write_atomic(&tmp, &link, manifest.media_type.as_bytes())?;
             Ok(())
         })
-        .await
+        .await?;
+        metadata::manifest_link(self, repo, digest, &manifest.media_type).await
     }
 
     async fn manifest_get(
@@ -576,9 +578,7 @@ impl Storage for FilesystemStorage {
         repo: &RepoName,
         digest: &Digest,
     ) -> StorageResult<Option<StoredManifest>> {
-        let Some(media_type) =
-            not_found_is_none(tokio::fs::read_to_string(self.manifest_link(repo, digest)).await)?
-        else {
+        let Some(media_type) = metadata::manifest_media_type(self, repo, digest).await? else {
             return Ok(None);
         };
         let bytes = tokio::fs::read(self.blob_path(digest)).await?;
@@ -586,119 +586,6 @@ impl Storage for FilesystemStorage {
             media_type,
             bytes: Bytes::from(bytes),
         }))
-    }
-
-    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        let link = self.manifest_link(repo, digest);
-        blocking(move || Ok(remove_if_present(&link)?)).await
-    }
-
-    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
-        let Some(raw) =
-            not_found_is_none(tokio::fs::read_to_string(self.tag_path(repo, tag)).await)?
-        else {
-            return Ok(None);
-        };
-        let digest = raw
-            .trim()
-            .parse()
-            .map_err(|e| std::io::Error::other(format!("corrupt tag {repo}:{tag}: {e}")))?;
-        Ok(Some(digest))
-    }
-
-    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
-        let path = self.tag_path(repo, tag);
-        let contents = digest.to_string();
-        let tmp = self.tmp_dir();
-        blocking(move || Ok(write_atomic(&tmp, &path, contents.as_bytes())?)).await
-    }
-
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
-        let path = self.tag_path(repo, tag);
-        blocking(move || Ok(remove_if_present(&path)?)).await
-    }
-
-    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>> {
-        let dir = self.repo_dir(repo);
-        blocking(move || {
-            if !is_repo_dir(&dir) {
-                return Ok(None);
-            }
-            let mut tags = Vec::new();
-            if let Some(entries) = not_found_is_none(fs::read_dir(dir.join("_tags")))? {
-                for entry in entries {
-                    let name = entry?.file_name().to_string_lossy().into_owned();
-                    if Tag::parse(&name).is_some() {
-                        tags.push(name);
-                    }
-                }
-            }
-            tags.sort();
-            Ok(Some(tags))
-        })
-        .await
-    }
-
-    async fn referrer_add(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        referrer: &ReferrerDescriptor,
-    ) -> StorageResult<()> {
-        let path = self.referrers_dir(repo, subject).join(format!(
-            "{}-{}.json",
-            referrer.digest.algorithm().name(),
-            referrer.digest.hex()
-        ));
-        let json = serde_json::to_vec(referrer).map_err(std::io::Error::other)?;
-        let tmp = self.tmp_dir();
-        blocking(move || Ok(write_atomic(&tmp, &path, &json)?)).await
-    }
-
-    async fn referrer_remove(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        referrer: &Digest,
-    ) -> StorageResult<()> {
-        let path = self.referrers_dir(repo, subject).join(format!(
-            "{}-{}.json",
-            referrer.algorithm().name(),
-            referrer.hex()
-        ));
-        blocking(move || {
-            remove_if_present(&path)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-    ) -> StorageResult<Vec<ReferrerDescriptor>> {
-        let dir = self.referrers_dir(repo, subject);
-        blocking(move || {
-            let mut out = Vec::new();
-            let Some(entries) = not_found_is_none(fs::read_dir(&dir))? else {
-                return Ok(out);
-            };
-            for entry in entries {
-                let path = entry?.path();
-                if path.extension().is_none_or(|e| e != "json") {
-                    continue;
-                }
-                let raw = fs::read(&path)?;
-                let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw).map_err(|e| {
-                    std::io::Error::other(format!("corrupt referrer {path:?}: {e}"))
-                })?;
-                out.push(descriptor);
-            }
-            out.sort_by(|a, b| a.digest.cmp(&b.digest));
-            Ok(out)
-        })
-        .await
     }
 
     async fn repositories(&self) -> StorageResult<Vec<String>> {
@@ -710,11 +597,6 @@ impl Storage for FilesystemStorage {
             Ok(out)
         })
         .await
-    }
-
-    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool> {
-        let dir = self.repo_dir(repo);
-        blocking(move || Ok(is_repo_dir(&dir))).await
     }
 
     async fn ready(&self) -> StorageResult<()> {
@@ -762,5 +644,6 @@ mod tests {
         contract::failed_body_rolls_back(&store).await;
         contract::uploads_are_bound_to_their_repository_and_ids_are_checked(&store).await;
         contract::manifests_tags_referrers_and_catalog(&store).await;
+        contract::key_value_layer(&store).await;
     }
 }

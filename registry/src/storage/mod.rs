@@ -3,10 +3,16 @@
 //! only in process memory, so several replicas can share one backend (the
 //! object store; the filesystem serves one process). The API layer sees
 //! only this trait.
+//!
+//! A backend implements blob content and upload sessions its own way and
+//! provides a small key-value layer (`metadata::KeyValue`); links, tags and
+//! referrers are written once, over that layer, by the trait's default
+//! methods.
 
 #[cfg(test)]
 mod contract;
 mod filesystem;
+pub mod metadata;
 mod object;
 pub mod settings;
 
@@ -18,6 +24,7 @@ use futures::Stream;
 use serde::{Deserialize, Serialize};
 
 pub use filesystem::FilesystemStorage;
+pub use metadata::{Key, KeyValue};
 pub use object::{ObjectStorage, S3Credentials, probe_s3};
 
 use crate::digest::Digest;
@@ -121,9 +128,11 @@ pub struct UploadStatus {
 
 /// The storage contract. Implementations must make every write atomic: a
 /// reader sees either the old state or the complete new one, and a crash at
-/// any point leaves no partial blob, manifest or tag visible.
+/// any point leaves no partial blob, manifest or tag visible. The methods
+/// with a body are metadata only (storage/metadata.rs); backends do not
+/// override them.
 #[async_trait::async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: KeyValue + 'static {
     // --- blobs: content addressed, shared by all repositories -------------
 
     /// Size of a committed blob, if present anywhere in the registry.
@@ -147,10 +156,16 @@ pub trait Storage: Send + Sync + 'static {
 
     // --- which blobs a repository may serve --------------------------------
 
-    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
-    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()>;
+    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.kv_exists(&Key::layer(repo, digest)).await
+    }
+    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
+        metadata::blob_link(self, repo, digest).await
+    }
     /// Returns false when the repository did not have the blob.
-    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
+    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.kv_delete(&Key::layer(repo, digest)).await
+    }
 
     // --- upload sessions ----------------------------------------------------
 
@@ -190,15 +205,26 @@ pub trait Storage: Send + Sync + 'static {
         digest: &Digest,
     ) -> StorageResult<Option<StoredManifest>>;
     /// Returns false when the repository did not have the manifest.
-    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool>;
+    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
+        self.kv_delete(&Key::manifest(repo, digest)).await
+    }
 
     // --- tags -----------------------------------------------------------------
 
-    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>>;
-    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()>;
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool>;
+    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
+        metadata::tag_get(self, repo, tag).await
+    }
+    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
+        self.kv_put(&Key::tag(repo, tag), Bytes::from(digest.to_string()))
+            .await
+    }
+    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
+        self.kv_delete(&Key::tag(repo, tag)).await
+    }
     /// All tags in lexical order; `None` when the repository does not exist.
-    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>>;
+    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>> {
+        metadata::tags_list(self, repo).await
+    }
 
     // --- referrers ------------------------------------------------------------
 
@@ -207,25 +233,35 @@ pub trait Storage: Send + Sync + 'static {
         repo: &RepoName,
         subject: &Digest,
         referrer: &ReferrerDescriptor,
-    ) -> StorageResult<()>;
+    ) -> StorageResult<()> {
+        metadata::referrer_add(self, repo, subject, referrer).await
+    }
     async fn referrer_remove(
         &self,
         repo: &RepoName,
         subject: &Digest,
         referrer: &Digest,
-    ) -> StorageResult<()>;
+    ) -> StorageResult<()> {
+        self.kv_delete(&Key::referrer(repo, subject, referrer))
+            .await
+            .map(drop)
+    }
     /// Referrers of `subject`, ordered by digest.
     async fn referrers(
         &self,
         repo: &RepoName,
         subject: &Digest,
-    ) -> StorageResult<Vec<ReferrerDescriptor>>;
+    ) -> StorageResult<Vec<ReferrerDescriptor>> {
+        metadata::referrers(self, repo, subject).await
+    }
 
     // --- repositories ---------------------------------------------------------
 
     /// Every repository holding at least one blob or manifest, sorted.
     async fn repositories(&self) -> StorageResult<Vec<String>>;
-    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool>;
+    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool> {
+        metadata::repo_exists(self, repo).await
+    }
 
     /// Whether the backend can take writes now (for `/readyz`).
     async fn ready(&self) -> StorageResult<()>;

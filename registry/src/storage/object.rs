@@ -1,17 +1,14 @@
 //! The object-store backend: S3, Ceph RGW, MinIO (and an in-memory store
 //! for tests), shared by any number of registry replicas.
 //!
-//! Layout under the bucket's prefix (the filesystem backend's, except that
-//! blobs are not fanned out by their first two hex digits and an upload is
-//! one object per chunk rather than one growing file):
+//! Layout under the bucket's prefix (blobs are not fanned out by their
+//! first two hex digits as on the filesystem, and an upload is one object
+//! per chunk rather than one growing file):
 //! ```text
 //! blobs/<alg>/<hex>                                   committed blob content
 //! uploads/<uuid>/info.json                            upload session
 //! uploads/<uuid>/chunks/<start, 20 digits>            one object per chunk
-//! repositories/<name>/_layers/<alg>/<hex>             blob links (empty)
-//! repositories/<name>/_manifests/<alg>/<hex>          manifest links (media type)
-//! repositories/<name>/_tags/<tag>                     tag -> digest
-//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json
+//! repositories/<name>/...                             metadata, one object per key
 //! ```
 //!
 //! Why it is safe with several replicas and crashes:
@@ -40,13 +37,14 @@ use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
 
+use super::metadata::{self, Key, KeyValue};
 use super::settings::S3Settings;
 use super::{
-    ByteRange, ByteStream, ReferrerDescriptor, Storage, StorageError, StorageResult,
-    StoredManifest, UploadInfo, UploadStatus,
+    ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest, UploadInfo,
+    UploadStatus,
 };
 use crate::digest::{Digest, DigestHasher};
-use crate::names::{RepoName, Tag};
+use crate::names::RepoName;
 
 /// Part size of multipart uploads (S3 needs at least 5 MiB but the last).
 const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -175,38 +173,6 @@ impl ObjectStorage {
 
     fn blob(&self, digest: &Digest) -> Path {
         self.key(&format!("blobs/{}", digest_key(digest)))
-    }
-
-    fn repo_key(&self, repo: &RepoName, rest: &str) -> Path {
-        self.key(&format!("repositories/{repo}/{rest}"))
-    }
-
-    fn layer_link(&self, repo: &RepoName, digest: &Digest) -> Path {
-        self.repo_key(repo, &format!("_layers/{}", digest_key(digest)))
-    }
-
-    fn manifest_link(&self, repo: &RepoName, digest: &Digest) -> Path {
-        self.repo_key(repo, &format!("_manifests/{}", digest_key(digest)))
-    }
-
-    fn tag_key(&self, repo: &RepoName, tag: &Tag) -> Path {
-        self.repo_key(repo, &format!("_tags/{tag}"))
-    }
-
-    fn referrers_prefix(&self, repo: &RepoName, subject: &Digest) -> Path {
-        self.repo_key(repo, &format!("_referrers/{}", digest_key(subject)))
-    }
-
-    fn referrer_key(&self, repo: &RepoName, subject: &Digest, referrer: &Digest) -> Path {
-        self.repo_key(
-            repo,
-            &format!(
-                "_referrers/{}/{}-{}.json",
-                digest_key(subject),
-                referrer.algorithm().name(),
-                referrer.hex()
-            ),
-        )
     }
 
     fn upload_prefix(&self, id: &str) -> Path {
@@ -485,6 +451,42 @@ pub async fn probe_s3(settings: &S3Settings, within: Duration) -> Result<(), Str
 }
 
 #[async_trait::async_trait]
+impl KeyValue for ObjectStorage {
+    async fn kv_get(&self, key: &Key) -> StorageResult<Option<Bytes>> {
+        self.get_bytes(&self.key(key.as_str())).await
+    }
+
+    async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()> {
+        self.put_bytes(&self.key(key.as_str()), value).await
+    }
+
+    async fn kv_delete(&self, key: &Key) -> StorageResult<bool> {
+        self.delete_if_present(&self.key(key.as_str())).await
+    }
+
+    async fn kv_exists(&self, key: &Key) -> StorageResult<bool> {
+        self.exists(&self.key(key.as_str())).await
+    }
+
+    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.key(prefix.as_str())))
+            .await
+            .map_err(io)?;
+        Ok(listing
+            .objects
+            .into_iter()
+            .filter_map(|m| m.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    async fn kv_any_under(&self, prefix: &Key) -> StorageResult<bool> {
+        self.any_under(&self.key(prefix.as_str())).await
+    }
+}
+
+#[async_trait::async_trait]
 impl Storage for ObjectStorage {
     async fn blob_size(&self, digest: &Digest) -> StorageResult<Option<u64>> {
         if let Some(size) = self.cached_size(digest) {
@@ -535,22 +537,6 @@ impl Storage for ObjectStorage {
             .await
             .map_err(io)?;
         Ok(Some(url.to_string()))
-    }
-
-    async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        self.exists(&self.layer_link(repo, digest)).await
-    }
-
-    async fn repo_blob_link(&self, repo: &RepoName, digest: &Digest) -> StorageResult<()> {
-        let link = self.layer_link(repo, digest);
-        if !self.exists(&link).await? {
-            self.put_bytes(&link, Bytes::new()).await?;
-        }
-        Ok(())
-    }
-
-    async fn repo_blob_unlink(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        self.delete_if_present(&self.layer_link(repo, digest)).await
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {
@@ -654,11 +640,7 @@ impl Storage for ObjectStorage {
         if !self.exists(&blob).await? {
             self.put_bytes(&blob, manifest.bytes.clone()).await?;
         }
-        self.put_bytes(
-            &self.manifest_link(repo, digest),
-            Bytes::from(manifest.media_type.clone()),
-        )
-        .await
+        metadata::manifest_link(self, repo, digest, &manifest.media_type).await
     }
 
     async fn manifest_get(
@@ -666,101 +648,14 @@ impl Storage for ObjectStorage {
         repo: &RepoName,
         digest: &Digest,
     ) -> StorageResult<Option<StoredManifest>> {
-        let Some(media_type) = self.get_bytes(&self.manifest_link(repo, digest)).await? else {
+        let Some(media_type) = metadata::manifest_media_type(self, repo, digest).await? else {
             return Ok(None);
         };
         let bytes = self
             .get_bytes(&self.blob(digest))
             .await?
             .ok_or_else(|| std::io::Error::other(format!("manifest {digest} has no content")))?;
-        Ok(Some(StoredManifest {
-            media_type: String::from_utf8_lossy(&media_type).into_owned(),
-            bytes,
-        }))
-    }
-
-    async fn manifest_delete(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {
-        self.delete_if_present(&self.manifest_link(repo, digest))
-            .await
-    }
-
-    async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
-        let Some(raw) = self.get_bytes(&self.tag_key(repo, tag)).await? else {
-            return Ok(None);
-        };
-        let digest = String::from_utf8_lossy(&raw)
-            .trim()
-            .parse()
-            .map_err(|e| std::io::Error::other(format!("corrupt tag {repo}:{tag}: {e}")))?;
-        Ok(Some(digest))
-    }
-
-    async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
-        self.put_bytes(&self.tag_key(repo, tag), Bytes::from(digest.to_string()))
-            .await
-    }
-
-    async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
-        self.delete_if_present(&self.tag_key(repo, tag)).await
-    }
-
-    async fn tags_list(&self, repo: &RepoName) -> StorageResult<Option<Vec<String>>> {
-        if !self.repo_exists(repo).await? {
-            return Ok(None);
-        }
-        let mut tags: Vec<String> = self
-            .list(&self.repo_key(repo, "_tags"))
-            .await?
-            .into_iter()
-            .filter_map(|m| m.location.filename().map(str::to_string))
-            .filter(|name| Tag::parse(name).is_some())
-            .collect();
-        tags.sort();
-        Ok(Some(tags))
-    }
-
-    async fn referrer_add(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        referrer: &ReferrerDescriptor,
-    ) -> StorageResult<()> {
-        let json = serde_json::to_vec(referrer).map_err(std::io::Error::other)?;
-        self.put_bytes(&self.referrer_key(repo, subject, &referrer.digest), json)
-            .await
-    }
-
-    async fn referrer_remove(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-        referrer: &Digest,
-    ) -> StorageResult<()> {
-        self.delete_if_present(&self.referrer_key(repo, subject, referrer))
-            .await?;
-        Ok(())
-    }
-
-    async fn referrers(
-        &self,
-        repo: &RepoName,
-        subject: &Digest,
-    ) -> StorageResult<Vec<ReferrerDescriptor>> {
-        let mut out = Vec::new();
-        for object in self.list(&self.referrers_prefix(repo, subject)).await? {
-            if !object.location.as_ref().ends_with(".json") {
-                continue;
-            }
-            let Some(raw) = self.get_bytes(&object.location).await? else {
-                continue; // removed meanwhile
-            };
-            let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw).map_err(|e| {
-                std::io::Error::other(format!("corrupt referrer {}: {e}", object.location))
-            })?;
-            out.push(descriptor);
-        }
-        out.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(out)
+        Ok(Some(StoredManifest { media_type, bytes }))
     }
 
     async fn repositories(&self) -> StorageResult<Vec<String>> {
@@ -782,11 +677,6 @@ impl Storage for ObjectStorage {
             }
         }
         Ok(repos.into_iter().collect())
-    }
-
-    async fn repo_exists(&self, repo: &RepoName) -> StorageResult<bool> {
-        Ok(self.any_under(&self.repo_key(repo, "_layers")).await?
-            || self.any_under(&self.repo_key(repo, "_manifests")).await?)
     }
 
     async fn ready(&self) -> StorageResult<()> {

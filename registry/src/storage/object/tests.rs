@@ -196,4 +196,5 @@ async fn keeps_the_storage_contract() {
     contract::failed_body_rolls_back(&store).await;
     contract::uploads_are_bound_to_their_repository_and_ids_are_checked(&store).await;
     contract::manifests_tags_referrers_and_catalog(&store).await;
+    contract::key_value_layer(&store).await;
 }

@@ -1,0 +1,223 @@
+//! What the registry knows besides blob content — which blobs and manifests
+//! a repository holds, its tags, the referrers of a subject — written once,
+//! over a small key-value layer that each backend implements in a few lines
+//! (a file per key on the filesystem, an object per key in a bucket).
+//!
+//! Keys, the same on every backend, relative to the storage root:
+//! ```text
+//! repositories/<name>/_layers/<alg>/<hex>                  blob link (empty)
+//! repositories/<name>/_manifests/<alg>/<hex>               manifest link (media type)
+//! repositories/<name>/_tags/<tag>                          tag -> digest
+//! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json   referrer descriptor
+//! ```
+//! Repository path segments never start with `_`, so the `_` folders cannot
+//! collide with nested repositories. Blob content and upload sessions are
+//! not here: how they are laid out and written is each backend's own.
+
+use bytes::Bytes;
+
+use super::{ReferrerDescriptor, StorageResult};
+use crate::digest::Digest;
+use crate::names::{RepoName, Tag};
+
+/// A metadata key. Built only from checked repository names, tags and
+/// digests (below), so it never holds `..`, an empty segment or a leading
+/// `/`: backends may join it to their root as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn in_repo(repo: &RepoName, rest: &str) -> Key {
+        Key(format!("repositories/{repo}/{rest}"))
+    }
+
+    pub fn layer(repo: &RepoName, digest: &Digest) -> Key {
+        Key::in_repo(repo, &format!("_layers/{}", digest_path(digest)))
+    }
+
+    pub fn layers(repo: &RepoName) -> Key {
+        Key::in_repo(repo, "_layers")
+    }
+
+    pub fn manifest(repo: &RepoName, digest: &Digest) -> Key {
+        Key::in_repo(repo, &format!("_manifests/{}", digest_path(digest)))
+    }
+
+    pub fn manifests(repo: &RepoName) -> Key {
+        Key::in_repo(repo, "_manifests")
+    }
+
+    pub fn tag(repo: &RepoName, tag: &Tag) -> Key {
+        Key::in_repo(repo, &format!("_tags/{tag}"))
+    }
+
+    pub fn tags(repo: &RepoName) -> Key {
+        Key::in_repo(repo, "_tags")
+    }
+
+    pub fn referrers(repo: &RepoName, subject: &Digest) -> Key {
+        Key::in_repo(repo, &format!("_referrers/{}", digest_path(subject)))
+    }
+
+    pub fn referrer(repo: &RepoName, subject: &Digest, referrer: &Digest) -> Key {
+        Key(format!(
+            "{}/{}-{}.json",
+            Key::referrers(repo, subject).0,
+            referrer.algorithm().name(),
+            referrer.hex()
+        ))
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn digest_path(digest: &Digest) -> String {
+    format!("{}/{}", digest.algorithm().name(), digest.hex())
+}
+
+/// The key-value layer a backend provides. Every `kv_put` is atomic and
+/// durable: a reader sees the old value or the whole new one, never a part,
+/// and a crash after it returned loses nothing.
+#[async_trait::async_trait]
+pub trait KeyValue: Send + Sync {
+    async fn kv_get(&self, key: &Key) -> StorageResult<Option<Bytes>>;
+    async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()>;
+    /// Returns false when there was nothing to delete.
+    async fn kv_delete(&self, key: &Key) -> StorageResult<bool>;
+    async fn kv_exists(&self, key: &Key) -> StorageResult<bool>;
+    /// Names of the values directly under `prefix` (not of deeper
+    /// folders), in no particular order; empty when there is none.
+    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>>;
+    /// Whether anything at all lies under `prefix`.
+    async fn kv_any_under(&self, prefix: &Key) -> StorageResult<bool>;
+}
+
+fn corrupt(what: String) -> super::StorageError {
+    super::StorageError::Io(std::io::Error::other(what))
+}
+
+// The operations of the Storage trait that are metadata only. The trait's
+// default methods call these, so both backends share one implementation.
+
+pub(super) async fn blob_link<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    digest: &Digest,
+) -> StorageResult<()> {
+    let key = Key::layer(repo, digest);
+    if !s.kv_exists(&key).await? {
+        s.kv_put(&key, Bytes::new()).await?;
+    }
+    Ok(())
+}
+
+/// The media type a manifest was pushed with, if `repo` holds it.
+pub(super) async fn manifest_media_type<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    digest: &Digest,
+) -> StorageResult<Option<String>> {
+    Ok(s.kv_get(&Key::manifest(repo, digest))
+        .await?
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned()))
+}
+
+pub(super) async fn manifest_link<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    digest: &Digest,
+    media_type: &str,
+) -> StorageResult<()> {
+    s.kv_put(
+        &Key::manifest(repo, digest),
+        Bytes::from(media_type.to_string()),
+    )
+    .await
+}
+
+pub(super) async fn tag_get<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    tag: &Tag,
+) -> StorageResult<Option<Digest>> {
+    let Some(raw) = s.kv_get(&Key::tag(repo, tag)).await? else {
+        return Ok(None);
+    };
+    let digest = String::from_utf8_lossy(&raw)
+        .trim()
+        .parse()
+        .map_err(|e| corrupt(format!("corrupt tag {repo}:{tag}: {e}")))?;
+    Ok(Some(digest))
+}
+
+pub(super) async fn tags_list<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+) -> StorageResult<Option<Vec<String>>> {
+    if !repo_exists(s, repo).await? {
+        return Ok(None);
+    }
+    let mut tags: Vec<String> = s
+        .kv_names(&Key::tags(repo))
+        .await?
+        .into_iter()
+        .filter(|name| Tag::parse(name).is_some())
+        .collect();
+    tags.sort();
+    Ok(Some(tags))
+}
+
+pub(super) async fn referrer_add<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    subject: &Digest,
+    referrer: &ReferrerDescriptor,
+) -> StorageResult<()> {
+    let json = serde_json::to_vec(referrer).map_err(std::io::Error::other)?;
+    s.kv_put(
+        &Key::referrer(repo, subject, &referrer.digest),
+        Bytes::from(json),
+    )
+    .await
+}
+
+/// Referrers of `subject`, ordered by digest. One removed while listing is
+/// left out rather than failing the whole list.
+pub(super) async fn referrers<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    subject: &Digest,
+) -> StorageResult<Vec<ReferrerDescriptor>> {
+    let prefix = Key::referrers(repo, subject);
+    let mut out = Vec::new();
+    for name in s.kv_names(&prefix).await? {
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let key = Key(format!("{prefix}/{name}"));
+        let Some(raw) = s.kv_get(&key).await? else {
+            continue;
+        };
+        let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw)
+            .map_err(|e| corrupt(format!("corrupt referrer {key}: {e}")))?;
+        out.push(descriptor);
+    }
+    out.sort_by(|a, b| a.digest.cmp(&b.digest));
+    Ok(out)
+}
+
+/// A repository exists while it holds a blob link or a manifest.
+pub(super) async fn repo_exists<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+) -> StorageResult<bool> {
+    Ok(s.kv_any_under(&Key::layers(repo)).await? || s.kv_any_under(&Key::manifests(repo)).await?)
+}
