@@ -17,7 +17,7 @@ build: ## Build all crates (debug)
 	$(CARGO) build --workspace --locked
 
 run: tools-k8s ## The whole product locally: control plane, operator, example QuarryRegistry, registry on 127.0.0.1:5000
-	$(CARGO) build --locked -p quarry-registry -p quarry-operator -p quarry-e2e --bin quarry-local
+	$(CARGO) build --locked -p quarry-registry -p quarry-operator -p quarry-local
 	eval "$$($(TOOLS) env)" && QUARRY_LISTEN=$(REGISTRY_ADDR) QUARRY_DATA=$(REGISTRY_DATA) ./target/debug/quarry-local
 
 run-registry: ## Only the registry, on 127.0.0.1:5000 with data in ./quarry-data
