@@ -117,6 +117,19 @@ pub struct RegistryConfig {
     /// the bucket to the client directly.
     #[serde(rename = "FEATURE_PROXY_STORAGE")]
     pub feature_proxy_storage: bool,
+
+    /// Quay's key: enforce immutable tags, those IMMUTABLE_TAGS_POLICIES
+    /// match and those naming an image labelled `quay.immutable=true`.
+    #[serde(rename = "FEATURE_IMMUTABLE_TAGS")]
+    pub feature_immutable_tags: bool,
+
+    /// Which tags are immutable, per namespace (Quay keeps these policies
+    /// in its database; here they are configuration).
+    #[serde(
+        rename = "IMMUTABLE_TAGS_POLICIES",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub immutable_tags_policies: Vec<crate::immutable_tags::ImmutableTagPolicy>,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -153,6 +166,8 @@ impl Default for RegistryConfig {
             auth_failed_logins_per_minute: 10,
             anonymous_pull_namespaces: Vec::new(),
             feature_proxy_storage: true,
+            feature_immutable_tags: false,
+            immutable_tags_policies: Vec::new(),
         }
     }
 }
@@ -391,6 +406,11 @@ impl RegistryConfig {
                 );
             }
         }
+        for (i, policy) in self.immutable_tags_policies.iter().enumerate() {
+            if let Some(problem) = policy.problem() {
+                issue(&format!("IMMUTABLE_TAGS_POLICIES[{i}]"), problem);
+            }
+        }
         if let Some(types) = &self.allowed_oci_artifact_types {
             for (config_type, layer_types) in types {
                 let key = format!("ALLOWED_OCI_ARTIFACT_TYPES.{config_type}");
@@ -541,5 +561,22 @@ DISTRIBUTED_STORAGE_PREFERENCE: [nowhere]
             loaded.config.storage_settings(),
             Ok(StorageSettings::S3(_))
         ));
+    }
+
+    #[test]
+    fn immutable_tag_policies_are_read_and_checked_by_index() {
+        let yaml = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES:\n  - {namespace: prod, tagPattern: 'v.*'}\n  - {namespace: dev, tagPattern: 'v(', tagPatternMatches: false}\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert_eq!(err.issues.len(), 1, "{err}");
+        assert_eq!(err.issues[0].key, "IMMUTABLE_TAGS_POLICIES[1]");
+        assert!(err.issues[0].reason.contains("not a regular expression"), "{err}");
+        let yaml = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES:\n  - {namespace: prod, tagPattern: 'v.*'}\n";
+        let loaded = RegistryConfig::from_yaml(yaml, None).unwrap();
+        assert!(loaded.config.feature_immutable_tags);
+        assert!(loaded.config.immutable_tags_policies[0].tag_pattern_matches);
+        // A misspelt policy field is an error, not a silently ignored key.
+        let yaml = "IMMUTABLE_TAGS_POLICIES:\n  - {namespace: prod, tagPatern: 'v.*'}\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert_eq!(err.issues[0].key, "IMMUTABLE_TAGS_POLICIES", "{err}");
     }
 }

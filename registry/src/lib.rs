@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod immutable_tags;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;

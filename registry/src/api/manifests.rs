@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::{
     AppState, CONTENT_LENGTH, CONTENT_TYPE, Call, DOCKER_CONTENT_DIGEST, LOCATION, OCI_SUBJECT,
-    OCI_TAG, reply,
+    OCI_TAG, reply, tag_guard,
 };
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiResult, RegistryError};
@@ -140,6 +140,11 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
         return Err(RegistryError::PolicyRefused(refusal.message));
     }
     check_references(state, &repo, &facts).await?;
+    let mut tags = extra_tags;
+    if let Reference::Tag(tag) = &reference {
+        tags.push(tag.clone());
+    }
+    tag_guard::check_moves(state, &repo, &tags, &facts.digest).await?;
 
     let stored = StoredManifest {
         media_type: facts.media_type.clone(),
@@ -161,10 +166,6 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
             .storage
             .referrer_add(&repo, subject, &descriptor)
             .await?;
-    }
-    let mut tags = extra_tags;
-    if let Reference::Tag(tag) = &reference {
-        tags.push(tag.clone());
     }
     for tag in &tags {
         state.storage.tag_set(&repo, tag, &facts.digest).await?;
@@ -231,6 +232,12 @@ pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Respon
     let repo = &call.repo;
     match Reference::parse(raw).ok_or_else(|| unknown(raw))? {
         Reference::Tag(tag) => {
+            let current = state
+                .storage
+                .tag_get(repo, &tag)
+                .await?
+                .ok_or_else(|| unknown(raw))?;
+            tag_guard::check_tag_delete(state, repo, &tag, &current).await?;
             if !state.storage.tag_delete(repo, &tag).await? {
                 return Err(unknown(raw));
             }
@@ -247,6 +254,18 @@ pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Respon
                 manifest::inspect(Some(&stored.media_type), &stored.bytes, digest.algorithm())
                     .ok()
                     .and_then(|f| f.subject);
+            // Tags pointing at a deleted manifest go with it, unless one is
+            // immutable: then nothing is deleted.
+            let mut naming = Vec::new();
+            for tag in state.storage.tags_list(repo).await?.unwrap_or_default() {
+                let Some(tag) = Tag::parse(&tag) else {
+                    continue;
+                };
+                if state.storage.tag_get(repo, &tag).await?.as_ref() == Some(&digest) {
+                    naming.push(tag);
+                }
+            }
+            tag_guard::check_manifest_delete(state, repo, &digest, &naming).await?;
             state.storage.manifest_delete(repo, &digest).await?;
             if let Some(subject) = subject {
                 state
@@ -254,14 +273,8 @@ pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Respon
                     .referrer_remove(repo, &subject, &digest)
                     .await?;
             }
-            // Tags pointing at a deleted manifest go with it.
-            for tag in state.storage.tags_list(repo).await?.unwrap_or_default() {
-                let Some(tag) = Tag::parse(&tag) else {
-                    continue;
-                };
-                if state.storage.tag_get(repo, &tag).await?.as_ref() == Some(&digest) {
-                    state.storage.tag_delete(repo, &tag).await?;
-                }
+            for tag in &naming {
+                state.storage.tag_delete(repo, tag).await?;
             }
         }
     }

@@ -9,6 +9,7 @@ mod manifests;
 mod ops;
 mod referrers;
 pub mod route;
+mod tag_guard;
 mod token;
 mod uploads;
 

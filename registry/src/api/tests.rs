@@ -596,3 +596,176 @@ async fn policy_refusal_names_the_type_and_stores_nothing() {
         "{text}"
     );
 }
+
+fn immutable_config(policies: &str) -> RegistryConfig {
+    let mut config = RegistryConfig::default();
+    config.feature_immutable_tags = true;
+    config.immutable_tags_policies = serde_json::from_str(policies).unwrap();
+    config
+}
+
+/// Push an image whose config is `config_json` under `reference`; returns
+/// the manifest's digest and the reply.
+async fn push_image(
+    h: &Harness,
+    repo: &str,
+    reference: &str,
+    config_json: &'static [u8],
+    layer: &'static [u8],
+) -> (Digest, Reply) {
+    let config = h.push_blob(repo, config_json).await;
+    let layer = h.push_blob(repo, layer).await;
+    let body = image_manifest(&config, &layer, "");
+    let digest = Digest::of_bytes(Algorithm::Sha256, body.as_bytes());
+    let r = h
+        .put_manifest(
+            repo,
+            reference,
+            "application/vnd.oci.image.manifest.v1+json",
+            &body,
+        )
+        .await;
+    (digest, r)
+}
+
+#[tokio::test]
+async fn immutable_tags_by_policy_refuse_moves_and_deletes_and_store_nothing() {
+    let h = harness_with(immutable_config(
+        r#"[{"namespace":"prod","tagPattern":"v[0-9]+"}]"#,
+    ));
+    let (first, r) = push_image(&h, "prod/app", "v1", b"{}", b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The same manifest again: nothing moves, accepted.
+    let (_, r) = push_image(&h, "prod/app", "v1", b"{}", b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+
+    let (second, r) = push_image(&h, "prod/app", "v1", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["code"], "DENIED");
+    let message = error["message"].as_str().unwrap();
+    for part in [
+        "tag prod/app:v1 is immutable",
+        "IMMUTABLE_TAGS_POLICIES: namespace \"prod\", tagPattern \"v[0-9]+\"",
+        &format!("it names {first}"),
+        &format!("{second} would move it"),
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message:?}");
+    }
+    // Nothing of the refused push was stored: the manifest is unknown and
+    // the tag still names the first.
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/prod/app/manifests/{second}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .call("HEAD", "/v2/prod/app/manifests/v1", Body::empty())
+        .await;
+    assert_eq!(r.header("docker-content-digest"), first.to_string());
+    // Nor by digest with ?tag=.
+    let config = h.push_blob("prod/app", b"{}").await;
+    let layer = h.push_blob("prod/app", b"two").await;
+    let body = image_manifest(&config, &layer, "");
+    let r = h
+        .put_manifest(
+            "prod/app",
+            &format!("{second}?tag=v1"),
+            "application/vnd.oci.image.manifest.v1+json",
+            &body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let r = h
+        .call("DELETE", "/v2/prod/app/manifests/v1", Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be deleted")
+    );
+    let r = h
+        .call(
+            "DELETE",
+            &format!("/v2/prod/app/manifests/{first}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains(&format!(
+            "manifest {first} is named by the immutable tag prod/app:v1"
+        )),
+        "{message}"
+    );
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/prod/app/manifests/{first}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    // Tags the policy does not match, and other namespaces, stay mutable.
+    let (_, r) = push_image(&h, "prod/app", "latest", b"{}", b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (_, r) = push_image(&h, "prod/app", "latest", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = h
+        .call("DELETE", "/v2/prod/app/manifests/latest", Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let (_, r) = push_image(&h, "dev/app", "v1", b"{}", b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (_, r) = push_image(&h, "dev/app", "v1", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
+
+#[tokio::test]
+async fn the_quay_immutable_label_protects_the_tags_naming_the_image() {
+    const LABELLED: &[u8] = br#"{"config":{"Labels":{"quay.immutable":"true"}}}"#;
+    let h = harness_with(immutable_config("[]"));
+    let (first, r) = push_image(&h, "team/app", "release", LABELLED, b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let (_, r) = push_image(&h, "team/app", "release", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("has the label quay.immutable=true"),
+        "{message}"
+    );
+    let r = h
+        .call(
+            "DELETE",
+            &format!("/v2/team/app/manifests/{first}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // An unlabelled image's tag moves freely; and with the feature off the
+    // label protects nothing.
+    let (_, r) = push_image(&h, "team/app", "dev", b"{}", b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (_, r) = push_image(&h, "team/app", "dev", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let off = harness();
+    let (_, r) = push_image(&off, "team/app", "release", LABELLED, b"one").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (_, r) = push_image(&off, "team/app", "release", b"{}", b"two").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+}
