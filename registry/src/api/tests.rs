@@ -598,10 +598,11 @@ async fn policy_refusal_names_the_type_and_stores_nothing() {
 }
 
 fn immutable_config(policies: &str) -> RegistryConfig {
-    let mut config = RegistryConfig::default();
-    config.feature_immutable_tags = true;
-    config.immutable_tags_policies = serde_json::from_str(policies).unwrap();
-    config
+    RegistryConfig {
+        feature_immutable_tags: true,
+        immutable_tags_policies: serde_json::from_str(policies).unwrap(),
+        ..RegistryConfig::default()
+    }
 }
 
 /// Push an image whose config is `config_json` under `reference`; returns
