@@ -88,6 +88,47 @@ pub struct QuarryRegistrySpec {
     /// Setting it makes the storage component unmanaged (no volume).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object_storage: Option<ObjectStorage>,
+
+    /// Tags that are never moved to another manifest or deleted, nor the
+    /// manifests they name deleted (Quay's immutable tags). Maps to
+    /// FEATURE_IMMUTABLE_TAGS and IMMUTABLE_TAGS_POLICIES. Unset: the
+    /// bundle's keys, else off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable_tags: Option<ImmutableTags>,
+}
+
+/// Immutable tags: the policies, and the switch.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImmutableTags {
+    /// Enforce immutable tags (FEATURE_IMMUTABLE_TAGS). Default true. When
+    /// on, the tags the policies match are immutable, and so are the tags
+    /// naming an image whose config has the label quay.immutable=true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Which tags are immutable, namespace by namespace. A tag is immutable
+    /// when any policy matches it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub policies: Vec<ImmutableTagPolicy>,
+}
+
+/// The tags of one namespace whose names match a pattern.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImmutableTagPolicy {
+    /// A namespace (the first segment of repository names, e.g. "prod" for
+    /// prod/app), or "*" for every namespace.
+    #[schemars(length(min = 1, max = 255))]
+    pub namespace: String,
+    /// A regular expression the whole tag must match, e.g.
+    /// v[0-9]+\.[0-9]+\.[0-9]+ for release tags.
+    #[schemars(length(min = 1, max = 256))]
+    pub tag_pattern: String,
+    /// false: the tags that do not match tagPattern are immutable instead.
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_pattern_matches: Option<bool>,
 }
 
 /// Where the registry keeps its data in object storage.

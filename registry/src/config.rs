@@ -569,7 +569,10 @@ DISTRIBUTED_STORAGE_PREFERENCE: [nowhere]
         let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
         assert_eq!(err.issues.len(), 1, "{err}");
         assert_eq!(err.issues[0].key, "IMMUTABLE_TAGS_POLICIES[1]");
-        assert!(err.issues[0].reason.contains("not a regular expression"), "{err}");
+        assert!(
+            err.issues[0].reason.contains("not a regular expression"),
+            "{err}"
+        );
         let yaml = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES:\n  - {namespace: prod, tagPattern: 'v.*'}\n";
         let loaded = RegistryConfig::from_yaml(yaml, None).unwrap();
         assert!(loaded.config.feature_immutable_tags);

@@ -6,7 +6,8 @@
 use k8s_openapi::api::core::v1::{SecretVolumeSource, Volume, VolumeMount};
 use quarry_registry::auth::accounts::{ACCOUNTS_FILE_KEY, AccountsFile};
 
-use super::{BuildContext, BuildError, Component, PodParts, StatusInput};
+use super::{BuildContext, BuildError, Component, PodParts, RenderedKey, StatusInput};
+use crate::crd::QuarryRegistrySpec;
 use crate::credentials::TOKEN_KEY;
 use crate::names::auth_secret_name;
 use crate::plan::{Issues, Plan, PlanInput, Referenced};
@@ -86,6 +87,19 @@ impl Component for Auth {
     fn status(&self, cx: &StatusInput<'_>, draft: &mut StatusDraft) {
         draft.status.credentials_secret = cx.generated.credentials_secret.clone();
         draft.status.pull_secret = cx.generated.pull_secret.clone();
+    }
+
+    fn renders(&self, spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
+        let set = spec
+            .auth
+            .as_ref()
+            .is_some_and(|a| a.anonymous_pull.is_some());
+        set.then_some(RenderedKey {
+            key: "ANONYMOUS_PULL_NAMESPACES",
+            field: "spec.auth.anonymousPull",
+        })
+        .into_iter()
+        .collect()
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod hpa;
+pub mod immutable_tags;
 pub mod ingress;
 pub mod monitoring;
 pub mod registry;
@@ -59,6 +60,20 @@ pub trait Component: Sync {
 
     /// Its conditions and status fields, from what the cluster reports.
     fn status(&self, _cx: &StatusInput<'_>, _status: &mut StatusDraft) {}
+
+    /// The registry config keys it set from spec fields this time, each
+    /// with that field's path: a problem the registry finds in the rendered
+    /// config is reported under the field, not under the key.
+    fn renders(&self, _spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
+        Vec::new()
+    }
+}
+
+/// A registry config key and the resource field it was rendered from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderedKey {
+    pub key: &'static str,
+    pub field: &'static str,
 }
 
 /// A row of [`TABLE`].
@@ -84,6 +99,10 @@ pub struct KindRow {
 pub const TABLE: &[Row] = &[
     Row {
         component: &settings::Settings,
+        kind: None,
+    },
+    Row {
+        component: &immutable_tags::ImmutableTags,
         kind: None,
     },
     Row {

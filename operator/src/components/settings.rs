@@ -6,7 +6,8 @@
 
 use quarry_registry::config::RegistryConfig;
 
-use super::Component;
+use super::{Component, RenderedKey};
+use crate::crd::QuarryRegistrySpec;
 use crate::plan::{Bundle, Issues, Plan, PlanInput};
 
 /// Where the bundle's keys are reported.
@@ -64,6 +65,23 @@ impl Component for Settings {
             config.server_hostname = Some(host.clone());
         }
     }
+
+    fn renders(&self, spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
+        let mut keys = Vec::new();
+        if spec.allowed_artifact_types.is_some() {
+            keys.push(RenderedKey {
+                key: "ALLOWED_OCI_ARTIFACT_TYPES",
+                field: "spec.allowedArtifactTypes",
+            });
+        }
+        if spec.server_hostname.is_some() {
+            keys.push(RenderedKey {
+                key: "SERVER_HOSTNAME",
+                field: "spec.serverHostname",
+            });
+        }
+        keys
+    }
 }
 
 /// The bundle as the base config: its problems under the bundle's path,
@@ -102,34 +120,21 @@ pub fn check_rendered(input: &PlanInput<'_>, plan: &Plan, issues: &mut Issues) {
 }
 
 /// The resource field a config key (with its `[i]` / `.sub` tail) came
-/// from.
+/// from: the field of the component that rendered it, else the bundle.
 fn field_of(input: &PlanInput<'_>, plan: &Plan, key: &str) -> String {
-    let spec = input.spec;
-    let typed: [(&str, &str, bool); 3] = [
-        (
-            "ANONYMOUS_PULL_NAMESPACES",
-            "spec.auth.anonymousPull",
-            spec.auth
-                .as_ref()
-                .is_some_and(|a| a.anonymous_pull.is_some()),
-        ),
-        (
-            "ALLOWED_OCI_ARTIFACT_TYPES",
-            "spec.allowedArtifactTypes",
-            spec.allowed_artifact_types.is_some(),
-        ),
-        (
-            "SERVER_HOSTNAME",
-            "spec.serverHostname",
-            spec.server_hostname.is_some(),
-        ),
-    ];
-    for (config_key, field, set) in typed {
+    let rendered = super::TABLE
+        .iter()
+        .flat_map(|row| row.component.renders(input.spec));
+    for RenderedKey {
+        key: config_key,
+        field,
+    } in rendered
+    {
         let Some(tail) = key.strip_prefix(config_key) else {
             continue;
         };
-        if !set {
-            break;
+        if !(tail.is_empty() || tail.starts_with(['.', '['])) {
+            continue; // another key that starts the same
         }
         // `.type[i]` (a map key) reads `[type][i]` under the field.
         return match tail.strip_prefix('.') {

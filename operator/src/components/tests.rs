@@ -25,6 +25,7 @@ use crate::plan::{
 use crate::resources::ObjectKind;
 
 mod hpa_condition;
+mod immutable_tags;
 mod overrides;
 
 /// A build's objects by kind, typed, as the tests read them.

@@ -1,0 +1,224 @@
+//! Immutable tags with real clients: skopeo, crane, oras and helm see the
+//! refusal with the tag, the policy and the setting named; nothing of a
+//! refused push changes what the tag names; the quay.immutable label.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use quarry_e2e::clients::{crane, helm, oras, skopeo};
+use quarry_e2e::oci::write_image_layout;
+use quarry_e2e::{Registry, run, run_text};
+
+const CONFIG: &str = r#"
+FEATURE_IMMUTABLE_TAGS: true
+IMMUTABLE_TAGS_POLICIES:
+  - {namespace: prod, tagPattern: 'v[0-9]+(\.[0-9]+)*'}
+  - {namespace: charts, tagPattern: '.*'}
+"#;
+
+/// Run a command that must fail; its whole output.
+fn refused(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let out: Output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{shown} was accepted:\n{text}");
+    text
+}
+
+fn assert_names(output: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(output.contains(part), "{part:?} missing from:\n{output}");
+    }
+}
+
+fn copy(layout: &Path, destination: &str) -> Command {
+    let mut cmd = skopeo();
+    cmd.args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{destination}"));
+    cmd
+}
+
+fn digest_of(dir: &Path, reference: &str) -> String {
+    run_text(crane(dir).args(["digest", "--insecure", reference]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
+    let registry = Registry::start_with_config(Some(CONFIG));
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let first = write_image_layout(&root.join("first"), "v1", 1, 4096);
+    write_image_layout(&root.join("second"), "v1", 1, 4096);
+
+    // skopeo: the first push and the same push again are accepted; another
+    // image under the tag is refused and the tag still names the first.
+    run(&mut copy(
+        &root.join("first"),
+        &format!("{host}/prod/app:v1.0"),
+    ));
+    run(&mut copy(
+        &root.join("first"),
+        &format!("{host}/prod/app:v1.0"),
+    ));
+    let output = refused(&mut copy(
+        &root.join("second"),
+        &format!("{host}/prod/app:v1.0"),
+    ));
+    assert_names(
+        &output,
+        &[
+            "tag prod/app:v1.0 is immutable",
+            "IMMUTABLE_TAGS_POLICIES: namespace",
+            "FEATURE_IMMUTABLE_TAGS is true",
+        ],
+    );
+    let v1 = format!("{host}/prod/app:v1.0");
+    assert_eq!(digest_of(root, &v1), first.manifest_digest);
+
+    // crane: moving the tag by copy, and deleting the manifest it names.
+    run(&mut copy(
+        &root.join("second"),
+        &format!("{host}/prod/app:candidate"),
+    ));
+    let output = refused(crane(root).args([
+        "copy",
+        "--insecure",
+        &format!("{host}/prod/app:candidate"),
+        &v1,
+    ]));
+    assert_names(&output, &["tag prod/app:v1.0 is immutable"]);
+    let output = refused(crane(root).args([
+        "delete",
+        "--insecure",
+        &format!("{host}/prod/app@{}", first.manifest_digest),
+    ]));
+    assert_names(
+        &output,
+        &[&format!(
+            "manifest {} is named by the immutable tag prod/app:v1.0",
+            first.manifest_digest
+        )],
+    );
+    assert_eq!(digest_of(root, &v1), first.manifest_digest);
+    // A tag the policy does not match moves and goes as usual.
+    run(crane(root).args([
+        "copy",
+        "--insecure",
+        &format!("{host}/prod/app:candidate"),
+        &format!("{host}/prod/app:latest"),
+    ]));
+    run(crane(root).args([
+        "copy",
+        "--insecure",
+        &v1,
+        &format!("{host}/prod/app:latest"),
+    ]));
+
+    // The tag itself cannot be deleted either (the API crane has no verb for).
+    let response = quarry_e2e::http::blocking()
+        .delete(format!("{}/v2/prod/app/manifests/v1.0", registry.url()))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body = response.text().unwrap();
+    assert_names(&body, &["DENIED", "cannot be deleted"]);
+
+    // oras: an artifact under a release tag, then other content under it.
+    std::fs::write(root.join("notes.txt"), "first\n").unwrap();
+    run(oras(root).args([
+        "push",
+        "--plain-http",
+        &format!("{host}/prod/notes:v2"),
+        "notes.txt:text/plain",
+    ]));
+    std::fs::write(root.join("notes.txt"), "second\n").unwrap();
+    let output = refused(oras(root).args([
+        "push",
+        "--plain-http",
+        &format!("{host}/prod/notes:v2"),
+        "notes.txt:text/plain",
+    ]));
+    assert_names(&output, &["tag prod/notes:v2 is immutable"]);
+
+    // helm: a chart version is a tag; republishing it with other content is
+    // refused where every tag is immutable.
+    run(helm(root).args(["create", "demo"]));
+    run(helm(root).args(["package", "demo"]));
+    run(helm(root).args([
+        "push",
+        "demo-0.1.0.tgz",
+        &format!("oci://{host}/charts"),
+        "--plain-http",
+    ]));
+    std::fs::write(root.join("demo/values.yaml"), "replicaCount: 2\n").unwrap();
+    run(helm(root).args(["package", "demo"]));
+    let output = refused(helm(root).args([
+        "push",
+        "demo-0.1.0.tgz",
+        &format!("oci://{host}/charts"),
+        "--plain-http",
+    ]));
+    assert_names(&output, &["tag charts/demo:0.1.0 is immutable"]);
+
+    // Other namespaces are not covered by the policies.
+    run(&mut copy(
+        &root.join("first"),
+        &format!("{host}/dev/app:v1.0"),
+    ));
+    run(&mut copy(
+        &root.join("second"),
+        &format!("{host}/dev/app:v1.0"),
+    ));
+}
+
+#[test]
+fn the_quay_immutable_label_makes_the_tags_of_an_image_immutable() {
+    let registry = Registry::start_with_config(Some("FEATURE_IMMUTABLE_TAGS: true\n"));
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_image_layout(&root.join("plain"), "v1", 1, 4096);
+    run(&mut copy(
+        &root.join("plain"),
+        &format!("{host}/team/app:base"),
+    ));
+    // crane writes the label into the image config, as a Containerfile
+    // LABEL would, and pushes the new image under "release".
+    run(crane(root).args([
+        "mutate",
+        "--insecure",
+        "--label",
+        "quay.immutable=true",
+        &format!("{host}/team/app:base"),
+        "-t",
+        &format!("{host}/team/app:release"),
+    ]));
+    let output = refused(&mut copy(
+        &root.join("plain"),
+        &format!("{host}/team/app:release"),
+    ));
+    assert_names(
+        &output,
+        &[
+            "tag team/app:release is immutable",
+            "has the label quay.immutable=true",
+        ],
+    );
+    // The unlabelled image's tag moves freely.
+    run(crane(root).args([
+        "copy",
+        "--insecure",
+        &format!("{host}/team/app:release"),
+        &format!("{host}/team/app:base"),
+    ]));
+}
