@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod gc;
 pub mod immutable_tags;
 pub mod logging;
 pub mod manifest;

@@ -10,7 +10,7 @@ use quarry_registry::config::LoadedConfig;
 use quarry_registry::logging::{self, LogFormat};
 use quarry_registry::reload::{self, ConfigSource};
 use quarry_registry::tls::{self, TlsFiles};
-use quarry_registry::{auth, server};
+use quarry_registry::{auth, gc, server};
 
 /// Quarry's OCI registry. With no arguments it serves 127.0.0.1:5000 from
 /// ./quarry-data.
@@ -48,13 +48,29 @@ enum Command {
     /// Read a password from standard input (one line) and print its bcrypt
     /// hash, for the password_hash of an account in the accounts file.
     HashPassword,
+    /// List what garbage collection would delete, and why, in the storage
+    /// the configuration names (--config / --storage-path). Only --dry-run
+    /// exists yet: nothing is deleted.
+    Gc {
+        /// Only list (required: deletion is not built yet).
+        #[arg(long)]
+        dry_run: bool,
+        /// What was written less than this long ago is kept (seconds).
+        #[arg(long, default_value_t = 3600)]
+        grace_seconds: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::HashPassword) = cli.command {
-        return hash_password();
+    match cli.command {
+        Some(Command::HashPassword) => return hash_password(),
+        Some(Command::Gc {
+            dry_run,
+            grace_seconds,
+        }) => return gc_dry_run(&cli, dry_run, Duration::from_secs(grace_seconds)).await,
+        None => {}
     }
     logging::init(cli.log_format);
     match run(cli).await {
@@ -86,6 +102,42 @@ fn hash_password() -> ExitCode {
         }
         Err(e) => {
             eprintln!("quarry-registry hash-password: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `quarry-registry gc --dry-run`: what would go and why, then a summary.
+async fn gc_dry_run(cli: &Cli, dry_run: bool, grace: Duration) -> ExitCode {
+    if !dry_run {
+        eprintln!(
+            "quarry-registry gc: deleting is not built yet; `gc --dry-run` lists what garbage collection would delete"
+        );
+        return ExitCode::from(2);
+    }
+    tls::install_crypto_provider();
+    let source = ConfigSource {
+        path: cli.config.clone(),
+        storage_path: cli.storage_path.clone(),
+    };
+    let result = async {
+        let loaded = source.load()?;
+        let storage = server::open_storage(&loaded.config)?;
+        Ok::<_, anyhow::Error>(
+            gc::find(storage.as_ref(), grace, std::time::SystemTime::now()).await?,
+        )
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            for garbage in &report.garbage {
+                println!("{garbage}");
+            }
+            println!("{}", report.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry-registry gc: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -22,10 +22,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::metadata::{self, Key, KeyValue};
+use super::metadata::{self, Entry, Key, KeyValue};
 use super::{
-    ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest, UploadInfo,
-    UploadStatus,
+    BlobEntry, ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest,
+    UploadInfo, UploadStatus,
 };
 use crate::digest::{Algorithm, Digest, DigestHasher};
 use crate::names::RepoName;
@@ -305,19 +305,25 @@ impl KeyValue for FilesystemStorage {
         Ok(tokio::fs::try_exists(self.key_path(key)).await?)
     }
 
-    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>> {
+    async fn kv_list(&self, prefix: &Key) -> StorageResult<Vec<Entry>> {
         let dir = self.key_path(prefix);
         blocking(move || {
-            let mut names = Vec::new();
-            if let Some(entries) = not_found_is_none(fs::read_dir(dir))? {
-                for entry in entries {
+            let mut entries = Vec::new();
+            if let Some(listing) = not_found_is_none(fs::read_dir(dir))? {
+                for entry in listing {
                     let entry = entry?;
-                    if entry.file_type()?.is_file() {
-                        names.push(entry.file_name().to_string_lossy().into_owned());
+                    let Some(meta) = not_found_is_none(entry.metadata())? else {
+                        continue; // removed meanwhile
+                    };
+                    if meta.is_file() {
+                        entries.push(Entry {
+                            name: entry.file_name().to_string_lossy().into_owned(),
+                            modified: meta.modified()?,
+                        });
                     }
                 }
             }
-            Ok(names)
+            Ok(entries)
         })
         .await
     }
@@ -365,6 +371,40 @@ impl Storage for FilesystemStorage {
             Opened::Small(bytes) => Box::pin(futures::stream::once(async move { Ok(bytes) })),
             Opened::Large(file, start, len) => read_in_background(file, start, len),
         })
+    }
+
+    async fn blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        let root = self.root.join("blobs");
+        blocking(move || {
+            let mut out = Vec::new();
+            // blobs/<alg>/<2 hex>/<hex>
+            let Some(algorithms) = not_found_is_none(fs::read_dir(&root))? else {
+                return Ok(out);
+            };
+            for algorithm in algorithms {
+                let algorithm = algorithm?;
+                let alg = algorithm.file_name().to_string_lossy().into_owned();
+                for fan in fs::read_dir(algorithm.path())? {
+                    for blob in fs::read_dir(fan?.path())? {
+                        let blob = blob?;
+                        let name = blob.file_name().to_string_lossy().into_owned();
+                        let Ok(digest) = format!("{alg}:{name}").parse::<Digest>() else {
+                            continue; // not a blob (a stray file)
+                        };
+                        let Some(meta) = not_found_is_none(blob.metadata())? else {
+                            continue;
+                        };
+                        out.push(BlobEntry {
+                            digest,
+                            size: meta.len(),
+                            modified: meta.modified()?,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {

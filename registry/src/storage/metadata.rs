@@ -17,7 +17,7 @@
 use bytes::Bytes;
 
 use super::{ReferrerDescriptor, StorageResult};
-use crate::digest::Digest;
+use crate::digest::{Algorithm, Digest};
 use crate::names::{RepoName, Tag};
 
 /// A metadata key. Built only from checked repository names, tags and
@@ -49,6 +49,16 @@ impl Key {
 
     pub fn manifests(repo: &RepoName) -> Key {
         Key::in_repo(repo, "_manifests")
+    }
+
+    /// The manifest links of one digest algorithm (`.../_manifests/sha256`).
+    pub fn manifests_of(repo: &RepoName, algorithm: Algorithm) -> Key {
+        Key::in_repo(repo, &format!("_manifests/{}", algorithm.name()))
+    }
+
+    /// The blob links of one digest algorithm (`.../_layers/sha256`).
+    pub fn layers_of(repo: &RepoName, algorithm: Algorithm) -> Key {
+        Key::in_repo(repo, &format!("_layers/{}", algorithm.name()))
     }
 
     pub fn tag(repo: &RepoName, tag: &Tag) -> Key {
@@ -83,6 +93,14 @@ fn digest_path(digest: &Digest) -> String {
     format!("{}/{}", digest.algorithm().name(), digest.hex())
 }
 
+/// A value found under a prefix: its last name segment, and when it was
+/// last written (what garbage collection's grace period is measured from).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub modified: std::time::SystemTime,
+}
+
 /// The key-value layer a backend provides. Every `kv_put` is atomic and
 /// durable: a reader sees the old value or the whole new one, never a part,
 /// and a crash after it returned loses nothing.
@@ -93,9 +111,19 @@ pub trait KeyValue: Send + Sync {
     /// Returns false when there was nothing to delete.
     async fn kv_delete(&self, key: &Key) -> StorageResult<bool>;
     async fn kv_exists(&self, key: &Key) -> StorageResult<bool>;
-    /// Names of the values directly under `prefix` (not of deeper
-    /// folders), in no particular order; empty when there is none.
-    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>>;
+    /// The values directly under `prefix` (not those of deeper folders),
+    /// with when each was last written, in no particular order; empty when
+    /// there is none.
+    async fn kv_list(&self, prefix: &Key) -> StorageResult<Vec<Entry>>;
+    /// Names of the values directly under `prefix`.
+    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>> {
+        Ok(self
+            .kv_list(prefix)
+            .await?
+            .into_iter()
+            .map(|e| e.name)
+            .collect())
+    }
     /// Whether anything at all lies under `prefix`.
     async fn kv_any_under(&self, prefix: &Key) -> StorageResult<bool>;
 }

@@ -118,6 +118,14 @@ impl UploadInfo {
     }
 }
 
+/// A committed blob as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub digest: Digest,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+}
+
 /// What an upload session looks like from outside.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadStatus {
@@ -153,6 +161,10 @@ pub trait Storage: KeyValue + 'static {
     ) -> StorageResult<Option<String>> {
         Ok(None)
     }
+
+    /// Every committed blob with its size and when it was written, in no
+    /// particular order (what garbage collection looks at).
+    async fn blobs(&self) -> StorageResult<Vec<BlobEntry>>;
 
     // --- which blobs a repository may serve --------------------------------
 

@@ -37,11 +37,11 @@ use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
 };
 
-use super::metadata::{self, Key, KeyValue};
+use super::metadata::{self, Entry, Key, KeyValue};
 use super::settings::S3Settings;
 use super::{
-    ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest, UploadInfo,
-    UploadStatus,
+    BlobEntry, ByteRange, ByteStream, Storage, StorageError, StorageResult, StoredManifest,
+    UploadInfo, UploadStatus,
 };
 use crate::digest::{Digest, DigestHasher};
 use crate::names::RepoName;
@@ -468,7 +468,7 @@ impl KeyValue for ObjectStorage {
         self.exists(&self.key(key.as_str())).await
     }
 
-    async fn kv_names(&self, prefix: &Key) -> StorageResult<Vec<String>> {
+    async fn kv_list(&self, prefix: &Key) -> StorageResult<Vec<Entry>> {
         let listing = self
             .store
             .list_with_delimiter(Some(&self.key(prefix.as_str())))
@@ -477,7 +477,13 @@ impl KeyValue for ObjectStorage {
         Ok(listing
             .objects
             .into_iter()
-            .filter_map(|m| m.location.filename().map(str::to_string))
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                Some(Entry {
+                    name,
+                    modified: m.last_modified.into(),
+                })
+            })
             .collect())
     }
 
@@ -537,6 +543,33 @@ impl Storage for ObjectStorage {
             .await
             .map_err(io)?;
         Ok(Some(url.to_string()))
+    }
+
+    async fn blobs(&self) -> StorageResult<Vec<BlobEntry>> {
+        let root = self.key("blobs");
+        let depth = root.parts().count();
+        let mut out = Vec::new();
+        // blobs/<alg>/<hex>
+        for object in self.list(&root).await? {
+            let parts: Vec<String> = object
+                .location
+                .parts()
+                .skip(depth)
+                .map(|p| p.as_ref().to_string())
+                .collect();
+            let [alg, hex] = parts.as_slice() else {
+                continue;
+            };
+            let Ok(digest) = format!("{alg}:{hex}").parse::<Digest>() else {
+                continue;
+            };
+            out.push(BlobEntry {
+                digest,
+                size: object.size,
+                modified: object.last_modified.into(),
+            });
+        }
+        Ok(out)
     }
 
     async fn upload_start(&self, repo: &RepoName) -> StorageResult<String> {

@@ -1,0 +1,97 @@
+//! `quarry-registry gc --dry-run` on a store real clients filled: a tag
+//! moved by skopeo leaves the old image garbage, a cosign signature of the
+//! tagged image is kept, and nothing is deleted by looking.
+
+use std::process::Command;
+
+use quarry_e2e::clients::{cosign, crane, skopeo};
+use quarry_e2e::oci::write_image_layout;
+use quarry_e2e::{Registry, registry_binary, run, run_text};
+
+fn dry_run(registry: &Registry, grace_seconds: &str) -> String {
+    run_text(
+        Command::new(registry_binary())
+            .arg("--storage-path")
+            .arg(&registry.data)
+            .args(["gc", "--dry-run", "--grace-seconds", grace_seconds]),
+    )
+}
+
+#[test]
+fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
+    let registry = Registry::start();
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let old = write_image_layout(&root.join("old"), "v1", 2, 4096);
+    let new = write_image_layout(&root.join("new"), "v1", 1, 4096);
+    for (layout, _) in [("old", &old), ("new", &new)] {
+        run(skopeo()
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", root.join(layout).display()))
+            .arg(format!("docker://{host}/team/app:v1")));
+    }
+    // A signature of what the tag names now (cosign's .sig tag).
+    run(cosign(root).args(["generate-key-pair"]));
+    run(cosign(root).args([
+        "sign",
+        "--key",
+        "cosign.key",
+        "--tlog-upload=false",
+        "--allow-insecure-registry",
+        &format!("{host}/team/app@{}", new.manifest_digest),
+    ]));
+
+    // Inside the grace period nothing is garbage.
+    let report = dry_run(&registry, "3600");
+    assert!(
+        report.contains("0 manifests, 0 links, 0 blobs (0 bytes) are garbage"),
+        "{report}"
+    );
+
+    let report = dry_run(&registry, "0");
+    assert!(
+        report.contains(&format!(
+            "manifest team/app@{} (written",
+            old.manifest_digest
+        )),
+        "{report}"
+    );
+    assert!(report.contains("no tag reaches it"), "{report}");
+    for layer in &old.layer_digests {
+        assert!(report.contains(&format!("blob {layer}")), "{report}");
+        assert!(
+            report.contains(&format!("link team/app -> {layer}")),
+            "{report}"
+        );
+    }
+    for layer in &new.layer_digests {
+        assert!(
+            !report.contains(layer.as_str()),
+            "{layer} is kept: {report}"
+        );
+    }
+    assert!(!report.contains(&new.manifest_digest), "{report}");
+    // Only the old image goes: its manifest, the links of its config and
+    // two layers, and those three blobs plus the manifest's own bytes. The
+    // signature cosign stored for the tagged image is kept.
+    assert!(report.contains("1 manifests, 3 links, 4 blobs"), "{report}");
+
+    // Looking deleted nothing: the old image still pulls by digest.
+    run(crane(root).args([
+        "pull",
+        "--insecure",
+        &format!("{host}/team/app@{}", old.manifest_digest),
+        "old.tar",
+    ]));
+
+    // Without --dry-run the command refuses instead of deleting.
+    let out = Command::new(registry_binary())
+        .arg("--storage-path")
+        .arg(&registry.data)
+        .arg("gc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("deleting is not built yet"));
+}
