@@ -95,6 +95,58 @@ pub struct QuarryRegistrySpec {
     /// bundle's keys, else off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub immutable_tags: Option<ImmutableTags>,
+
+    /// Tags the registry drops by itself, namespace by namespace (Quay's
+    /// auto-prune). Maps to FEATURE_AUTO_PRUNE and AUTO_PRUNE_POLICIES.
+    /// Cosign's signature tags and immutable tags are never pruned. What a
+    /// pruned tag leaves behind is garbage for garbage collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_prune: Option<AutoPrune>,
+}
+
+/// Auto-prune: the policies, and the switch.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoPrune {
+    /// Apply the policies (FEATURE_AUTO_PRUNE). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The policies; a tag goes when any of them drops it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub policies: Vec<PrunePolicy>,
+}
+
+/// Which tags of a namespace go: all but the newest keepNewest, or those
+/// pushed longer ago than olderThan (set exactly one).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "has(self.keepNewest) != has(self.olderThan)", "message": "set exactly one of keepNewest and olderThan"}
+]))]
+pub struct PrunePolicy {
+    /// A namespace (the first segment of repository names), or "*" for
+    /// every namespace.
+    #[schemars(length(min = 1, max = 255))]
+    pub namespace: String,
+    /// Keep the newest this many tags, drop the rest (Quay's
+    /// number_of_tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub keep_newest: Option<u64>,
+    /// Drop tags pushed longer ago than this: a number and s, m, h, d or w,
+    /// e.g. 2w (Quay's creation_date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhdw]$"))]
+    pub older_than: Option<String>,
+    /// Only the tags whose whole name matches this regular expression, e.g.
+    /// pr-[0-9]+.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub tag_pattern: Option<String>,
+    /// false: only the tags that do not match tagPattern. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_pattern_matches: Option<bool>,
 }
 
 /// Immutable tags: the policies, and the switch.

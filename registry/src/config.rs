@@ -130,6 +130,21 @@ pub struct RegistryConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub immutable_tags_policies: Vec<crate::immutable_tags::ImmutableTagPolicy>,
+
+    /// Quay's key: apply AUTO_PRUNE_POLICIES.
+    #[serde(rename = "FEATURE_AUTO_PRUNE")]
+    pub feature_auto_prune: bool,
+
+    /// Which tags are dropped by themselves, per namespace: Quay's methods
+    /// `number_of_tags` (keep the newest N) and `creation_date` (drop those
+    /// older than an age), optionally limited by a tag pattern.
+    #[serde(rename = "AUTO_PRUNE_POLICIES", skip_serializing_if = "Vec::is_empty")]
+    pub auto_prune_policies: Vec<crate::retention::PrunePolicy>,
+
+    /// How often tags are checked for `quay.expires-after` and the prune
+    /// policies (seconds).
+    #[serde(rename = "TAG_RETENTION_SWEEP_SECONDS")]
+    pub tag_retention_sweep_seconds: u64,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -168,6 +183,9 @@ impl Default for RegistryConfig {
             feature_proxy_storage: true,
             feature_immutable_tags: false,
             immutable_tags_policies: Vec::new(),
+            feature_auto_prune: false,
+            auto_prune_policies: Vec::new(),
+            tag_retention_sweep_seconds: 600,
         }
     }
 }
@@ -406,6 +424,14 @@ impl RegistryConfig {
                 );
             }
         }
+        for (i, policy) in self.auto_prune_policies.iter().enumerate() {
+            if let Some(problem) = policy.problem() {
+                issue(&format!("AUTO_PRUNE_POLICIES[{i}]"), problem);
+            }
+        }
+        if self.tag_retention_sweep_seconds == 0 {
+            issue("TAG_RETENTION_SWEEP_SECONDS", "must be at least 1".into());
+        }
         for (i, policy) in self.immutable_tags_policies.iter().enumerate() {
             if let Some(problem) = policy.problem() {
                 issue(&format!("IMMUTABLE_TAGS_POLICIES[{i}]"), problem);
@@ -581,5 +607,24 @@ DISTRIBUTED_STORAGE_PREFERENCE: [nowhere]
         let yaml = "IMMUTABLE_TAGS_POLICIES:\n  - {namespace: prod, tagPatern: 'v.*'}\n";
         let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
         assert_eq!(err.issues[0].key, "IMMUTABLE_TAGS_POLICIES", "{err}");
+    }
+
+    #[test]
+    fn auto_prune_policies_read_quays_shape() {
+        let yaml = "FEATURE_AUTO_PRUNE: true\nAUTO_PRUNE_POLICIES:\n  - {namespace: ci, method: number_of_tags, value: 10}\n  - {namespace: '*', method: creation_date, value: 2w, tagPattern: 'pr-.*'}\n";
+        let loaded = RegistryConfig::from_yaml(yaml, None).unwrap();
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!(loaded.config.auto_prune_policies.len(), 2);
+        assert_eq!(
+            loaded.config.auto_prune_policies[0].method,
+            crate::retention::PruneMethod::NumberOfTags(10)
+        );
+        let yaml =
+            "AUTO_PRUNE_POLICIES:\n  - {namespace: ci, method: creation_date, value: soon}\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert_eq!(err.issues[0].key, "AUTO_PRUNE_POLICIES[0]", "{err}");
+        let yaml = "AUTO_PRUNE_POLICIES:\n  - {namespace: ci, method: keep_some, value: 3}\n";
+        let err = RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        assert_eq!(err.issues[0].key, "AUTO_PRUNE_POLICIES", "{err}");
     }
 }

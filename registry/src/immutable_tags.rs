@@ -11,6 +11,7 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use crate::image_labels::{self, Labels};
 use crate::names::{ALL_NAMESPACES, RepoName, Tag, valid_namespace};
 
 /// Quay's label on an image config that makes the tags naming it immutable.
@@ -148,15 +149,9 @@ pub fn policy_for(
     policies.iter().find(|p| p.applies_to(repo, tag)).cloned()
 }
 
-/// Whether an image config (its JSON) has `quay.immutable=true` among its
-/// labels (`config.Labels`, as docker/podman/buildah write them).
-pub fn config_has_label(config_json: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(config_json).is_ok_and(|v| {
-        v.pointer("/config/Labels")
-            .and_then(|labels| labels.get(IMMUTABLE_LABEL))
-            .and_then(|value| value.as_str())
-            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
-    })
+/// Whether an image's labels have `quay.immutable=true`.
+pub fn labelled_immutable(labels: &Labels) -> bool {
+    image_labels::text(labels, IMMUTABLE_LABEL).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
 #[cfg(test)]
@@ -223,17 +218,18 @@ mod tests {
 
     #[test]
     fn the_label_is_read_from_the_image_config() {
-        assert!(config_has_label(
+        let labelled = |json: &[u8]| labelled_immutable(&image_labels::from_config(json));
+        assert!(labelled(
             br#"{"config":{"Labels":{"quay.immutable":"true"}}}"#
         ));
-        assert!(config_has_label(
+        assert!(labelled(
             br#"{"config":{"Labels":{"quay.immutable":"True"}}}"#
         ));
-        assert!(!config_has_label(
+        assert!(!labelled(
             br#"{"config":{"Labels":{"quay.immutable":"false"}}}"#
         ));
-        assert!(!config_has_label(br#"{"config":{}}"#));
-        assert!(!config_has_label(b"not json"));
+        assert!(!labelled(br#"{"config":{}}"#));
+        assert!(!labelled(b"not json"));
     }
 
     #[test]

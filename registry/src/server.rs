@@ -1,5 +1,5 @@
 //! Running the registry: storage from config, the HTTP server with
-//! graceful shutdown, and the stale-upload sweeper.
+//! graceful shutdown, the stale-upload sweeper and the tag retention sweep.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use tokio::net::TcpListener;
@@ -15,6 +16,7 @@ use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::config::RegistryConfig;
 use crate::metrics::Metrics;
+use crate::retention;
 use crate::storage::settings::StorageSettings;
 use crate::storage::{FilesystemStorage, ObjectStorage, S3Credentials, Storage};
 
@@ -64,12 +66,29 @@ pub async fn serve(
         state.storage.clone(),
         Duration::from_secs(state.config().blob_upload_stale_seconds),
     ));
+    let retention = tokio::spawn(sweep_tags(state.storage.clone(), state.config.clone()));
     let result = match tls {
         Some(tls) => serve_tls(listener, state, tls, shutdown).await,
         None => serve_plain(listener, state, shutdown).await,
     };
     sweeper.abort();
+    retention.abort();
     result
+}
+
+/// Expire and prune tags (retention.rs) every TAG_RETENTION_SWEEP_SECONDS,
+/// with the configuration of the moment (it reloads).
+async fn sweep_tags(storage: Arc<dyn Storage>, config: Arc<ArcSwap<RegistryConfig>>) {
+    loop {
+        let every = Duration::from_secs(config.load().tag_retention_sweep_seconds.max(1));
+        tokio::time::sleep(every).await;
+        let current = config.load_full();
+        match retention::sweep(storage.as_ref(), &current, std::time::SystemTime::now()).await {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => tracing::info!(tags = removed.len(), "expired or pruned tags removed"),
+            Err(e) => tracing::warn!(error = %e, "could not sweep tags for expiration and pruning"),
+        }
+    }
 }
 
 async fn serve_tls(

@@ -10,6 +10,7 @@
 //! new kind, its variant in `crd::ComponentKind`). See docs/architecture.md.
 
 pub mod auth;
+pub mod auto_prune;
 pub mod hpa;
 pub mod immutable_tags;
 pub mod ingress;
@@ -103,6 +104,10 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         component: &immutable_tags::ImmutableTags,
+        kind: None,
+    },
+    Row {
+        component: &auto_prune::AutoPrune,
         kind: None,
     },
     Row {

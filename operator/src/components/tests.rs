@@ -24,6 +24,7 @@ use crate::plan::{
 };
 use crate::resources::ObjectKind;
 
+mod auto_prune;
 mod hpa_condition;
 mod immutable_tags;
 mod overrides;

@@ -6,11 +6,9 @@ use super::AppState;
 use crate::config::RegistryConfig;
 use crate::digest::Digest;
 use crate::error::{ApiResult, RegistryError};
+use crate::image_labels;
 use crate::immutable_tags::{self, Immutable};
-use crate::manifest::{self, ManifestKind};
 use crate::names::{RepoName, Tag};
-use crate::policy::{DOCKER_IMAGE_CONFIG, OCI_IMAGE_CONFIG};
-use futures::TryStreamExt;
 
 /// Why `tag`, which names `current`, is immutable; `None` when it is not.
 async fn immutability(
@@ -32,48 +30,21 @@ async fn immutability(
 }
 
 /// Whether the image manifest `digest` has a config labelled
-/// `quay.immutable=true`. Indexes and artifacts have no such label.
+/// `quay.immutable=true`.
 async fn labelled_immutable(
     state: &AppState,
     config: &RegistryConfig,
     repo: &RepoName,
     digest: &Digest,
 ) -> ApiResult<bool> {
-    let Some(stored) = state.storage.manifest_get(repo, digest).await? else {
-        return Ok(false);
-    };
-    // It was accepted once; one that no longer parses carries no label.
-    let Ok(facts) = manifest::inspect(Some(&stored.media_type), &stored.bytes, digest.algorithm())
-    else {
-        return Ok(false);
-    };
-    let is_image_config = matches!(
-        facts.config_media_type.as_deref(),
-        Some(OCI_IMAGE_CONFIG | DOCKER_IMAGE_CONFIG)
-    );
-    let (ManifestKind::Image, true, Some(config_blob)) =
-        (facts.kind, is_image_config, facts.blobs.first())
-    else {
-        return Ok(false);
-    };
-    // Image configs are small; one larger than a manifest may be is not
-    // read (and is treated as unlabelled).
-    let Some(size) = state.storage.blob_size(&config_blob.digest).await? else {
-        return Ok(false);
-    };
-    if size > config.maximum_manifest_size {
-        return Ok(false);
-    }
-    let bytes: Vec<u8> = state
-        .storage
-        .blob_read(&config_blob.digest, None)
-        .await?
-        .try_fold(Vec::new(), |mut all, chunk| async move {
-            all.extend_from_slice(&chunk);
-            Ok(all)
-        })
-        .await?;
-    Ok(immutable_tags::config_has_label(&bytes))
+    let labels = image_labels::of_manifest(
+        state.storage.as_ref(),
+        repo,
+        digest,
+        config.maximum_manifest_size,
+    )
+    .await?;
+    Ok(immutable_tags::labelled_immutable(&labels))
 }
 
 /// Refuse a push that would move an immutable tag to `new`.
