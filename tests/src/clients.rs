@@ -29,6 +29,21 @@ pub fn cosign(dir: &Path) -> Command {
     c
 }
 
+/// cosign signing `reference` on a plain-HTTP registry with `cosign.key`
+/// in `dir` (from `cosign generate-key-pair`), without the public log.
+pub fn cosign_sign_plain_http(dir: &Path, reference: &str) -> Command {
+    let mut c = cosign(dir);
+    c.args([
+        "sign",
+        "--key",
+        "cosign.key",
+        "--tlog-upload=false",
+        "--allow-insecure-registry",
+        reference,
+    ]);
+    c
+}
+
 pub fn oras(dir: &Path) -> Command {
     let mut c = Command::new(tool("oras"));
     c.current_dir(dir).env("HOME", dir);

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use quarry_e2e::clients::{cosign, crane, skopeo};
+use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, registry_binary, run, run_text};
 
@@ -33,14 +33,10 @@ fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
     }
     // A signature of what the tag names now (cosign's .sig tag).
     run(cosign(root).args(["generate-key-pair"]));
-    run(cosign(root).args([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-insecure-registry",
+    run(&mut cosign_sign_plain_http(
+        root,
         &format!("{host}/team/app@{}", new.manifest_digest),
-    ]));
+    ));
 
     // Inside the grace period nothing is garbage.
     let report = dry_run(&registry, "3600");

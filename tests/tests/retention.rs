@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quarry_e2e::clients::{cosign, crane, skopeo};
+use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, run, run_text};
 
@@ -59,14 +59,10 @@ fn prune_keeps_the_newest_tags_and_signatures_and_labels_expire_tags() {
         std::thread::sleep(Duration::from_millis(1100));
     }
     run(cosign(root).args(["generate-key-pair"]));
-    run(cosign(root).args([
-        "sign",
-        "--key",
-        "cosign.key",
-        "--tlog-upload=false",
-        "--allow-insecure-registry",
+    run(&mut cosign_sign_plain_http(
+        root,
         &format!("{repository}:build-4"),
-    ]));
+    ));
     let digest =
         run_text(crane(root).args(["digest", "--insecure", &format!("{repository}:build-4")]));
     let signature_tag = format!("{}.sig", digest.trim().replace(':', "-"));

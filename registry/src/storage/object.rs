@@ -229,6 +229,27 @@ impl ObjectStorage {
             .map_err(io)
     }
 
+    /// Every object under `rel` (below the prefix), with its path segments
+    /// after `rel`.
+    async fn list_relative(&self, rel: &str) -> StorageResult<Vec<(Vec<String>, ObjectMeta)>> {
+        let root = self.key(rel);
+        let depth = root.parts().count();
+        Ok(self
+            .list(&root)
+            .await?
+            .into_iter()
+            .map(|object| {
+                let parts = object
+                    .location
+                    .parts()
+                    .skip(depth)
+                    .map(|p| p.as_ref().to_string())
+                    .collect();
+                (parts, object)
+            })
+            .collect())
+    }
+
     async fn any_under(&self, prefix: &Path) -> StorageResult<bool> {
         let mut listing = self.store.list(Some(prefix));
         match listing.next().await {
@@ -546,17 +567,9 @@ impl Storage for ObjectStorage {
     }
 
     async fn blobs(&self) -> StorageResult<Vec<BlobEntry>> {
-        let root = self.key("blobs");
-        let depth = root.parts().count();
         let mut out = Vec::new();
         // blobs/<alg>/<hex>
-        for object in self.list(&root).await? {
-            let parts: Vec<String> = object
-                .location
-                .parts()
-                .skip(depth)
-                .map(|p| p.as_ref().to_string())
-                .collect();
+        for (parts, object) in self.list_relative("blobs").await? {
             let [alg, hex] = parts.as_slice() else {
                 continue;
             };
@@ -692,16 +705,8 @@ impl Storage for ObjectStorage {
     }
 
     async fn repositories(&self) -> StorageResult<Vec<String>> {
-        let root = self.key("repositories");
-        let depth = root.parts().count();
         let mut repos = BTreeSet::new();
-        for object in self.list(&root).await? {
-            let parts: Vec<String> = object
-                .location
-                .parts()
-                .skip(depth)
-                .map(|p| p.as_ref().to_string())
-                .collect();
+        for (parts, _) in self.list_relative("repositories").await? {
             if let Some(i) = parts.iter().position(|p| p.starts_with('_'))
                 && i > 0
                 && (parts[i] == "_layers" || parts[i] == "_manifests")
