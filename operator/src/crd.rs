@@ -102,6 +102,55 @@ pub struct QuarryRegistrySpec {
     /// pruned tag leaves behind is garbage for garbage collection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_prune: Option<AutoPrune>,
+
+    /// Storage quotas per namespace (Quay's quota management): a push that
+    /// would take a namespace past its reject limit is refused, naming the
+    /// usage and the limit. Usage is the bytes of the unique blobs the
+    /// namespace's manifests name. Maps to FEATURE_QUOTA_MANAGEMENT,
+    /// NAMESPACE_QUOTAS and DEFAULT_SYSTEM_REJECT_QUOTA_BYTES.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Quotas>,
+}
+
+/// Quotas: the switch, the default for every namespace, and the quotas of
+/// named namespaces.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Quotas {
+    /// Enforce the quotas (FEATURE_QUOTA_MANAGEMENT). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The reject limit of every namespace not listed in namespaces, as a
+    /// quantity such as 100Gi (DEFAULT_SYSTEM_REJECT_QUOTA_BYTES). Unset:
+    /// none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub default_reject_limit: Option<String>,
+    /// Quotas of named namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub namespaces: Vec<NamespaceQuota>,
+}
+
+/// One namespace's quota.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceQuota {
+    /// The namespace (the first segment of repository names).
+    #[schemars(length(min = 1, max = 255))]
+    pub namespace: String,
+    /// The quota, as a quantity such as 10Gi.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub limit: String,
+    /// Past this percentage of the limit a push is accepted but logged and
+    /// counted (quarry_quota_warnings_total). Unset: no warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub warning_percent: Option<u32>,
+    /// Past this percentage of the limit a push is refused. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub reject_percent: Option<u32>,
 }
 
 /// Auto-prune: the policies, and the switch.

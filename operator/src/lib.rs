@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod names;
 pub mod pki;
 pub mod plan;
+pub mod quantity;
 pub mod reconcile;
 pub mod resources;
 pub mod status;

@@ -145,6 +145,24 @@ pub struct RegistryConfig {
     /// policies (seconds).
     #[serde(rename = "TAG_RETENTION_SWEEP_SECONDS")]
     pub tag_retention_sweep_seconds: u64,
+
+    /// Quay's key: enforce NAMESPACE_QUOTAS and
+    /// DEFAULT_SYSTEM_REJECT_QUOTA_BYTES.
+    #[serde(rename = "FEATURE_QUOTA_MANAGEMENT")]
+    pub feature_quota_management: bool,
+
+    /// Quotas per namespace: `limit_bytes` and Warning/Reject limits at
+    /// percentages of it (Quay's fields; Quay keeps them in its database).
+    #[serde(rename = "NAMESPACE_QUOTAS", skip_serializing_if = "Vec::is_empty")]
+    pub namespace_quotas: Vec<crate::quota::NamespaceQuota>,
+
+    /// Quay's key: the reject limit of every namespace without a quota of
+    /// its own. Unset: none.
+    #[serde(
+        rename = "DEFAULT_SYSTEM_REJECT_QUOTA_BYTES",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub default_system_reject_quota_bytes: Option<u64>,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -186,6 +204,9 @@ impl Default for RegistryConfig {
             feature_auto_prune: false,
             auto_prune_policies: Vec::new(),
             tag_retention_sweep_seconds: 600,
+            feature_quota_management: false,
+            namespace_quotas: Vec::new(),
+            default_system_reject_quota_bytes: None,
         }
     }
 }
@@ -428,6 +449,23 @@ impl RegistryConfig {
             if let Some(problem) = policy.problem() {
                 issue(&format!("AUTO_PRUNE_POLICIES[{i}]"), problem);
             }
+        }
+        let mut quota_namespaces = std::collections::BTreeSet::new();
+        for (i, quota) in self.namespace_quotas.iter().enumerate() {
+            if let Some(problem) = quota.problem() {
+                issue(&format!("NAMESPACE_QUOTAS[{i}]"), problem);
+            } else if !quota_namespaces.insert(quota.namespace.as_str()) {
+                issue(
+                    &format!("NAMESPACE_QUOTAS[{i}]"),
+                    format!("namespace {:?} has a quota already", quota.namespace),
+                );
+            }
+        }
+        if self.default_system_reject_quota_bytes == Some(0) {
+            issue(
+                "DEFAULT_SYSTEM_REJECT_QUOTA_BYTES",
+                "must be more than 0 (leave it unset for no default quota)".into(),
+            );
         }
         if self.tag_retention_sweep_seconds == 0 {
             issue("TAG_RETENTION_SWEEP_SECONDS", "must be at least 1".into());

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod policy;
+pub mod quota;
 pub mod reload;
 pub mod retention;
 pub mod server;

@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -24,6 +25,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: &'static str,
 }
@@ -41,6 +47,10 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     pub auth_failures: Family<ReasonLabels, Counter>,
     pub tokens_issued: Counter,
+    /// Usage of namespaces with a quota, as last measured by a push.
+    pub namespace_usage_bytes: Family<NamespaceLabels, Gauge>,
+    pub quota_warnings: Family<NamespaceLabels, Counter>,
+    pub quota_refusals: Family<NamespaceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,8 +124,29 @@ impl Metrics {
             "Bearer tokens issued by the token endpoint",
             tokens_issued.clone(),
         );
+        let namespace_usage_bytes = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "namespace_usage_bytes",
+            "Bytes of the unique blobs a namespace with a quota references, as last measured",
+            namespace_usage_bytes.clone(),
+        );
+        let quota_warnings = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "quota_warnings",
+            "Pushes accepted over a namespace's Warning limit",
+            quota_warnings.clone(),
+        );
+        let quota_refusals = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "quota_refusals",
+            "Pushes refused by a namespace's Reject limit",
+            quota_refusals.clone(),
+        );
         Metrics {
             registry,
+            namespace_usage_bytes,
+            quota_warnings,
+            quota_refusals,
             tls_reloads,
             auth_failures,
             tokens_issued,

@@ -15,6 +15,7 @@ pub mod hpa;
 pub mod immutable_tags;
 pub mod ingress;
 pub mod monitoring;
+pub mod quotas;
 pub mod registry;
 pub mod route;
 pub mod settings;
@@ -108,6 +109,10 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         component: &auto_prune::AutoPrune,
+        kind: None,
+    },
+    Row {
+        component: &quotas::Quotas,
         kind: None,
     },
     Row {

@@ -280,14 +280,5 @@ fn s3_location(spec: &ObjectStorage) -> StorageLocation {
 
 /// Kubernetes quantity syntax (a number with an optional suffix).
 fn is_quantity(s: &str) -> bool {
-    let digits_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(digits_end);
-    !number.is_empty()
-        && number.parse::<f64>().is_ok()
-        && [
-            "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
-        ]
-        .contains(&suffix)
+    crate::quantity::bytes(s).is_some()
 }

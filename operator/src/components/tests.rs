@@ -28,6 +28,7 @@ mod auto_prune;
 mod hpa_condition;
 mod immutable_tags;
 mod overrides;
+mod quotas;
 
 /// A build's objects by kind, typed, as the tests read them.
 #[derive(Debug, PartialEq)]

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use super::{
     AppState, CONTENT_LENGTH, CONTENT_TYPE, Call, DOCKER_CONTENT_DIGEST, LOCATION, OCI_SUBJECT,
-    OCI_TAG, reply, tag_guard,
+    OCI_TAG, quota_guard, reply, tag_guard,
 };
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiResult, RegistryError};
@@ -145,6 +145,7 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
         tags.push(tag.clone());
     }
     tag_guard::check_moves(state, &repo, &tags, &facts.digest).await?;
+    quota_guard::check_manifest(state, &repo, &facts).await?;
 
     let stored = StoredManifest {
         media_type: facts.media_type.clone(),

@@ -7,6 +7,7 @@ mod blobs;
 mod listing;
 mod manifests;
 mod ops;
+mod quota_guard;
 mod referrers;
 pub mod route;
 mod tag_guard;

@@ -770,3 +770,70 @@ async fn the_quay_immutable_label_protects_the_tags_naming_the_image() {
     let (_, r) = push_image(&off, "team/app", "release", b"{}", b"two").await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
+
+#[tokio::test]
+async fn quotas_refuse_the_push_that_would_pass_the_reject_limit_and_count_warnings() {
+    let config = RegistryConfig::from_yaml(
+        "FEATURE_QUOTA_MANAGEMENT: true\nNAMESPACE_QUOTAS:\n  - namespace: team\n    limit_bytes: 10\n    limits: [{type: Warning, threshold_percent: 50}, {type: Reject, threshold_percent: 100}]\n",
+        None,
+    )
+    .unwrap()
+    .config;
+    let h = harness_with(config);
+    // 2 bytes of config and 5 of layer: past the warning limit (5), accepted.
+    let (_, r) = push_image(&h, "team/a", "v1", b"{}", b"12345").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    // The config blob is shared, so 6 new bytes would make 13 > 10.
+    let (refused, r) = push_image(&h, "team/b", "v1", b"{}", b"abcdef").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for part in [
+        "namespace team is over its quota",
+        "this push would bring it to 13 B",
+        "reject limit of 10 B, 100% of limit_bytes 10 in NAMESPACE_QUOTAS[0]",
+        "FEATURE_QUOTA_MANAGEMENT is true",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message:?}");
+    }
+    let r = h
+        .call(
+            "GET",
+            &format!("/v2/team/b/manifests/{refused}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "nothing of the refused push is stored"
+    );
+    // Exactly at the limit is allowed; then no new upload may start.
+    let (_, r) = push_image(&h, "team/c", "v1", b"{}", b"xyz").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = h
+        .call("POST", "/v2/team/c/blobs/uploads/", Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(
+        r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("it uses 10 B")
+    );
+    // Other namespaces have no quota.
+    let (_, r) = push_image(&h, "other/a", "v1", b"{}", b"a much larger layer").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let metrics = h.call("GET", "/metrics", Body::empty()).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("quarry_quota_warnings_total{namespace=\"team\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("quarry_quota_refusals_total{namespace=\"team\"} 2"),
+        "{text}"
+    );
+}

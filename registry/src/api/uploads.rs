@@ -11,7 +11,7 @@ use futures::StreamExt;
 use super::blobs::parse_digest;
 use super::{
     AppState, CONTENT_LENGTH, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, LOCATION, RANGE,
-    reply,
+    quota_guard, reply,
 };
 use crate::auth::Caller;
 use crate::auth::accounts::Action;
@@ -154,6 +154,7 @@ async fn commit(state: &AppState, repo: &RepoName, id: &str, digest: &Digest) ->
 }
 
 pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
+    quota_guard::check_upload_start(state, &call.repo).await?;
     if let Some(mount) = call.param("mount") {
         let digest = parse_digest(mount)?;
         let from = call.param("from").cloned();
