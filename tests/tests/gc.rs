@@ -8,13 +8,43 @@ use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, registry_binary, run, run_text};
 
-fn dry_run(registry: &Registry, grace_seconds: &str) -> String {
-    run_text(
-        Command::new(registry_binary())
-            .arg("--storage-path")
-            .arg(&registry.data)
-            .args(["gc", "--dry-run", "--grace-seconds", grace_seconds]),
-    )
+/// `gc --dry-run` on the storage `storage_args` name.
+fn dry_run(storage_args: &[&std::ffi::OsStr], grace_seconds: &str) -> String {
+    run_text(Command::new(registry_binary()).args(storage_args).args([
+        "gc",
+        "--dry-run",
+        "--grace-seconds",
+        grace_seconds,
+    ]))
+}
+
+/// A moved tag's old image is listed, whole; on a bucket as on a folder.
+#[test]
+fn dry_run_on_a_bucket_lists_the_same() {
+    let minio = quarry_e2e::scale::Minio::start("gc-dry-run");
+    let config = minio.registry_config("");
+    let registry = Registry::start_shared(&config, &[]);
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let old = write_image_layout(&root.join("old"), "v1", 2, 4096);
+    write_image_layout(&root.join("new"), "v1", 1, 4096);
+    for layout in ["old", "new"] {
+        run(skopeo()
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:v1", root.join(layout).display()))
+            .arg(format!("docker://{host}/team/app:v1")));
+    }
+    let config_file = root.join("config.yaml");
+    std::fs::write(&config_file, &config).unwrap();
+    let args = [std::ffi::OsStr::new("--config"), config_file.as_os_str()];
+    let report = dry_run(&args, "0");
+    assert!(
+        report.contains(&format!("manifest team/app@{}", old.manifest_digest)),
+        "{report}"
+    );
+    assert!(report.contains("1 manifests, 3 links, 4 blobs"), "{report}");
+    assert!(dry_run(&args, "3600").contains("0 manifests, 0 links, 0 blobs"));
 }
 
 #[test]
@@ -39,13 +69,17 @@ fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
     ));
 
     // Inside the grace period nothing is garbage.
-    let report = dry_run(&registry, "3600");
+    let args = [
+        std::ffi::OsStr::new("--storage-path"),
+        registry.data.as_os_str(),
+    ];
+    let report = dry_run(&args, "3600");
     assert!(
         report.contains("0 manifests, 0 links, 0 blobs (0 bytes) are garbage"),
         "{report}"
     );
 
-    let report = dry_run(&registry, "0");
+    let report = dry_run(&args, "0");
     assert!(
         report.contains(&format!(
             "manifest team/app@{} (written",
