@@ -268,6 +268,7 @@ pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Respon
             }
             tag_guard::check_manifest_delete(state, repo, &digest, &naming).await?;
             state.storage.manifest_delete(repo, &digest).await?;
+            state.quota_usage.forget(repo);
             if let Some(subject) = subject {
                 state
                     .storage

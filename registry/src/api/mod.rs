@@ -47,6 +47,8 @@ pub struct AppState {
     pub auth: Option<Arc<Auth>>,
     /// Whether this server speaks TLS (for the token realm's scheme).
     pub tls: bool,
+    /// Namespace usage measured recently, for the upload-start check.
+    pub quota_usage: Arc<quota_guard::UsageCache>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             metrics,
             auth: None,
             tls: false,
+            quota_usage: Arc::default(),
         }
     }
 

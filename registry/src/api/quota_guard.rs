@@ -1,8 +1,13 @@
 //! Namespace quotas at push time (quota.rs holds the settings and the
 //! measuring): a manifest that would take its namespace past a Reject limit
-//! is refused before it is stored, and a namespace already at its limit
-//! cannot start uploads; past a Warning limit the push is accepted, logged
-//! and counted.
+//! is refused before it is stored (measured then, exactly), and a namespace
+//! already at its limit cannot start uploads (measured at most a few
+//! seconds before: an image's layers start many uploads in a row); past a
+//! Warning limit the push is accepted, logged and counted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::AppState;
 use crate::digest::Digest;
@@ -12,21 +17,71 @@ use crate::metrics::NamespaceLabels;
 use crate::names::RepoName;
 use crate::quota::{self, Limit, LimitKind, show_bytes};
 
+/// How long a measured usage answers upload-start checks.
+const USAGE_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// Usage by namespace, with when it was measured.
+#[derive(Default)]
+pub struct UsageCache(Mutex<HashMap<String, (Instant, u64)>>);
+
+impl UsageCache {
+    fn fresh(&self, namespace: &str) -> Option<u64> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(namespace)
+            .filter(|(at, _)| at.elapsed() < USAGE_FRESH_FOR)
+            .map(|(_, bytes)| *bytes)
+    }
+
+    /// Drop what is known of `repo`'s namespace (a delete freed some).
+    pub fn forget(&self, repo: &RepoName) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(quota::namespace_of(repo));
+    }
+
+    fn remember(&self, namespace: &str, bytes: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(namespace.to_string(), (Instant::now(), bytes));
+    }
+}
+
 fn labels(namespace: &str) -> NamespaceLabels {
     NamespaceLabels {
         namespace: namespace.to_string(),
     }
 }
 
-fn refusal(namespace: &str, what: &str, total: u64, limit: &Limit) -> String {
-    format!(
+fn record_usage(state: &AppState, namespace: &str, bytes: u64) {
+    state.quota_usage.remember(namespace, bytes);
+    state
+        .metrics
+        .namespace_usage_bytes
+        .get_or_create(&labels(namespace))
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
+fn refuse(
+    state: &AppState,
+    repo: &RepoName,
+    what: &str,
+    total: u64,
+    limit: &Limit,
+) -> RegistryError {
+    let namespace = quota::namespace_of(repo);
+    state
+        .metrics
+        .quota_refusals
+        .get_or_create(&labels(namespace))
+        .inc();
+    let message = format!(
         "namespace {namespace} is over its quota: {what} {}, over its reject limit of {}, {}% of limit_bytes {} in {} (FEATURE_QUOTA_MANAGEMENT is true); delete images in {namespace}, or ask an administrator to raise the limit",
         show_bytes(total),
         show_bytes(limit.bytes),
         limit.percent,
         limit.quota_bytes,
         limit.source
-    )
+    );
+    tracing::warn!(repository = %repo, "push refused: {message}");
+    RegistryError::Denied(message)
 }
 
 /// Refuse a new upload session in a namespace already at its reject limit.
@@ -36,21 +91,16 @@ pub async fn check_upload_start(state: &AppState, repo: &RepoName) -> ApiResult<
     let Some(reject) = Limit::of(&config, namespace, LimitKind::Reject) else {
         return Ok(());
     };
-    let usage = quota::usage(state.storage.as_ref(), namespace).await?;
-    state
-        .metrics
-        .namespace_usage_bytes
-        .get_or_create(&labels(namespace))
-        .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
-    if usage.bytes >= reject.bytes {
-        state
-            .metrics
-            .quota_refusals
-            .get_or_create(&labels(namespace))
-            .inc();
-        let message = refusal(namespace, "it uses", usage.bytes, &reject);
-        tracing::warn!(repository = %repo, "upload refused: {message}");
-        return Err(RegistryError::Denied(message));
+    let used = match state.quota_usage.fresh(namespace) {
+        Some(bytes) => bytes,
+        None => {
+            let bytes = quota::usage(state.storage.as_ref(), namespace).await?.bytes;
+            record_usage(state, namespace, bytes);
+            bytes
+        }
+    };
+    if used >= reject.bytes {
+        return Err(refuse(state, repo, "it uses", used, &reject));
     }
     Ok(())
 }
@@ -70,13 +120,11 @@ pub async fn check_manifest(
         return Ok(());
     }
     let usage = quota::usage(state.storage.as_ref(), namespace).await?;
-    let new: Vec<&Digest> = facts
+    let new: BTreeSet<&Digest> = facts
         .blobs
         .iter()
         .map(|b| &b.digest)
         .filter(|d| !usage.blobs.contains(*d))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
         .collect();
     let mut total = usage.bytes;
     for digest in new {
@@ -85,20 +133,16 @@ pub async fn check_manifest(
     if let Some(reject) = reject
         && total > reject.bytes
     {
-        state
-            .metrics
-            .quota_refusals
-            .get_or_create(&labels(namespace))
-            .inc();
-        let message = refusal(namespace, "this push would bring it to", total, &reject);
-        tracing::warn!(repository = %repo, "push refused: {message}");
-        return Err(RegistryError::Denied(message));
+        record_usage(state, namespace, usage.bytes);
+        return Err(refuse(
+            state,
+            repo,
+            "this push would bring it to",
+            total,
+            &reject,
+        ));
     }
-    state
-        .metrics
-        .namespace_usage_bytes
-        .get_or_create(&labels(namespace))
-        .set(i64::try_from(total).unwrap_or(i64::MAX));
+    record_usage(state, namespace, total);
     if let Some(warning) = warning
         && total > warning.bytes
     {
@@ -111,7 +155,7 @@ pub async fn check_manifest(
             repository = %repo,
             usage = total,
             limit = warning.bytes,
-            "namespace {namespace} is past its warning limit: {} of {} ({}% of {} bytes, {})",
+            "namespace {namespace} is past its warning limit: {} of {} ({}% of limit_bytes {} in {})",
             show_bytes(total),
             show_bytes(warning.bytes),
             warning.percent,
