@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{free_port, tool};
+use crate::{Registry, free_port, tool};
 
 pub struct ControlPlane {
     dir: tempfile::TempDir,
@@ -293,35 +293,6 @@ impl ControlPlane {
         );
     }
 
-    /// A JSONPath of an object in `namespace` (`""` when it is missing).
-    pub fn jsonpath(&self, namespace: &str, what: &str, path: &str) -> String {
-        self.kubectl_out(&[
-            "get",
-            "-n",
-            namespace,
-            what,
-            "-o",
-            &format!("jsonpath={path}"),
-        ])
-        .unwrap_or_default()
-    }
-
-    /// (status, reason, message) of a condition of QuarryRegistry `cr`.
-    pub fn qreg_condition(
-        &self,
-        namespace: &str,
-        cr: &str,
-        type_: &str,
-    ) -> (String, String, String) {
-        let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
-        let qreg = format!("qreg/{cr}");
-        (
-            self.jsonpath(namespace, &qreg, &format!("{base}.status}}")),
-            self.jsonpath(namespace, &qreg, &format!("{base}.reason}}")),
-            self.jsonpath(namespace, &qreg, &format!("{base}.message}}")),
-        )
-    }
-
     /// Folder for files that live as long as the control plane.
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -393,40 +364,6 @@ impl ControlPlane {
             "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
             self.dir().join("volumes").join(name).display()
         ))?;
-        Ok(())
-    }
-
-    /// Whether a QuarryRegistry reports Ready=True.
-    pub fn registry_ready(&self, namespace: &str, name: &str) -> bool {
-        self.kubectl_out(&[
-            "get",
-            "-n",
-            namespace,
-            &format!("qreg/{name}"),
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-        ])
-        .map(|s| s == "True")
-        .unwrap_or(false)
-    }
-
-    /// Run the operator binary as a ServiceAccount (exactly its RBAC),
-    /// electing its leader in `namespace`.
-    pub fn run_operator_as(
-        &mut self,
-        namespace: &str,
-        service_account: &str,
-        extra_args: &[&str],
-    ) -> anyhow::Result<()> {
-        let kubeconfig = self.service_account_kubeconfig(namespace, service_account)?;
-        let mut operator =
-            Command::new(crate::workspace_root().join("target/debug/quarry-operator"));
-        operator
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--leader-election-namespace", namespace])
-            .args(extra_args)
-            .env("RUST_LOG", "info,kube=warn");
-        self.start_process_with("operator", operator, &kubeconfig)?;
         Ok(())
     }
 
@@ -556,6 +493,16 @@ impl PodFiles {
             out = out.replace(pod, &format!("{}/", self.dir.join(local).display()));
         }
         out
+    }
+
+    /// The registry process standing in for the pod: this config and
+    /// environment, reloading the config file every second (so that
+    /// `Registry::write_config` takes effect within seconds).
+    pub fn start_registry(&self) -> Registry {
+        let mut env = self.registry_env();
+        env.push(("QUARRY_RELOAD_INTERVAL_SECONDS".into(), "1".into()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Registry::start_with(Some(&self.config), &env)
     }
 
     /// `https` or `http`.

@@ -6,6 +6,7 @@ pub mod clients;
 pub mod cluster;
 pub mod conformance;
 pub mod http;
+pub mod kube;
 pub mod oci;
 pub mod scale;
 pub mod secure;

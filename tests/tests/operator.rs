@@ -1,251 +1,154 @@
 //! The operator against a real control plane (etcd, kube-apiserver,
-//! kube-controller-manager, kube-scheduler, kwok). One control plane serves
-//! the whole scenario, which runs step by step in one test so that its
-//! processes are stopped when it ends, pass or fail.
+//! kube-controller-manager, kube-scheduler, kwok). Each test starts its own
+//! control plane (a few seconds) and sets up what it needs — the CRD,
+//! volumes, the operator, namespaces, the QuarryRegistry — so that one
+//! failing group of steps does not hide the others, and its processes stop
+//! when the test ends, pass or fail.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use quarry_e2e::clients::{helm, oras};
-use quarry_e2e::cluster::ControlPlane;
-use quarry_e2e::{Registry, free_port, run, workspace_root};
+use quarry_e2e::kube::{Cluster, REGISTRY_IMAGE, secret_yaml};
+use quarry_e2e::{free_port, run, run_with_stdin, workspace_root};
 
-struct Scenario {
-    cp: ControlPlane,
-    operator_metrics: u16,
-    operator2_metrics: u16,
+/// The objects a QuarryRegistry made from the minimal example owns.
+const OWNED: [&str; 11] = [
+    "serviceaccount/registry-registry",
+    "secret/registry-config",
+    "deployment/registry-registry",
+    "service/registry-registry",
+    "pvc/registry-data",
+    "secret/registry-registry-credentials",
+    "secret/registry-registry-pull",
+    "secret/registry-registry-auth",
+    "secret/registry-registry-ca-key",
+    "secret/registry-registry-tls",
+    "configmap/registry-registry-ca",
+];
+
+/// What a change to a refused spec must leave alone.
+const RUNNING: [&str; 2] = ["deployment/registry-registry", "secret/registry-config"];
+
+/// Start the operator as `process`, electing its leader in `default` under
+/// `identity`; the port of its metrics.
+fn start_operator(c: &mut Cluster, process: &str, identity: &str) -> u16 {
+    let metrics = free_port();
+    c.start_operator_with(
+        process,
+        metrics,
+        &[
+            "--registry-image",
+            REGISTRY_IMAGE,
+            "--leader-election-namespace",
+            "default",
+            "--identity",
+            identity,
+        ],
+    );
+    metrics
 }
 
-impl Scenario {
-    fn kubectl(&self, args: &[&str]) -> String {
-        let out = self.cp.kubectl().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.cp.logs("operator")
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+/// A control plane with the CRD, three volumes, the operator (`operator`,
+/// identity `operator-1`) and the namespaces `alpha` and `beta`.
+fn scenario() -> Cluster {
+    let mut c = Cluster::start();
+    c.cp.install_crd().expect("CRD installed");
+    for i in 0..3 {
+        c.cp.create_volume(&format!("pv-{i}")).unwrap();
     }
-
-    fn kubectl_ok(&self, args: &[&str]) -> Option<String> {
-        let out = self.cp.kubectl().args(args).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    start_operator(&mut c, "operator", "operator-1");
+    for ns in ["alpha", "beta"] {
+        c.create_namespace(ns);
     }
-
-    fn jsonpath(&self, ns: &str, what: &str, path: &str) -> String {
-        self.kubectl_ok(&["get", "-n", ns, what, "-o", &format!("jsonpath={path}")])
-            .unwrap_or_default()
-    }
-
-    fn condition(&self, ns: &str, name: &str, type_: &str) -> (String, String) {
-        let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
-        (
-            self.jsonpath(ns, &format!("qreg/{name}"), &format!("{base}.status}}")),
-            self.jsonpath(ns, &format!("qreg/{name}"), &format!("{base}.message}}")),
-        )
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, f: impl FnMut() -> bool) -> Duration {
-        self.cp.wait_for(what, timeout, f)
-    }
-
-    fn wait_ready(&self, ns: &str, name: &str) -> Duration {
-        self.wait(
-            &format!("{ns}/{name} Ready"),
-            Duration::from_secs(120),
-            || {
-                self.condition(ns, name, "Ready").0 == "True"
-                    && self.jsonpath(ns, &format!("qreg/{name}"), "{.status.observedGeneration}")
-                        == self.jsonpath(ns, &format!("qreg/{name}"), "{.metadata.generation}")
-            },
-        )
-    }
-
-    fn config_yaml(&self, ns: &str, name: &str) -> String {
-        let b64 = self.jsonpath(
-            ns,
-            &format!("secret/{name}-config"),
-            "{.data.config\\.yaml}",
-        );
-        let out = Command::new("base64").arg("-d").stdin_bytes(b64.as_bytes());
-        String::from_utf8(out).unwrap()
-    }
-
-    fn start_operator(&mut self) {
-        self.start_operator_as("operator", "operator-1", self.operator_metrics);
-    }
-
-    fn start_operator_as(&mut self, process: &str, identity: &str, metrics_port: u16) {
-        let mut cmd = Command::new(workspace_root().join("target/debug/quarry-operator"));
-        cmd.args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--registry-image", "example.invalid/quarry-registry"])
-            .args(["--leader-election-namespace", "default"])
-            .args(["--identity", identity])
-            .env("RUST_LOG", "info,kube=warn");
-        self.cp.start_process(process, cmd).unwrap();
-    }
-
-    fn lease_holder(&self) -> String {
-        self.jsonpath("default", "lease/quarry-operator", "{.spec.holderIdentity}")
-    }
-
-    fn resource_versions(&self, ns: &str, objects: &[&str]) -> Vec<String> {
-        objects
-            .iter()
-            .map(|o| {
-                format!(
-                    "{o}={}",
-                    self.jsonpath(ns, o, "{.metadata.resourceVersion}")
-                )
-            })
-            .collect()
-    }
-
-    fn patch(&self, ns: &str, name: &str, patch: &str) {
-        self.kubectl(&[
-            "patch",
-            "-n",
-            ns,
-            &format!("qreg/{name}"),
-            "--type",
-            "merge",
-            "-p",
-            patch,
-        ]);
-    }
+    c
 }
 
-trait StdinBytes {
-    fn stdin_bytes(&mut self, input: &[u8]) -> Vec<u8>;
-}
-
-impl StdinBytes for Command {
-    fn stdin_bytes(&mut self, input: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        use std::process::Stdio;
-        let mut child = self
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(input).unwrap();
-        child.wait_with_output().unwrap().stdout
-    }
-}
-
-fn pv(name: &str, dir: &std::path::Path) -> String {
-    format!(
-        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  capacity: {{storage: 20Gi}}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Delete\n  storageClassName: \"\"\n  hostPath: {{path: {}}}\n",
-        dir.join(name).display()
-    )
+/// `alpha/registry` from deploy/examples/minimal.yaml, reconciled and Ready.
+fn create_registry(c: &Cluster) {
+    let minimal = workspace_root().join("deploy/examples/minimal.yaml");
+    let created = Instant::now();
+    c.kubectl(&["apply", "-n", "alpha", "-f", minimal.to_str().unwrap()]);
+    c.wait_ready("alpha", "registry");
+    eprintln!("create -> Ready: {:?}", created.elapsed());
 }
 
 #[test]
-fn operator_end_to_end() {
-    let cp = ControlPlane::start().expect("control plane starts");
-    let mut s = Scenario {
-        cp,
-        operator_metrics: free_port(),
-        operator2_metrics: free_port(),
-    };
-    s.cp.install_crd().expect("CRD installed");
-    for i in 0..3 {
-        s.cp.apply_yaml(&pv(&format!("pv-{i}"), s.cp.dir()))
-            .unwrap();
-    }
-    s.start_operator();
-    for ns in ["alpha", "beta"] {
-        s.kubectl(&["create", "namespace", ns]);
-    }
+fn create_owns_every_object_resyncs_write_nothing_delete_collects() {
+    let mut c = scenario();
 
     // --- create: every object, the mapped config, Ready through kwok ----------
-    let minimal = workspace_root().join("deploy/examples/minimal.yaml");
-    let created = Instant::now();
-    s.kubectl(&["apply", "-n", "alpha", "-f", minimal.to_str().unwrap()]);
-    s.wait_ready("alpha", "registry");
-    eprintln!("create -> Ready: {:?}", created.elapsed());
-    for object in [
-        "serviceaccount/registry-registry",
-        "secret/registry-config",
-        "deployment/registry-registry",
-        "service/registry-registry",
-        "pvc/registry-data",
-        "secret/registry-registry-credentials",
-        "secret/registry-registry-pull",
-        "secret/registry-registry-auth",
-        "secret/registry-registry-ca-key",
-        "secret/registry-registry-tls",
-        "configmap/registry-registry-ca",
-    ] {
-        let owner = s.jsonpath("alpha", object, "{.metadata.ownerReferences[0].kind}");
+    create_registry(&c);
+    for object in OWNED {
+        let owner = c.jsonpath("alpha", object, "{.metadata.ownerReferences[0].kind}");
         assert_eq!(
             owner, "QuarryRegistry",
             "{object} is not owned by the resource"
         );
     }
     assert_eq!(
-        s.jsonpath("alpha", "pvc/registry-data", "{.status.phase}"),
+        c.jsonpath("alpha", "pvc/registry-data", "{.status.phase}"),
         "Bound"
     );
-    let config = s.config_yaml("alpha", "registry");
+    let config = c.config_yaml("alpha", "registry");
     assert!(
         config.contains("FEATURE_HELM_OCI_SUPPORT: true"),
         "{config}"
     );
     assert_eq!(
-        s.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
+        c.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
         "registry-registry.alpha.svc:5000"
     );
 
     // --- no writes when nothing changed: across resyncs and a restart ---------
-    let watched = [
-        "qreg/registry",
-        "deployment/registry-registry",
-        "secret/registry-config",
-        "service/registry-registry",
-        "serviceaccount/registry-registry",
-        "pvc/registry-data",
-        "secret/registry-registry-credentials",
-        "secret/registry-registry-pull",
-        "secret/registry-registry-auth",
-        "secret/registry-registry-ca-key",
-        "secret/registry-registry-tls",
-        "configmap/registry-registry-ca",
-    ];
-    let before = s.resource_versions("alpha", &watched);
+    let mut watched = vec!["qreg/registry"];
+    watched.extend(OWNED);
+    let before = c.resource_versions("alpha", &watched);
     std::thread::sleep(Duration::from_secs(3));
-    s.cp.stop_process("operator");
-    s.start_operator();
+    c.cp.stop_process("operator");
+    start_operator(&mut c, "operator", "operator-1");
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
         before,
-        s.resource_versions("alpha", &watched),
+        c.resource_versions("alpha", &watched),
         "an unchanged resource caused writes"
     );
 
+    // --- delete: owned objects are garbage-collected -------------------------------
+    // (The garbage collector finds a new CRD's objects on its next
+    // discovery, every 30 s: this waits for it in a fresh control plane.)
+    c.kubectl(&["delete", "-n", "alpha", "qreg/registry"]);
+    c.wait("owned objects collected", Duration::from_secs(60), || {
+        !c.exists("alpha", "deployment/registry-registry")
+            && !c.exists("alpha", "secret/registry-config")
+    });
+}
+
+#[test]
+fn config_changes_roll_out_and_drive_the_real_registry() {
+    let c = scenario();
+    create_registry(&c);
+
     // --- toggle Helm: config and pod-template hash change, a rollout, Ready ----
-    let hash_before = s.jsonpath(
+    let hash_before = c.jsonpath(
         "alpha",
         "deployment/registry-registry",
         "{.spec.template.metadata.annotations.quarry\\.dev/config-hash}",
     );
-    s.patch(
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"features":{"helm":false}}}"#,
     );
-    s.wait(
+    c.wait(
         "config secret with Helm off",
         Duration::from_secs(30),
         || {
-            s.config_yaml("alpha", "registry")
+            c.config_yaml("alpha", "registry")
                 .contains("FEATURE_HELM_OCI_SUPPORT: false")
         },
     );
-    let hash_after = s.jsonpath(
+    let hash_after = c.jsonpath(
         "alpha",
         "deployment/registry-registry",
         "{.spec.template.metadata.annotations.quarry\\.dev/config-hash}",
@@ -254,8 +157,8 @@ fn operator_end_to_end() {
         hash_before, hash_after,
         "config change did not change the pod template"
     );
-    s.wait("a second ReplicaSet", Duration::from_secs(30), || {
-        s.kubectl(&[
+    c.wait("a second ReplicaSet", Duration::from_secs(30), || {
+        c.kubectl(&[
             "get",
             "rs",
             "-n",
@@ -269,17 +172,14 @@ fn operator_end_to_end() {
         .count()
             == 2
     });
-    s.wait_ready("alpha", "registry");
+    c.wait_ready("alpha", "registry");
 
     // --- the rendered config drives the real registry ---------------------------
     // A local registry process stands in for the pod: the Secrets the
     // Deployment mounts, the generated admin account and the CA.
     let pod = tempfile::tempdir().unwrap();
-    let files = s.cp.pod_files("alpha", "registry", pod.path()).unwrap();
-    let mut env = files.registry_env();
-    env.push(("QUARRY_RELOAD_INTERVAL_SECONDS".into(), "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let registry = Registry::start_with(Some(&files.config), &env);
+    let files = c.cp.pod_files("alpha", "registry", pod.path()).unwrap();
+    let registry = files.start_registry();
     let ca = files.ca_file.clone().expect("the CA ConfigMap");
     let (user, password) = files.admin.clone().expect("generated admin account");
     let work = tempfile::tempdir().unwrap();
@@ -321,33 +221,36 @@ fn operator_end_to_end() {
         "Helm chart not refused by policy with features.helm=false: {}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let sync_config = |s: &Scenario, needle: &str| {
-        s.wait(
-            &format!("config secret with {needle}"),
-            Duration::from_secs(30),
-            || s.config_yaml("alpha", "registry").contains(needle),
-        );
-        registry.write_config(&files.rewrite(&s.config_yaml("alpha", "registry")));
-        std::thread::sleep(Duration::from_millis(2500));
-    };
-    s.patch(
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"features":{"helm":true}}}"#,
     );
-    sync_config(&s, "FEATURE_HELM_OCI_SUPPORT: true");
+    c.sync_config(
+        "alpha",
+        "registry",
+        &files,
+        &registry,
+        "FEATURE_HELM_OCI_SUPPORT: true",
+    );
     let pushed = helm_push();
     assert!(
         pushed.status.success(),
         "Helm chart refused with features.helm=true: {}",
         String::from_utf8_lossy(&pushed.stderr)
     );
-    s.patch(
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"allowedArtifactTypes":{"application/vnd.sylabs.sif.config.v1+json":["application/vnd.sylabs.sif.layer.v1+tar"]}}}"#,
     );
-    sync_config(&s, "application/vnd.sylabs.sif.layer.v1+tar");
+    c.sync_config(
+        "alpha",
+        "registry",
+        &files,
+        &registry,
+        "application/vnd.sylabs.sif.layer.v1+tar",
+    );
     let sif = oras(dir)
         .args(["push", "--ca-file"])
         .arg(&ca)
@@ -381,63 +284,79 @@ fn operator_end_to_end() {
     drop(registry);
 
     // --- the bundle Secret is watched ------------------------------------------
-    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: bundle, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_REFERRERS_API: false\\n\"\n").unwrap();
-    s.patch(
+    c.apply(&secret_yaml(
+        "alpha",
+        "bundle",
+        &[("config.yaml", "FEATURE_REFERRERS_API: false\n")],
+    ));
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"configBundleSecret":"bundle"}}"#,
     );
-    s.wait("bundle applied", Duration::from_secs(30), || {
-        s.config_yaml("alpha", "registry")
+    c.wait("bundle applied", Duration::from_secs(30), || {
+        c.config_yaml("alpha", "registry")
             .contains("FEATURE_REFERRERS_API: false")
     });
-    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: bundle, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_REFERRERS_API: true\\nDATABASE_SECRET_KEY: x\\n\"\n").unwrap();
-    let took = s.wait("bundle edit reconciled", Duration::from_secs(30), || {
-        s.config_yaml("alpha", "registry")
+    c.apply(&secret_yaml(
+        "alpha",
+        "bundle",
+        &[(
+            "config.yaml",
+            "FEATURE_REFERRERS_API: true\nDATABASE_SECRET_KEY: x\n",
+        )],
+    ));
+    let took = c.wait("bundle edit reconciled", Duration::from_secs(30), || {
+        c.config_yaml("alpha", "registry")
             .contains("FEATURE_REFERRERS_API: true")
     });
     assert!(took < Duration::from_secs(5), "bundle edit took {took:?}");
-    s.wait(
+    c.wait(
         "unknown bundle key reported",
         Duration::from_secs(10),
         || {
-            s.jsonpath("alpha", "qreg/registry", "{.status.warnings}")
+            c.jsonpath("alpha", "qreg/registry", "{.status.warnings}")
                 .contains("DATABASE_SECRET_KEY")
         },
     );
+}
+
+#[test]
+fn repairs_ingress_refusals_and_events() {
+    let c = scenario();
+    create_registry(&c);
 
     // --- a deleted owned object comes back ---------------------------------------
-    let uid = s.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
-    s.kubectl(&["delete", "-n", "alpha", "service/registry-registry"]);
-    s.wait("service recreated", Duration::from_secs(30), || {
-        let now = s.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
+    let uid = c.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
+    c.kubectl(&["delete", "-n", "alpha", "service/registry-registry"]);
+    c.wait("service recreated", Duration::from_secs(30), || {
+        let now = c.jsonpath("alpha", "service/registry-registry", "{.metadata.uid}");
         !now.is_empty() && now != uid
     });
-    s.wait_ready("alpha", "registry");
+    c.wait_ready("alpha", "registry");
 
     // --- a managed Ingress follows the component switch --------------------------
-    s.patch("alpha", "registry", r#"{"spec":{"serverHostname":"registry.example.com","components":[{"kind":"ingress","managed":true,"overrides":{"annotations":{"example.com/class":"public"}}}]}}"#);
-    s.wait("ingress created", Duration::from_secs(30), || {
-        s.jsonpath(
+    c.patch("alpha", "registry", r#"{"spec":{"serverHostname":"registry.example.com","components":[{"kind":"ingress","managed":true,"overrides":{"annotations":{"example.com/class":"public"}}}]}}"#);
+    c.wait("ingress created", Duration::from_secs(30), || {
+        c.jsonpath(
             "alpha",
             "ingress/registry-registry",
             "{.spec.rules[0].host}",
         ) == "registry.example.com"
     });
     assert_eq!(
-        s.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
+        c.jsonpath("alpha", "qreg/registry", "{.status.registryEndpoint}"),
         "registry.example.com"
     );
-    s.patch(
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"components":[{"kind":"ingress","managed":false}]}}"#,
     );
-    s.wait("ingress removed", Duration::from_secs(30), || {
-        s.kubectl_ok(&["get", "-n", "alpha", "ingress/registry-registry"])
-            .is_none()
+    c.wait("ingress removed", Duration::from_secs(30), || {
+        !c.exists("alpha", "ingress/registry-registry")
     });
-    s.wait_ready("alpha", "registry");
+    c.wait_ready("alpha", "registry");
 
     // --- what the schema can check, the API server refuses up front ------------
     for (spec, message) in [
@@ -458,226 +377,82 @@ fn operator_end_to_end() {
         let yaml = format!(
             "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: refused, namespace: alpha}}\nspec:\n  {spec}\n"
         );
-        let err = s.cp.apply_yaml(&yaml).expect_err(spec).to_string();
+        let err = c.cp.apply_yaml(&yaml).expect_err(spec).to_string();
         assert!(err.contains(message), "{spec}: {err}");
     }
 
     // --- invalid input: precise condition, nothing running changes, others go on
-    let running = s.resource_versions(
-        "alpha",
-        &["deployment/registry-registry", "secret/registry-config"],
-    );
-    s.patch(
+    let running = c.resource_versions("alpha", &RUNNING);
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"allowedArtifactTypes":{"not-a-media-type":["text/plain"]}}}"#,
     );
-    s.wait("ConfigValid=False", Duration::from_secs(30), || {
-        let (status, message) = s.condition("alpha", "registry", "ConfigValid");
-        status == "False" && message.contains("spec.allowedArtifactTypes[not-a-media-type]")
+    c.wait("ConfigValid=False", Duration::from_secs(30), || {
+        let valid = c.condition("alpha", "registry", "ConfigValid");
+        valid.status == "False"
+            && valid
+                .message
+                .contains("spec.allowedArtifactTypes[not-a-media-type]")
     });
-    s.patch(
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"configBundleSecret":"missing"}}"#,
     );
-    s.wait("missing bundle reported", Duration::from_secs(30), || {
-        s.condition("alpha", "registry", "ConfigValid")
-            .1
+    c.wait("missing bundle reported", Duration::from_secs(30), || {
+        c.condition("alpha", "registry", "ConfigValid")
+            .message
             .contains("Secret \"missing\" not found")
     });
-    let beta = "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: other, namespace: beta}\nspec:\n  components:\n  - {kind: storage, managed: false}\n";
-    s.cp.apply_yaml(beta).unwrap();
-    s.wait_ready("beta", "other");
+    c.apply("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: other, namespace: beta}\nspec:\n  components:\n  - {kind: storage, managed: false}\n");
+    c.wait_ready("beta", "other");
     assert_eq!(
         running,
-        s.resource_versions(
-            "alpha",
-            &["deployment/registry-registry", "secret/registry-config"]
-        ),
+        c.resource_versions("alpha", &RUNNING),
         "an invalid resource changed what runs"
     );
-    s.kubectl(&["patch", "-n", "alpha", "qreg/registry", "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/allowedArtifactTypes"},{"op":"remove","path":"/spec/configBundleSecret"}]"#]);
-    s.wait_ready("alpha", "registry");
-    assert_eq!(s.condition("alpha", "registry", "ConfigValid").0, "True");
-
-    // --- optional APIs: Route and ServiceMonitor where the cluster serves them ----
-    for (group, kind, plural) in [
-        ("route.openshift.io", "Route", "routes"),
-        ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
-    ] {
-        s.cp.install_stand_in_crd(group, kind, plural).unwrap();
-    }
-    s.kubectl(&["create", "namespace", "gamma"]);
-    s.cp.apply_yaml("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: os, namespace: gamma}\nspec:\n  serverHostname: registry.apps.example.com\n  components:\n  - {kind: storage, managed: false}\n").unwrap();
-    s.wait(
-        "Route and ServiceMonitor by default",
-        Duration::from_secs(60),
-        || {
-            s.jsonpath(
-                "gamma",
-                "routes.route.openshift.io/os-registry",
-                "{.spec.host}",
-            ) == "registry.apps.example.com"
-                && s.jsonpath(
-                    "gamma",
-                    "servicemonitors.monitoring.coreos.com/os-registry",
-                    "{.spec.endpoints[0].path}",
-                ) == "/metrics"
-        },
+    c.json_patch(
+        "alpha",
+        "qreg/registry",
+        r#"[{"op":"remove","path":"/spec/allowedArtifactTypes"},{"op":"remove","path":"/spec/configBundleSecret"}]"#,
     );
-    s.wait_ready("gamma", "os");
-    let components = s.jsonpath("gamma", "qreg/os", "{.status.components}");
-    assert!(
-        components.contains(r#"{"kind":"route","managed":true,"source":"default"}"#),
-        "{components}"
-    );
-    // Without serverHostname the endpoint is the Route's host (here set by
-    // hand, as an OpenShift router would admit a generated one).
-    s.patch("gamma", "os", r#"{"spec":{"serverHostname":null}}"#);
-    s.kubectl(&[
-        "patch",
-        "-n",
-        "gamma",
-        "routes.route.openshift.io/os-registry",
-        "--type",
-        "merge",
-        "-p",
-        r#"{"status":{"ingress":[{"host":"os-registry-gamma.apps.example.com"}]}}"#,
-    ]);
-    s.patch(
-        "gamma",
-        "os",
-        r#"{"metadata":{"annotations":{"touch":"1"}}}"#,
-    );
-    s.wait(
-        "endpoint from the Route host",
-        Duration::from_secs(30),
-        || {
-            s.jsonpath("gamma", "qreg/os", "{.status.registryEndpoint}")
-                == "os-registry-gamma.apps.example.com"
-        },
-    );
-    // The registry serves HTTPS itself: the Route passes TLS through, and
-    // the serving certificate is reissued to name the Route's host.
+    c.wait_ready("alpha", "registry");
     assert_eq!(
-        s.jsonpath(
-            "gamma",
-            "routes.route.openshift.io/os-registry",
-            "{.spec.tls.termination}"
-        ),
-        "passthrough"
-    );
-    assert_eq!(
-        s.jsonpath("gamma", "qreg/os", "{.status.registryUrl}"),
-        "https://os-registry-gamma.apps.example.com"
-    );
-    s.wait(
-        "the Route host in the serving certificate",
-        Duration::from_secs(30),
-        || {
-            s.jsonpath(
-                "gamma",
-                "qreg/os",
-                "{.status.conditions[?(@.type==\"ComponentTlsReady\")].message}",
-            )
-            .contains("os-registry-gamma.apps.example.com")
-        },
-    );
-    let cert =
-        s.cp.secret_data("gamma", "os-registry-tls")
-            .unwrap()
-            .remove("tls.crt")
-            .unwrap();
-    let sans = Command::new("openssl")
-        .args(["x509", "-noout", "-ext", "subjectAltName"])
-        .stdin_bytes(&cert);
-    assert!(
-        String::from_utf8_lossy(&sans).contains("DNS:os-registry-gamma.apps.example.com"),
-        "{}",
-        String::from_utf8_lossy(&sans)
-    );
-    s.patch("gamma", "os", r#"{"spec":{"components":[{"kind":"storage","managed":false},{"kind":"route","managed":false}]}}"#);
-    s.wait(
-        "Route removed when switched off",
-        Duration::from_secs(30),
-        || {
-            s.kubectl_ok(&[
-                "get",
-                "-n",
-                "gamma",
-                "routes.route.openshift.io/os-registry",
-            ])
-            .is_none()
-        },
+        c.condition("alpha", "registry", "ConfigValid").status,
+        "True"
     );
 
     // --- an unparsable bundle is named, and nothing running changes ------------------
-    let running = s.resource_versions(
+    let running = c.resource_versions("alpha", &RUNNING);
+    c.apply(&secret_yaml(
         "alpha",
-        &["deployment/registry-registry", "secret/registry-config"],
-    );
-    s.cp.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: broken, namespace: alpha}\nstringData:\n  config.yaml: \"FEATURE_HELM_OCI_SUPPORT: [yes\\n\"\n").unwrap();
-    s.patch(
+        "broken",
+        &[("config.yaml", "FEATURE_HELM_OCI_SUPPORT: [yes\n")],
+    ));
+    c.patch(
         "alpha",
         "registry",
         r#"{"spec":{"configBundleSecret":"broken"}}"#,
     );
-    s.wait(
+    c.wait(
         "unparsable bundle reported",
         Duration::from_secs(30),
         || {
-            let (status, message) = s.condition("alpha", "registry", "ConfigValid");
-            status == "False" && message.contains("not valid YAML")
+            let valid = c.condition("alpha", "registry", "ConfigValid");
+            valid.status == "False" && valid.message.contains("not valid YAML")
         },
     );
-    assert_eq!(
-        running,
-        s.resource_versions(
-            "alpha",
-            &["deployment/registry-registry", "secret/registry-config"]
-        )
-    );
-    s.kubectl(&[
-        "patch",
-        "-n",
+    assert_eq!(running, c.resource_versions("alpha", &RUNNING));
+    c.json_patch(
         "alpha",
         "qreg/registry",
-        "--type",
-        "json",
-        "-p",
         r#"[{"op":"remove","path":"/spec/configBundleSecret"}]"#,
-    ]);
-    s.wait_ready("alpha", "registry");
-
-    // --- two operator replicas: one leads, the other takes over when it dies ----
-    s.wait("operator-1 leads", Duration::from_secs(30), || {
-        s.lease_holder() == "operator-1"
-    });
-    let port = s.operator2_metrics;
-    s.start_operator_as("operator-2", "operator-2", port);
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(
-        s.lease_holder(),
-        "operator-1",
-        "the standby took the lease from a live leader"
     );
-    s.cp.stop_process("operator");
-    s.wait("operator-2 takes over", Duration::from_secs(40), || {
-        s.lease_holder() == "operator-2"
-    });
-    s.patch(
-        "alpha",
-        "registry",
-        r#"{"spec":{"features":{"referrers":false}}}"#,
-    );
-    s.wait("the new leader reconciles", Duration::from_secs(30), || {
-        s.config_yaml("alpha", "registry")
-            .contains("FEATURE_REFERRERS_API: false")
-    });
+    c.wait_ready("alpha", "registry");
 
-    // --- events and metrics --------------------------------------------------------
-    let events = s.kubectl(&[
+    // --- events ------------------------------------------------------------------
+    let events = c.kubectl(&[
         "get",
         "events",
         "-n",
@@ -691,35 +466,147 @@ fn operator_end_to_end() {
         events.contains("ConfigInvalid") && events.contains("RegistryAvailable"),
         "{events}"
     );
-    let metrics = reqwest_get(&format!("http://127.0.0.1:{}/metrics", s.operator2_metrics));
+}
+
+#[test]
+fn optional_apis_route_and_service_monitor() {
+    let c = scenario();
+
+    // --- optional APIs: Route and ServiceMonitor where the cluster serves them ----
+    for (group, kind, plural) in [
+        ("route.openshift.io", "Route", "routes"),
+        ("monitoring.coreos.com", "ServiceMonitor", "servicemonitors"),
+    ] {
+        c.cp.install_stand_in_crd(group, kind, plural).unwrap();
+    }
+    c.create_namespace("gamma");
+    c.apply("apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {name: os, namespace: gamma}\nspec:\n  serverHostname: registry.apps.example.com\n  components:\n  - {kind: storage, managed: false}\n");
+    c.wait(
+        "Route and ServiceMonitor by default",
+        Duration::from_secs(60),
+        || {
+            c.jsonpath(
+                "gamma",
+                "routes.route.openshift.io/os-registry",
+                "{.spec.host}",
+            ) == "registry.apps.example.com"
+                && c.jsonpath(
+                    "gamma",
+                    "servicemonitors.monitoring.coreos.com/os-registry",
+                    "{.spec.endpoints[0].path}",
+                ) == "/metrics"
+        },
+    );
+    c.wait_ready("gamma", "os");
+    let components = c.jsonpath("gamma", "qreg/os", "{.status.components}");
+    assert!(
+        components.contains(r#"{"kind":"route","managed":true,"source":"default"}"#),
+        "{components}"
+    );
+    // Without serverHostname the endpoint is the Route's host (here set by
+    // hand, as an OpenShift router would admit a generated one).
+    c.patch("gamma", "os", r#"{"spec":{"serverHostname":null}}"#);
+    c.merge_patch(
+        "gamma",
+        "routes.route.openshift.io/os-registry",
+        r#"{"status":{"ingress":[{"host":"os-registry-gamma.apps.example.com"}]}}"#,
+    );
+    c.patch(
+        "gamma",
+        "os",
+        r#"{"metadata":{"annotations":{"touch":"1"}}}"#,
+    );
+    c.wait(
+        "endpoint from the Route host",
+        Duration::from_secs(30),
+        || {
+            c.jsonpath("gamma", "qreg/os", "{.status.registryEndpoint}")
+                == "os-registry-gamma.apps.example.com"
+        },
+    );
+    // The registry serves HTTPS itself: the Route passes TLS through, and
+    // the serving certificate is reissued to name the Route's host.
+    assert_eq!(
+        c.jsonpath(
+            "gamma",
+            "routes.route.openshift.io/os-registry",
+            "{.spec.tls.termination}"
+        ),
+        "passthrough"
+    );
+    assert_eq!(
+        c.jsonpath("gamma", "qreg/os", "{.status.registryUrl}"),
+        "https://os-registry-gamma.apps.example.com"
+    );
+    c.wait(
+        "the Route host in the serving certificate",
+        Duration::from_secs(30),
+        || {
+            c.condition("gamma", "os", "ComponentTlsReady")
+                .message
+                .contains("os-registry-gamma.apps.example.com")
+        },
+    );
+    let cert = c.secret("gamma", "os-registry-tls", "tls.crt");
+    let sans = run_with_stdin(
+        Command::new("openssl").args(["x509", "-noout", "-ext", "subjectAltName"]),
+        &cert,
+    );
+    let sans = String::from_utf8_lossy(&sans.stdout);
+    assert!(
+        sans.contains("DNS:os-registry-gamma.apps.example.com"),
+        "{sans}"
+    );
+    c.patch("gamma", "os", r#"{"spec":{"components":[{"kind":"storage","managed":false},{"kind":"route","managed":false}]}}"#);
+    c.wait(
+        "Route removed when switched off",
+        Duration::from_secs(30),
+        || !c.exists("gamma", "routes.route.openshift.io/os-registry"),
+    );
+}
+
+#[test]
+fn standby_operator_takes_over_when_the_leader_dies() {
+    let mut c = scenario();
+    create_registry(&c);
+
+    // --- two operator replicas: one leads, the other takes over when it dies ----
+    c.wait("operator-1 leads", Duration::from_secs(30), || {
+        c.lease_holder("default", "quarry-operator") == "operator-1"
+    });
+    let operator2_metrics = start_operator(&mut c, "operator-2", "operator-2");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        c.lease_holder("default", "quarry-operator"),
+        "operator-1",
+        "the standby took the lease from a live leader"
+    );
+    c.cp.stop_process("operator");
+    c.wait("operator-2 takes over", Duration::from_secs(40), || {
+        c.lease_holder("default", "quarry-operator") == "operator-2"
+    });
+    // What the new leader is to change is not there yet.
+    let config = c.config_yaml("alpha", "registry");
+    assert!(config.contains("FEATURE_REFERRERS_API: true"), "{config}");
+    c.patch(
+        "alpha",
+        "registry",
+        r#"{"spec":{"features":{"referrers":false}}}"#,
+    );
+    c.wait("the new leader reconciles", Duration::from_secs(30), || {
+        c.config_yaml("alpha", "registry")
+            .contains("FEATURE_REFERRERS_API: false")
+    });
+
+    // --- metrics -------------------------------------------------------------------
+    let metrics = quarry_e2e::http::blocking()
+        .get(format!("http://127.0.0.1:{operator2_metrics}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     assert!(
         metrics.contains("quarry_operator_reconciles_total"),
         "{metrics}"
     );
-
-    // --- delete: owned objects are garbage-collected -------------------------------
-    s.kubectl(&["delete", "-n", "alpha", "qreg/registry"]);
-    s.wait("owned objects collected", Duration::from_secs(60), || {
-        s.kubectl_ok(&["get", "-n", "alpha", "deployment/registry-registry"])
-            .is_none()
-            && s.kubectl_ok(&["get", "-n", "alpha", "secret/registry-config"])
-                .is_none()
-    });
-}
-
-fn reqwest_get(url: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        quarry_e2e::http::client()
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
 }

@@ -6,87 +6,66 @@
 //! answers, is refused in ConfigValid while what runs stays; several
 //! replicas on a ReadWriteOnce volume are refused.
 
-use std::process::Command;
 use std::time::Duration;
 
-use quarry_e2e::cluster::ControlPlane;
+use quarry_e2e::kube::{Cluster, secret_yaml};
 use quarry_e2e::scale::{MINIO_PASSWORD, MINIO_USER, Minio};
 use quarry_e2e::secure::client_trusting;
-use quarry_e2e::{Registry, free_port, sha256, workspace_root};
+use quarry_e2e::{Registry, free_port, sha256};
 
 const NS: &str = "s3";
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    cp.kubectl_out(args)
-        .unwrap_or_else(|e| panic!("{e}\n{}", cp.logs("operator")))
-}
-
-fn get(cp: &ControlPlane, what: &str, path: &str) -> String {
-    cp.jsonpath(NS, what, path)
-}
-
-fn condition(cp: &ControlPlane, cr: &str, type_: &str) -> (String, String) {
-    let (status, _, message) = cp.qreg_condition(NS, cr, type_);
-    (status, message)
-}
-
-fn wait(cp: &ControlPlane, what: &str, timeout: Duration, holds: impl FnMut() -> bool) {
-    cp.wait_for(what, timeout, holds);
-}
-
+/// The Secret `s3-credentials` with MinIO's user and `secret`.
 fn credentials_yaml(secret: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: s3-credentials, namespace: {NS}}}\nstringData:\n  AWS_ACCESS_KEY_ID: {MINIO_USER}\n  AWS_SECRET_ACCESS_KEY: {secret}\n"
+    secret_yaml(
+        NS,
+        "s3-credentials",
+        &[
+            ("AWS_ACCESS_KEY_ID", MINIO_USER),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
     )
 }
 
 #[test]
 fn object_storage_replicas_render_probe_and_refuse() {
     let minio = Minio::start("operator");
-    let mut cp = ControlPlane::start().expect("control plane starts");
-    cp.install_crd().expect("CRD installed");
-    let mut operator = Command::new(workspace_root().join("target/debug/quarry-operator"));
-    operator
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--registry-image", "example.invalid/quarry-registry"])
-        .env("RUST_LOG", "info,kube=warn");
-    cp.start_process("operator", operator).unwrap();
-    kubectl(&cp, &["create", "namespace", NS]);
-    cp.apply_yaml(&credentials_yaml(MINIO_PASSWORD)).unwrap();
+    let mut c = Cluster::start();
+    c.cp.install_crd().expect("CRD installed");
+    c.start_operator();
+    c.create_namespace(NS);
+    c.apply(&credentials_yaml(MINIO_PASSWORD));
     let endpoint = minio.endpoint();
-    cp.apply_yaml(&format!(
+    c.apply(&format!(
         "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: shared, namespace: {NS}}}\nspec:\n  objectStorage: {{endpoint: '{endpoint}', bucket: operator, prefix: team-registry, credentialsSecret: s3-credentials}}\n  components:\n  - {{kind: registry, managed: true, overrides: {{replicas: 3}}}}\n"
-    ))
-    .unwrap();
-    wait(&cp, "Ready", Duration::from_secs(120), || {
-        condition(&cp, "shared", "Ready").0 == "True"
-    });
+    ));
+    c.wait("Ready", Duration::from_secs(120), || c.ready(NS, "shared"));
 
     // --- what was rendered ------------------------------------------------------
     let deployment = "deployment/shared-registry";
-    assert_eq!(get(&cp, deployment, "{.spec.replicas}"), "3");
+    assert_eq!(c.jsonpath(NS, deployment, "{.spec.replicas}"), "3");
     assert_eq!(
-        get(&cp, deployment, "{.spec.strategy.type}"),
+        c.jsonpath(NS, deployment, "{.spec.strategy.type}"),
         "RollingUpdate"
     );
-    wait(&cp, "3 ready replicas", Duration::from_secs(60), || {
-        get(&cp, deployment, "{.status.readyReplicas}") == "3"
+    c.wait("3 ready replicas", Duration::from_secs(60), || {
+        c.jsonpath(NS, deployment, "{.status.readyReplicas}") == "3"
     });
-    let env = get(&cp, deployment, "{.spec.template.spec.containers[0].env}");
+    let env = c.jsonpath(NS, deployment, "{.spec.template.spec.containers[0].env}");
     assert!(
         env.contains("AWS_ACCESS_KEY_ID") && env.contains("s3-credentials"),
         "{env}"
     );
-    let template = get(&cp, deployment, "{.spec.template.metadata.annotations}");
+    let template = c.jsonpath(NS, deployment, "{.spec.template.metadata.annotations}");
     assert!(
         template.contains("quarry.dev/storage-credentials-hash"),
         "{template}"
     );
-    let volumes = get(&cp, deployment, "{.spec.template.spec.volumes}");
+    let volumes = c.jsonpath(NS, deployment, "{.spec.template.spec.volumes}");
     assert!(!volumes.contains("persistentVolumeClaim"), "{volumes}");
-    assert_eq!(get(&cp, "pvc", "{.items[*].metadata.name}"), "");
-    let storage = get(
-        &cp,
+    assert_eq!(c.jsonpath(NS, "pvc", "{.items[*].metadata.name}"), "");
+    let storage = c.jsonpath(
+        NS,
         "qreg/shared",
         "{.status.components[?(@.kind==\"storage\")].managed}",
     );
@@ -94,7 +73,7 @@ fn object_storage_replicas_render_probe_and_refuse() {
 
     // --- the rendered config serves from the bucket, through two processes ---
     let work = tempfile::tempdir().unwrap();
-    let files = cp.pod_files(NS, "shared", work.path()).unwrap();
+    let files = c.cp.pod_files(NS, "shared", work.path()).unwrap();
     assert!(files.config.contains("S3Storage"), "{}", files.config);
     assert!(files.config.contains("team-registry"), "{}", files.config);
     let mut env = files.registry_env();
@@ -134,61 +113,58 @@ fn object_storage_replicas_render_probe_and_refuse() {
     );
 
     // --- credentials the bucket refuses: reported, nothing touched --------------
-    let before = get(&cp, deployment, "{.metadata.resourceVersion}");
-    cp.apply_yaml(&credentials_yaml("not-the-secret")).unwrap();
-    wait(&cp, "ConfigValid=False", Duration::from_secs(60), || {
-        condition(&cp, "shared", "ConfigValid").0 == "False"
+    let before = c.jsonpath(NS, deployment, "{.metadata.resourceVersion}");
+    c.apply(&credentials_yaml("not-the-secret"));
+    c.wait("ConfigValid=False", Duration::from_secs(60), || {
+        c.condition(NS, "shared", "ConfigValid").status == "False"
     });
-    let (_, message) = condition(&cp, "shared", "ConfigValid");
+    let message = c.condition(NS, "shared", "ConfigValid").message;
     assert!(
         message.contains("spec.objectStorage") && message.contains("cannot be used"),
         "{message}"
     );
-    assert_eq!(get(&cp, deployment, "{.metadata.resourceVersion}"), before);
-    assert_eq!(get(&cp, deployment, "{.spec.replicas}"), "3");
+    assert_eq!(
+        c.jsonpath(NS, deployment, "{.metadata.resourceVersion}"),
+        before
+    );
+    assert_eq!(c.jsonpath(NS, deployment, "{.spec.replicas}"), "3");
 
     // --- an endpoint nobody answers: the same ---------------------------------------
-    cp.apply_yaml(&credentials_yaml(MINIO_PASSWORD)).unwrap();
-    wait(&cp, "Ready again", Duration::from_secs(60), || {
-        condition(&cp, "shared", "ConfigValid").0 == "True"
+    c.apply(&credentials_yaml(MINIO_PASSWORD));
+    c.wait("Ready again", Duration::from_secs(60), || {
+        c.condition(NS, "shared", "ConfigValid").status == "True"
     });
-    let before = get(&cp, deployment, "{.metadata.resourceVersion}");
+    let before = c.jsonpath(NS, deployment, "{.metadata.resourceVersion}");
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    kubectl(
-        &cp,
-        &[
-            "patch",
-            "-n",
-            NS,
-            "qreg/shared",
-            "--type",
-            "merge",
-            "-p",
-            &format!("{{\"spec\":{{\"objectStorage\":{{\"endpoint\":\"{nowhere}\"}}}}}}"),
-        ],
+    c.patch(
+        NS,
+        "shared",
+        &format!("{{\"spec\":{{\"objectStorage\":{{\"endpoint\":\"{nowhere}\"}}}}}}"),
     );
-    wait(&cp, "ConfigValid=False", Duration::from_secs(90), || {
-        condition(&cp, "shared", "ConfigValid").0 == "False"
+    c.wait("ConfigValid=False", Duration::from_secs(90), || {
+        c.condition(NS, "shared", "ConfigValid").status == "False"
     });
-    let (_, message) = condition(&cp, "shared", "ConfigValid");
+    let message = c.condition(NS, "shared", "ConfigValid").message;
     assert!(message.contains(&nowhere), "{message}");
-    assert_eq!(get(&cp, deployment, "{.metadata.resourceVersion}"), before);
+    assert_eq!(
+        c.jsonpath(NS, deployment, "{.metadata.resourceVersion}"),
+        before
+    );
 
     // --- several replicas on a ReadWriteOnce volume -----------------------------------
-    cp.apply_yaml(&format!(
+    c.apply(&format!(
         "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: single, namespace: {NS}}}\nspec:\n  components:\n  - {{kind: registry, managed: true, overrides: {{replicas: 2}}}}\n"
-    ))
-    .unwrap();
-    wait(&cp, "ConfigValid=False", Duration::from_secs(60), || {
-        condition(&cp, "single", "ConfigValid").0 == "False"
+    ));
+    c.wait("ConfigValid=False", Duration::from_secs(60), || {
+        c.condition(NS, "single", "ConfigValid").status == "False"
     });
-    let (_, message) = condition(&cp, "single", "ConfigValid");
+    let message = c.condition(NS, "single", "ConfigValid").message;
     assert!(
         message.contains("ReadWriteOnce") && message.contains("spec.objectStorage"),
         "{message}"
     );
     assert_eq!(
-        get(&cp, "deployment/single-registry", "{.metadata.name}"),
+        c.jsonpath(NS, "deployment/single-registry", "{.metadata.name}"),
         ""
     );
 }

@@ -13,110 +13,20 @@ use std::process::Command;
 use std::time::Duration;
 
 use quarry_e2e::clients::{helm, skopeo};
-use quarry_e2e::cluster::{ControlPlane, PodFiles};
+use quarry_e2e::kube::{Cluster, Condition, b64, secret_yaml, tls_secret_yaml};
+use quarry_e2e::run;
 use quarry_e2e::secure::{TestCa, client_trusting, hash_password};
-use quarry_e2e::{Registry, free_port, run, workspace_root};
 
 const NS: &str = "sec";
 const CR: &str = "reg";
 
-struct Scenario {
-    cp: ControlPlane,
-}
-
-impl Scenario {
-    fn kubectl(&self, args: &[&str]) -> String {
-        self.cp.kubectl_out(args).unwrap_or_else(|e| {
-            panic!("{e}\n{}", self.cp.logs("operator"));
-        })
-    }
-
-    fn get(&self, what: &str, path: &str) -> String {
-        self.cp
-            .kubectl_out(&["get", "-n", NS, what, "-o", &format!("jsonpath={path}")])
-            .unwrap_or_default()
-    }
-
-    fn condition(&self, type_: &str) -> (String, String, String) {
-        let base = format!("{{.status.conditions[?(@.type==\"{type_}\")]");
-        let qreg = format!("qreg/{CR}");
-        (
-            self.get(&qreg, &format!("{base}.status}}")),
-            self.get(&qreg, &format!("{base}.reason}}")),
-            self.get(&qreg, &format!("{base}.message}}")),
-        )
-    }
-
-    fn wait(&self, what: &str, timeout: Duration, f: impl FnMut() -> bool) -> Duration {
-        self.cp.wait_for(what, timeout, f)
-    }
-
-    fn wait_ready(&self) {
-        let qreg = format!("qreg/{CR}");
-        self.wait("Ready", Duration::from_secs(120), || {
-            self.condition("Ready").0 == "True"
-                && self.get(&qreg, "{.status.observedGeneration}")
-                    == self.get(&qreg, "{.metadata.generation}")
-        });
-    }
-
-    fn patch(&self, patch: &str) {
-        self.kubectl(&[
-            "patch",
-            "-n",
-            NS,
-            &format!("qreg/{CR}"),
-            "--type",
-            "merge",
-            "-p",
-            patch,
-        ]);
-    }
-
-    fn secret(&self, name: &str, key: &str) -> String {
-        self.cp
-            .secret_data(NS, name)
-            .ok()
-            .and_then(|d| d.get(key).map(|v| String::from_utf8_lossy(v).into_owned()))
-            .unwrap_or_default()
-    }
-
-    fn versions(&self, objects: &[&str]) -> Vec<String> {
-        objects
-            .iter()
-            .map(|o| format!("{o}={}", self.get(o, "{.metadata.resourceVersion}")))
-            .collect()
-    }
-
-    /// The registry pod template, as JSON text.
-    fn template(&self) -> String {
-        self.get(&format!("deployment/{CR}-registry"), "{.spec.template}")
-    }
-
-    fn start_operator(&mut self) {
-        let mut cmd = Command::new(workspace_root().join("target/debug/quarry-operator"));
-        cmd.args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--registry-image", "example.invalid/quarry-registry"])
-            .env("RUST_LOG", "info,kube=warn");
-        self.cp.start_process("operator", cmd).unwrap();
-    }
+/// The registry pod template, as JSON text.
+fn pod_template(c: &Cluster) -> String {
+    c.jsonpath(NS, &format!("deployment/{CR}-registry"), "{.spec.template}")
 }
 
 fn openssl(args: &[&str]) -> String {
     String::from_utf8_lossy(&run(Command::new("openssl").args(args)).stdout).into_owned()
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The registry process standing in for the pod, started from `files`.
-fn start_registry(files: &PodFiles) -> Registry {
-    let mut env = files.registry_env();
-    env.push(("QUARRY_RELOAD_INTERVAL_SECONDS".into(), "1".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Registry::start_with(Some(&files.config), &env)
 }
 
 fn output_text(out: &std::process::Output) -> String {
@@ -127,75 +37,77 @@ fn output_text(out: &std::process::Output) -> String {
     )
 }
 
-fn tls_secret_yaml(name: &str, cert: &str, key: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: {NS}}}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}\n",
-        b64(cert.as_bytes()),
-        b64(key.as_bytes())
-    )
-}
-
+/// The user's accounts Secret `accounts`.
 fn accounts_secret_yaml(accounts: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Secret\nmetadata: {{name: accounts, namespace: {NS}}}\ndata:\n  accounts.yaml: {}\n",
-        b64(accounts.as_bytes())
-    )
+    secret_yaml(NS, "accounts", &[("accounts.yaml", accounts)])
 }
 
 #[test]
 fn generated_credentials_and_certificates_drive_a_real_https_registry() {
-    let cp = ControlPlane::start().expect("control plane starts");
-    let mut s = Scenario { cp };
-    s.cp.install_crd().expect("CRD installed");
-    s.start_operator();
-    s.kubectl(&["create", "namespace", NS]);
-    s.cp.apply_yaml(&format!(
+    let mut c = Cluster::start();
+    c.cp.install_crd().expect("CRD installed");
+    c.start_operator();
+    c.create_namespace(NS);
+    c.apply(&format!(
         "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: {CR}, namespace: {NS}}}\nspec:\n  serverHostname: registry.example.com\n  components:\n  - {{kind: storage, managed: false}}\n"
-    ))
-    .unwrap();
-    s.wait_ready();
+    ));
+    c.wait_ready(NS, CR);
 
     // --- secure by default: what was made, and where status says it is ------
     let qreg = format!("qreg/{CR}");
-    assert_eq!(s.get(&qreg, "{.status.caConfigMap}"), "reg-registry-ca");
     assert_eq!(
-        s.get(&qreg, "{.status.credentialsSecret}"),
+        c.jsonpath(NS, &qreg, "{.status.caConfigMap}"),
+        "reg-registry-ca"
+    );
+    assert_eq!(
+        c.jsonpath(NS, &qreg, "{.status.credentialsSecret}"),
         "reg-registry-credentials"
     );
-    assert_eq!(s.get(&qreg, "{.status.pullSecret}"), "reg-registry-pull");
     assert_eq!(
-        s.get(&qreg, "{.status.registryUrl}"),
+        c.jsonpath(NS, &qreg, "{.status.pullSecret}"),
+        "reg-registry-pull"
+    );
+    assert_eq!(
+        c.jsonpath(NS, &qreg, "{.status.registryUrl}"),
         "https://registry.example.com"
     );
-    assert!(!s.get(&qreg, "{.status.certificateNotAfter}").is_empty());
-    let (status, reason, message) = s.condition("ComponentTlsReady");
+    assert!(
+        !c.jsonpath(NS, &qreg, "{.status.certificateNotAfter}")
+            .is_empty()
+    );
+    let Condition {
+        status,
+        reason,
+        message,
+    } = c.condition(NS, CR, "ComponentTlsReady");
     assert_eq!(
         (status.as_str(), reason.as_str()),
         ("True", "CertificateIssued"),
         "{message}"
     );
     assert_eq!(
-        s.get("secret/reg-registry-tls", "{.type}"),
+        c.jsonpath(NS, "secret/reg-registry-tls", "{.type}"),
         "kubernetes.io/tls"
     );
     assert_eq!(
-        s.get("secret/reg-registry-pull", "{.type}"),
+        c.jsonpath(NS, "secret/reg-registry-pull", "{.type}"),
         "kubernetes.io/dockerconfigjson"
     );
     let deployment = "deployment/reg-registry";
-    let args = s.get(deployment, "{.spec.template.spec.containers[0].args}");
+    let args = c.jsonpath(NS, deployment, "{.spec.template.spec.containers[0].args}");
     assert!(
         args.contains("--tls-cert") && args.contains("/etc/quarry/tls/tls.crt"),
         "{args}"
     );
     assert_eq!(
-        s.get(
+        c.jsonpath(
+            NS,
             deployment,
             "{.spec.template.spec.containers[0].readinessProbe.httpGet.scheme}"
         ),
         "HTTPS"
     );
-    let config = s.secret("reg-config", "config.yaml");
+    let config = c.secret(NS, "reg-config", "config.yaml");
     for line in [
         "AUTH_ACCOUNTS_FILE: /etc/quarry/auth/accounts.yaml",
         "AUTH_TOKEN_KEY_FILE: /etc/quarry/auth/token.key",
@@ -204,13 +116,13 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
         assert!(config.contains(line), "{line} missing:\n{config}");
     }
     let (admin, admin_password) = (
-        s.secret("reg-registry-credentials", "admin-username"),
-        s.secret("reg-registry-credentials", "admin-password"),
+        c.secret(NS, "reg-registry-credentials", "admin-username"),
+        c.secret(NS, "reg-registry-credentials", "admin-password"),
     );
     assert_eq!(admin, "admin");
     assert!(admin_password.len() >= 32);
-    assert!(s.secret("reg-registry-auth", "token.key").len() >= 32);
-    let docker_config = s.secret("reg-registry-pull", ".dockerconfigjson");
+    assert!(c.secret(NS, "reg-registry-auth", "token.key").len() >= 32);
+    let docker_config = c.secret(NS, "reg-registry-pull", ".dockerconfigjson");
     assert!(
         docker_config.contains("registry.example.com")
             && docker_config.contains("reg-registry.sec.svc:5000"),
@@ -220,10 +132,14 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     // --- the serving certificate: names, and chained to the published CA ----
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let ca_pem = s.get("configmap/reg-registry-ca", "{.data.ca\\.crt}");
+    let ca_pem = c.jsonpath(NS, "configmap/reg-registry-ca", "{.data.ca\\.crt}");
     assert!(ca_pem.contains("BEGIN CERTIFICATE"), "{ca_pem}");
     std::fs::write(dir.join("ca.crt"), &ca_pem).unwrap();
-    std::fs::write(dir.join("tls.crt"), s.secret("reg-registry-tls", "tls.crt")).unwrap();
+    std::fs::write(
+        dir.join("tls.crt"),
+        c.secret(NS, "reg-registry-tls", "tls.crt"),
+    )
+    .unwrap();
     let ca_file = dir.join("ca.crt").display().to_string();
     let cert_file = dir.join("tls.crt").display().to_string();
     let verified = openssl(&["verify", "-CAfile", &ca_file, &cert_file]);
@@ -258,45 +174,45 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
         "secret/reg-config",
         "deployment/reg-registry",
     ];
-    let before = s.versions(&generated);
-    s.patch(r#"{"metadata":{"annotations":{"touch":"1"}}}"#);
+    let before = c.resource_versions(NS, &generated);
+    c.patch(NS, CR, r#"{"metadata":{"annotations":{"touch":"1"}}}"#);
     std::thread::sleep(Duration::from_secs(3));
-    s.cp.stop_process("operator");
-    s.start_operator();
+    c.cp.stop_process("operator");
+    c.start_operator();
     std::thread::sleep(Duration::from_secs(6));
     assert_eq!(
         before,
-        s.versions(&generated),
+        c.resource_versions(NS, &generated),
         "generated objects were rewritten"
     );
     assert_eq!(
         admin_password,
-        s.secret("reg-registry-credentials", "admin-password")
+        c.secret(NS, "reg-registry-credentials", "admin-password")
     );
 
     // --- a deleted credentials Secret: new passwords, no pod roll -------------
-    let template = s.template();
-    let accounts_before = s.secret("reg-registry-auth", "accounts.yaml");
-    let token_key = s.secret("reg-registry-auth", "token.key");
-    s.kubectl(&["delete", "-n", NS, "secret/reg-registry-credentials"]);
-    s.wait("new credentials", Duration::from_secs(30), || {
-        let now = s.secret("reg-registry-credentials", "admin-password");
+    let template = pod_template(&c);
+    let accounts_before = c.secret(NS, "reg-registry-auth", "accounts.yaml");
+    let token_key = c.secret(NS, "reg-registry-auth", "token.key");
+    c.kubectl(&["delete", "-n", NS, "secret/reg-registry-credentials"]);
+    c.wait("new credentials", Duration::from_secs(30), || {
+        let now = c.secret(NS, "reg-registry-credentials", "admin-password");
         !now.is_empty()
             && now != admin_password
-            && s.secret("reg-registry-auth", "accounts.yaml") != accounts_before
+            && c.secret(NS, "reg-registry-auth", "accounts.yaml") != accounts_before
     });
-    assert_eq!(token_key, s.secret("reg-registry-auth", "token.key"));
+    assert_eq!(token_key, c.secret(NS, "reg-registry-auth", "token.key"));
     assert_eq!(
         template,
-        s.template(),
+        pod_template(&c),
         "new passwords changed the pod template"
     );
 
     // --- the real registry with what the operator made: helm and skopeo ------
     let pod = tempfile::tempdir().unwrap();
-    let files = s.cp.pod_files(NS, CR, pod.path()).unwrap();
+    let files = c.cp.pod_files(NS, CR, pod.path()).unwrap();
     assert_eq!(files.scheme(), "https");
-    let registry = start_registry(&files);
+    let registry = files.start_registry();
     let host = registry.host();
     let ca = files.ca_file.clone().expect("CA file");
     let cert_dir = files.cert_dir.clone().expect("cert dir");
@@ -391,10 +307,10 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     );
 
     // --- renewal: a certificate close to expiry is replaced, pods stay --------
-    let template = s.template();
+    let template = pod_template(&c);
     std::fs::write(
         dir.join("ca.key"),
-        s.secret("reg-registry-ca-key", "ca.key"),
+        c.secret(NS, "reg-registry-ca-key", "ca.key"),
     )
     .unwrap();
     std::fs::write(
@@ -437,25 +353,20 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     ]);
     let short = std::fs::read_to_string(dir.join("short.crt")).unwrap();
     let short_key = std::fs::read_to_string(dir.join("short.key")).unwrap();
-    s.kubectl(&[
-        "patch",
-        "-n",
+    c.merge_patch(
         NS,
         "secret/reg-registry-tls",
-        "--type",
-        "merge",
-        "-p",
         &format!(
             r#"{{"data":{{"tls.crt":"{}","tls.key":"{}"}}}}"#,
             b64(short.as_bytes()),
             b64(short_key.as_bytes())
         ),
-    ]);
-    s.wait("the operator renews", Duration::from_secs(30), || {
-        let now = s.secret("reg-registry-tls", "tls.crt");
+    );
+    c.wait("the operator renews", Duration::from_secs(30), || {
+        let now = c.secret(NS, "reg-registry-tls", "tls.crt");
         !now.is_empty() && now != short
     });
-    std::fs::write(&cert_file, s.secret("reg-registry-tls", "tls.crt")).unwrap();
+    std::fs::write(&cert_file, c.secret(NS, "reg-registry-tls", "tls.crt")).unwrap();
     let end = openssl(&[
         "x509",
         "-in",
@@ -466,7 +377,7 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     ]);
     assert!(end.contains("will not expire"), "{end}");
     assert!(openssl(&["verify", "-CAfile", &ca_file, &cert_file]).contains(": OK"));
-    let events = s.kubectl(&[
+    let events = c.kubectl(&[
         "get",
         "events",
         "-n",
@@ -480,61 +391,68 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
         events.contains("the certificate expires in") && events.contains("renewed 30 days before"),
         "{events}"
     );
-    assert_eq!(template, s.template(), "renewal changed the pod template");
+    assert_eq!(
+        template,
+        pod_template(&c),
+        "renewal changed the pod template"
+    );
 
     // --- a user's accounts Secret: checked first, then copied without a roll --
-    let running = s.versions(&["deployment/reg-registry", "secret/reg-registry-auth"]);
-    s.cp.apply_yaml(&accounts_secret_yaml(
+    let running = c.resource_versions(NS, &["deployment/reg-registry", "secret/reg-registry-auth"]);
+    c.apply(&accounts_secret_yaml(
         "accounts:\n  alice:\n    password_hash: nope\n    access: {\"*\": [pull]}\n",
-    ))
-    .unwrap();
-    s.patch(r#"{"spec":{"auth":{"accountsSecret":"accounts"}}}"#);
-    s.wait("invalid accounts reported", Duration::from_secs(30), || {
-        let (status, _, message) = s.condition("ConfigValid");
-        status == "False"
-            && message.contains("spec.auth.accountsSecret[accounts.yaml]")
-            && message.contains("accounts.alice.password_hash: not a bcrypt hash")
+    ));
+    c.patch(NS, CR, r#"{"spec":{"auth":{"accountsSecret":"accounts"}}}"#);
+    c.wait("invalid accounts reported", Duration::from_secs(30), || {
+        let valid = c.condition(NS, CR, "ConfigValid");
+        valid.status == "False"
+            && valid
+                .message
+                .contains("spec.auth.accountsSecret[accounts.yaml]")
+            && valid
+                .message
+                .contains("accounts.alice.password_hash: not a bcrypt hash")
     });
     assert_eq!(
         running,
-        s.versions(&["deployment/reg-registry", "secret/reg-registry-auth"]),
+        c.resource_versions(NS, &["deployment/reg-registry", "secret/reg-registry-auth"]),
         "an invalid accounts Secret changed what runs"
     );
     let hash = hash_password("alice's password");
     let alice = format!(
         "accounts:\n  alice:\n    password_hash: \"{hash}\"\n    access: {{\"*\": [pull, push]}}\n"
     );
-    s.cp.apply_yaml(&accounts_secret_yaml(&alice)).unwrap();
-    s.wait(
+    c.apply(&accounts_secret_yaml(&alice));
+    c.wait(
         "accounts copied for the registry",
         Duration::from_secs(30),
         || {
-            s.secret("reg-registry-auth", "accounts.yaml") == alice
-                && s.condition("ConfigValid").0 == "True"
+            c.secret(NS, "reg-registry-auth", "accounts.yaml") == alice
+                && c.condition(NS, CR, "ConfigValid").status == "True"
         },
     );
-    s.wait_ready();
+    c.wait_ready(NS, CR);
     assert_eq!(
         template,
-        s.template(),
+        pod_template(&c),
         "new accounts changed the pod template"
     );
     let with_bob =
         format!("{alice}  bob:\n    password_hash: \"{hash}\"\n    access: {{team: [pull]}}\n");
-    s.cp.apply_yaml(&accounts_secret_yaml(&with_bob)).unwrap();
-    let took = s.wait(
+    c.apply(&accounts_secret_yaml(&with_bob));
+    let took = c.wait(
         "an accounts edit is copied",
         Duration::from_secs(30),
-        || s.secret("reg-registry-auth", "accounts.yaml") == with_bob,
+        || c.secret(NS, "reg-registry-auth", "accounts.yaml") == with_bob,
     );
     assert!(took < Duration::from_secs(5), "accounts edit took {took:?}");
     assert_eq!(
         template,
-        s.template(),
+        pod_template(&c),
         "an accounts edit changed the pod template"
     );
     // The running registry takes the new accounts from the refreshed files.
-    let refreshed = s.cp.pod_files(NS, CR, pod.path()).unwrap();
+    let refreshed = c.cp.pod_files(NS, CR, pod.path()).unwrap();
     assert!(refreshed.admin.is_some(), "the credentials Secret is kept");
     std::thread::sleep(Duration::from_millis(2500));
     run(helm(dir)
@@ -564,65 +482,66 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
     // --- a user's certificate Secret: mounted as is, rotated without a roll ----
     let user_ca = TestCa::new("user CA");
     let (cert1, key1) = user_ca.issue(&["registry.example.com"]);
-    s.patch(r#"{"spec":{"tls":{"certificateSecret":"mycert"}}}"#);
-    s.wait(
+    c.patch(NS, CR, r#"{"spec":{"tls":{"certificateSecret":"mycert"}}}"#);
+    c.wait(
         "a missing certificate Secret is reported",
         Duration::from_secs(30),
         || {
-            let (status, _, message) = s.condition("ConfigValid");
-            status == "False"
-                && message.contains("spec.tls.certificateSecret: Secret \"mycert\" not found")
+            let valid = c.condition(NS, CR, "ConfigValid");
+            valid.status == "False"
+                && valid
+                    .message
+                    .contains("spec.tls.certificateSecret: Secret \"mycert\" not found")
         },
     );
     assert_eq!(
         template,
-        s.template(),
+        pod_template(&c),
         "an invalid resource changed the pod template"
     );
-    s.cp.apply_yaml(&tls_secret_yaml("mycert", &cert1, &key1))
-        .unwrap();
-    s.wait(
+    c.apply(&tls_secret_yaml(NS, "mycert", &cert1, &key1));
+    c.wait(
         "the user's certificate is mounted",
         Duration::from_secs(30),
         || {
-            s.get(
+            c.jsonpath(
+                NS,
                 deployment,
                 "{.spec.template.spec.volumes[?(@.name==\"tls\")].secret.secretName}",
             ) == "mycert"
-                && s.condition("ComponentTlsReady").1 == "CertificateProvided"
+                && c.condition(NS, CR, "ComponentTlsReady").reason == "CertificateProvided"
         },
     );
-    s.wait_ready();
-    assert!(s.get(&qreg, "{.status.caConfigMap}").is_empty());
-    let provided = s.template();
+    c.wait_ready(NS, CR);
+    assert!(c.jsonpath(NS, &qreg, "{.status.caConfigMap}").is_empty());
+    let provided = pod_template(&c);
     let (cert2, key2) = user_ca.issue(&["registry.example.com", "rotated.example.com"]);
-    s.cp.apply_yaml(&tls_secret_yaml("mycert", &cert2, &key2))
-        .unwrap();
-    s.wait("the rotation is seen", Duration::from_secs(30), || {
-        s.condition("ComponentTlsReady")
-            .2
+    c.apply(&tls_secret_yaml(NS, "mycert", &cert2, &key2));
+    c.wait("the rotation is seen", Duration::from_secs(30), || {
+        c.condition(NS, CR, "ComponentTlsReady")
+            .message
             .contains("rotated.example.com")
     });
     assert_eq!(
         provided,
-        s.template(),
+        pod_template(&c),
         "a certificate rotation changed the pod template"
     );
 
     // --- switched off: plain HTTP, no login ----------------------------------------
-    s.patch(r#"{"spec":{"auth":{"enabled":false},"tls":null,"components":[{"kind":"storage","managed":false},{"kind":"tls","managed":false}]}}"#);
-    s.wait("auth and TLS off", Duration::from_secs(30), || {
-        let config = s.secret("reg-config", "config.yaml");
+    c.patch(NS, CR, r#"{"spec":{"auth":{"enabled":false},"tls":null,"components":[{"kind":"storage","managed":false},{"kind":"tls","managed":false}]}}"#);
+    c.wait("auth and TLS off", Duration::from_secs(30), || {
+        let config = c.secret(NS, "reg-config", "config.yaml");
         !config.contains("AUTH_ACCOUNTS_FILE")
-            && s.get(&qreg, "{.status.registryUrl}") == "http://registry.example.com"
+            && c.jsonpath(NS, &qreg, "{.status.registryUrl}") == "http://registry.example.com"
     });
-    s.wait_ready();
-    let args = s.get(deployment, "{.spec.template.spec.containers[0].args}");
+    c.wait_ready(NS, CR);
+    let args = c.jsonpath(NS, deployment, "{.spec.template.spec.containers[0].args}");
     assert!(!args.contains("--tls-cert"), "{args}");
     let open = tempfile::tempdir().unwrap();
-    let files = s.cp.pod_files(NS, CR, open.path()).unwrap();
+    let files = c.cp.pod_files(NS, CR, open.path()).unwrap();
     assert_eq!(files.scheme(), "http");
-    let plain = start_registry(&files);
+    let plain = files.start_registry();
     let status = quarry_e2e::http::blocking()
         .get(format!("{}/v2/", plain.url()))
         .send()
