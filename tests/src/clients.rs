@@ -56,6 +56,16 @@ pub fn crane(dir: &Path) -> Command {
     c
 }
 
+/// skopeo copying the image tagged v1 of the OCI layout at `layout` to
+/// `destination` (host/repository:tag) over plain HTTP.
+pub fn skopeo_copy_layout(layout: &Path, destination: &str) -> Command {
+    let mut c = skopeo();
+    c.args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", layout.display()))
+        .arg(format!("docker://{destination}"));
+    c
+}
+
 /// skopeo without a signature policy file (tests copy unsigned content).
 pub fn skopeo() -> Command {
     let mut c = Command::new(tool("skopeo"));

@@ -296,6 +296,22 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
     succeeded(&shown, out)
 }
 
+/// Run a command that must fail; its whole output (stdout then stderr).
+pub fn run_refused(cmd: &mut Command) -> String {
+    let shown = format!("{cmd:?}");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{shown} was accepted:\n{text}");
+    text
+}
+
 /// Run a command and return its stdout as text.
 pub fn run_text(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&run(cmd).stdout).into_owned()

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo};
+use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, registry_binary, run, run_text};
 
@@ -30,10 +30,10 @@ fn dry_run_on_a_bucket_lists_the_same() {
     let old = write_image_layout(&root.join("old"), "v1", 2, 4096);
     write_image_layout(&root.join("new"), "v1", 1, 4096);
     for layout in ["old", "new"] {
-        run(skopeo()
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", root.join(layout).display()))
-            .arg(format!("docker://{host}/team/app:v1")));
+        run(&mut skopeo_copy_layout(
+            &root.join(layout),
+            &format!("{host}/team/app:v1"),
+        ));
     }
     let config_file = root.join("config.yaml");
     std::fs::write(&config_file, &config).unwrap();
@@ -56,10 +56,10 @@ fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
     let old = write_image_layout(&root.join("old"), "v1", 2, 4096);
     let new = write_image_layout(&root.join("new"), "v1", 1, 4096);
     for (layout, _) in [("old", &old), ("new", &new)] {
-        run(skopeo()
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", root.join(layout).display()))
-            .arg(format!("docker://{host}/team/app:v1")));
+        run(&mut skopeo_copy_layout(
+            &root.join(layout),
+            &format!("{host}/team/app:v1"),
+        ));
     }
     // A signature of what the tag names now (cosign's .sig tag).
     run(cosign(root).args(["generate-key-pair"]));

@@ -3,11 +3,10 @@
 //! refused push changes what the tag names; the quay.immutable label.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use quarry_e2e::clients::{crane, helm, oras, skopeo};
+use quarry_e2e::clients::{crane, helm, oras, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
-use quarry_e2e::{Registry, run, run_text};
+use quarry_e2e::{Registry, run, run_refused, run_text};
 
 const CONFIG: &str = r#"
 FEATURE_IMMUTABLE_TAGS: true
@@ -16,33 +15,10 @@ IMMUTABLE_TAGS_POLICIES:
   - {namespace: charts, tagPattern: '.*'}
 "#;
 
-/// Run a command that must fail; its whole output.
-fn refused(cmd: &mut Command) -> String {
-    let shown = format!("{cmd:?}");
-    let out: Output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{shown} was accepted:\n{text}");
-    text
-}
-
 fn assert_names(output: &str, parts: &[&str]) {
     for part in parts {
         assert!(output.contains(part), "{part:?} missing from:\n{output}");
     }
-}
-
-fn copy(layout: &Path, destination: &str) -> Command {
-    let mut cmd = skopeo();
-    cmd.args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{destination}"));
-    cmd
 }
 
 fn digest_of(dir: &Path, reference: &str) -> String {
@@ -62,15 +38,15 @@ fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
 
     // skopeo: the first push and the same push again are accepted; another
     // image under the tag is refused and the tag still names the first.
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("first"),
         &format!("{host}/prod/app:v1.0"),
     ));
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("first"),
         &format!("{host}/prod/app:v1.0"),
     ));
-    let output = refused(&mut copy(
+    let output = run_refused(&mut skopeo_copy_layout(
         &root.join("second"),
         &format!("{host}/prod/app:v1.0"),
     ));
@@ -86,18 +62,18 @@ fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
     assert_eq!(digest_of(root, &v1), first.manifest_digest);
 
     // crane: moving the tag by copy, and deleting the manifest it names.
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("second"),
         &format!("{host}/prod/app:candidate"),
     ));
-    let output = refused(crane(root).args([
+    let output = run_refused(crane(root).args([
         "copy",
         "--insecure",
         &format!("{host}/prod/app:candidate"),
         &v1,
     ]));
     assert_names(&output, &["tag prod/app:v1.0 is immutable"]);
-    let output = refused(crane(root).args([
+    let output = run_refused(crane(root).args([
         "delete",
         "--insecure",
         &format!("{host}/prod/app@{}", first.manifest_digest),
@@ -142,7 +118,7 @@ fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
         "notes.txt:text/plain",
     ]));
     std::fs::write(root.join("notes.txt"), "second\n").unwrap();
-    let output = refused(oras(root).args([
+    let output = run_refused(oras(root).args([
         "push",
         "--plain-http",
         &format!("{host}/prod/notes:v2"),
@@ -162,7 +138,7 @@ fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
     ]));
     std::fs::write(root.join("demo/values.yaml"), "replicaCount: 2\n").unwrap();
     run(helm(root).args(["package", "demo"]));
-    let output = refused(helm(root).args([
+    let output = run_refused(helm(root).args([
         "push",
         "demo-0.1.0.tgz",
         &format!("oci://{host}/charts"),
@@ -171,11 +147,11 @@ fn immutable_tags_refuse_moves_and_deletes_for_every_client() {
     assert_names(&output, &["tag charts/demo:0.1.0 is immutable"]);
 
     // Other namespaces are not covered by the policies.
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("first"),
         &format!("{host}/dev/app:v1.0"),
     ));
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("second"),
         &format!("{host}/dev/app:v1.0"),
     ));
@@ -188,7 +164,7 @@ fn the_quay_immutable_label_makes_the_tags_of_an_image_immutable() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     write_image_layout(&root.join("plain"), "v1", 1, 4096);
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("plain"),
         &format!("{host}/team/app:base"),
     ));
@@ -203,7 +179,7 @@ fn the_quay_immutable_label_makes_the_tags_of_an_image_immutable() {
         "-t",
         &format!("{host}/team/app:release"),
     ]));
-    let output = refused(&mut copy(
+    let output = run_refused(&mut skopeo_copy_layout(
         &root.join("plain"),
         &format!("{host}/team/app:release"),
     ));

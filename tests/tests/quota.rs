@@ -2,12 +2,9 @@
 //! reject limit is refused with the numbers, the clients print them, and
 //! deleting an image makes room.
 
-use std::path::Path;
-use std::process::Command;
-
-use quarry_e2e::clients::{crane, oras, skopeo};
+use quarry_e2e::clients::{crane, oras, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
-use quarry_e2e::{Registry, run};
+use quarry_e2e::{Registry, run, run_refused};
 
 const CONFIG: &str = r#"
 FEATURE_QUOTA_MANAGEMENT: true
@@ -16,25 +13,6 @@ NAMESPACE_QUOTAS:
     limit_bytes: 100000
     limits: [{type: Warning, threshold_percent: 50}, {type: Reject, threshold_percent: 100}]
 "#;
-
-fn copy(layout: &Path, destination: &str) -> Command {
-    let mut cmd = skopeo();
-    cmd.args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", layout.display()))
-        .arg(format!("docker://{destination}"));
-    cmd
-}
-
-fn refused(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!out.status.success(), "{cmd:?} was accepted:\n{text}");
-    text
-}
 
 #[test]
 fn a_push_past_the_reject_limit_is_refused_and_deleting_makes_room() {
@@ -45,7 +23,7 @@ fn a_push_past_the_reject_limit_is_refused_and_deleting_makes_room() {
     // Random layers do not compress: each image is a little over 60 kB.
     let first = write_image_layout(&root.join("first"), "v1", 2, 30_000);
     write_image_layout(&root.join("second"), "v1", 2, 30_000);
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("first"),
         &format!("{host}/team/app:v1"),
     ));
@@ -55,7 +33,7 @@ fn a_push_past_the_reject_limit_is_refused_and_deleting_makes_room() {
         registry.log_text()
     );
 
-    let output = refused(&mut copy(
+    let output = run_refused(&mut skopeo_copy_layout(
         &root.join("second"),
         &format!("{host}/team/app:v2"),
     ));
@@ -66,7 +44,7 @@ fn a_push_past_the_reject_limit_is_refused_and_deleting_makes_room() {
         assert!(output.contains(part), "{part:?} missing from:\n{output}");
     }
     std::fs::write(root.join("big.bin"), vec![7u8; 120_000]).unwrap();
-    let output = refused(oras(root).args([
+    let output = run_refused(oras(root).args([
         "push",
         "--plain-http",
         &format!("{host}/team/files:v1"),
@@ -84,12 +62,12 @@ fn a_push_past_the_reject_limit_is_refused_and_deleting_makes_room() {
         "--insecure",
         &format!("{host}/team/app@{}", first.manifest_digest),
     ]));
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("second"),
         &format!("{host}/team/app:v2"),
     ));
     // Another namespace has no quota.
-    run(&mut copy(
+    run(&mut skopeo_copy_layout(
         &root.join("first"),
         &format!("{host}/other/app:v1"),
     ));

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo};
+use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, run, run_text};
 
@@ -51,10 +51,10 @@ fn prune_keeps_the_newest_tags_and_signatures_and_labels_expire_tags() {
     write_image_layout(&root.join("image"), "v1", 1, 4096);
     let repository = format!("{host}/ci/app");
     for tag in ["build-1", "build-2", "build-3", "build-4"] {
-        run(skopeo()
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:v1", root.join("image").display()))
-            .arg(format!("docker://{repository}:{tag}")));
+        run(&mut skopeo_copy_layout(
+            &root.join("image"),
+            &format!("{repository}:{tag}"),
+        ));
         // Push times must differ for "newest" to mean something.
         std::thread::sleep(Duration::from_millis(1100));
     }
@@ -75,10 +75,10 @@ fn prune_keeps_the_newest_tags_and_signatures_and_labels_expire_tags() {
 
     // quay.expires-after: the tag goes once 2 s have passed since its push,
     // in a namespace no prune policy covers.
-    run(skopeo()
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:v1", root.join("image").display()))
-        .arg(format!("docker://{host}/team/app:base")));
+    run(&mut skopeo_copy_layout(
+        &root.join("image"),
+        &format!("{host}/team/app:base"),
+    ));
     run(crane(root).args([
         "mutate",
         "--insecure",
