@@ -198,3 +198,32 @@ fn the_quay_immutable_label_makes_the_tags_of_an_image_immutable() {
         &format!("{host}/team/app:base"),
     ]));
 }
+
+/// On a bucket the tag is created with a conditional put (If-None-Match),
+/// which MinIO honours: of two replicas, the second push is refused.
+#[test]
+fn on_a_bucket_shared_by_two_replicas_an_immutable_tag_is_created_once() {
+    let minio = quarry_e2e::scale::Minio::start("immutable");
+    let config = minio.registry_config(CONFIG);
+    let (a, b) = (
+        Registry::start_shared(&config, &[]),
+        Registry::start_shared(&config, &[]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let first = write_image_layout(&root.join("first"), "v1", 1, 4096);
+    write_image_layout(&root.join("second"), "v1", 1, 4096);
+    run(&mut skopeo_copy_layout(
+        &root.join("first"),
+        &format!("{}/prod/app:v2.0", a.host()),
+    ));
+    let output = run_refused(&mut skopeo_copy_layout(
+        &root.join("second"),
+        &format!("{}/prod/app:v2.0", b.host()),
+    ));
+    assert_names(&output, &["tag prod/app:v2.0 is immutable"]);
+    assert_eq!(
+        digest_of(root, &format!("{}/prod/app:v2.0", b.host())),
+        first.manifest_digest
+    );
+}

@@ -144,7 +144,7 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
     if let Reference::Tag(tag) = &reference {
         tags.push(tag.clone());
     }
-    tag_guard::check_moves(state, &repo, &tags, &facts.digest).await?;
+    let create_only = tag_guard::check_moves(state, &repo, &tags, &facts.digest).await?;
     quota_guard::check_manifest(state, &repo, &facts).await?;
 
     let stored = StoredManifest {
@@ -168,9 +168,7 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
             .referrer_add(&repo, subject, &descriptor)
             .await?;
     }
-    for tag in &tags {
-        state.storage.tag_set(&repo, tag, &facts.digest).await?;
-    }
+    tag_guard::set_tags(state, &repo, &tags, &create_only, &facts.digest).await?;
     let mut headers: Vec<(HeaderName, String)> = vec![
         (LOCATION, format!("/v2/{repo}/manifests/{}", facts.digest)),
         (DOCKER_CONTENT_DIGEST, facts.digest.to_string()),

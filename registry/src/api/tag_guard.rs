@@ -47,19 +47,26 @@ async fn labelled_immutable(
     Ok(immutable_tags::labelled_immutable(&labels))
 }
 
-/// Refuse a push that would move an immutable tag to `new`.
+/// Refuse a push that would move an immutable tag to `new`. Returns the
+/// tags that do not exist yet but that a policy makes immutable: they must
+/// be created, never overwritten, so that of two pushes racing to create
+/// one, only one wins.
 pub async fn check_moves(
     state: &AppState,
     repo: &RepoName,
     tags: &[Tag],
     new: &Digest,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<Tag>> {
     let config = state.config();
+    let mut create_only = Vec::new();
     if !config.feature_immutable_tags {
-        return Ok(());
+        return Ok(create_only);
     }
     for tag in tags {
         let Some(current) = state.storage.tag_get(repo, tag).await? else {
+            if immutable_tags::policy_for(&config.immutable_tags_policies, repo, tag).is_some() {
+                create_only.push(tag.clone());
+            }
             continue;
         };
         if current == *new {
@@ -69,6 +76,25 @@ pub async fn check_moves(
             let message = why.refuse_move(repo, tag, &current.to_string(), &new.to_string());
             tracing::warn!(repository = %repo, tag = %tag, "push refused: {message}");
             return Err(RegistryError::Denied(message));
+        }
+    }
+    Ok(create_only)
+}
+
+/// Point `tags` at `digest`: those `create_only` names only if no other
+/// push created them first (then the same rules as a move apply).
+pub async fn set_tags(
+    state: &AppState,
+    repo: &RepoName,
+    tags: &[Tag],
+    create_only: &[Tag],
+    digest: &Digest,
+) -> ApiResult<()> {
+    for tag in tags {
+        if !create_only.contains(tag) {
+            state.storage.tag_set(repo, tag, digest).await?;
+        } else if !state.storage.tag_create(repo, tag, digest).await? {
+            check_moves(state, repo, std::slice::from_ref(tag), digest).await?;
         }
     }
     Ok(())

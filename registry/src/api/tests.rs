@@ -837,3 +837,48 @@ async fn quotas_refuse_the_push_that_would_pass_the_reject_limit_and_count_warni
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn of_pushes_racing_to_create_an_immutable_tag_exactly_one_wins() {
+    let h = harness_with(immutable_config(
+        r#"[{"namespace":"prod","tagPattern":"v.*"}]"#,
+    ));
+    let config = h.push_blob("prod/app", b"{}").await;
+    let mut bodies = Vec::new();
+    for layer in [&b"l0"[..], b"l1", b"l2", b"l3", b"l4", b"l5"] {
+        let layer = h.push_blob("prod/app", layer).await;
+        bodies.push(image_manifest(&config, &layer, ""));
+    }
+    let pushes = bodies.iter().map(|body| {
+        h.put_manifest(
+            "prod/app",
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            body,
+        )
+    });
+    let replies = futures::future::join_all(pushes).await;
+    let created: Vec<usize> = replies
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.status == StatusCode::CREATED)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status == StatusCode::CREATED || r.status == StatusCode::FORBIDDEN)
+    );
+    // The tag names the winner's manifest.
+    let winner = Digest::of_bytes(Algorithm::Sha256, bodies[created[0]].as_bytes());
+    let r = h
+        .call("HEAD", "/v2/prod/app/manifests/v1", Body::empty())
+        .await;
+    assert_eq!(r.header("docker-content-digest"), winner.to_string());
+}

@@ -245,4 +245,30 @@ pub async fn key_value_layer(store: &dyn Storage) {
     assert!(store.kv_delete(&Key::tag(&r, &tag)).await.unwrap());
     assert!(!store.kv_delete(&Key::tag(&r, &tag)).await.unwrap());
     assert!(!store.kv_exists(&Key::tag(&r, &tag)).await.unwrap());
+
+    // Create only where nothing is: the second create changes nothing.
+    assert!(
+        store
+            .kv_create(&Key::tag(&r, &tag), Bytes::from_static(b"one"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .kv_create(&Key::tag(&r, &tag), Bytes::from_static(b"two"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.kv_get(&Key::tag(&r, &tag)).await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    // Of many racing creates, exactly one wins.
+    let racing = Tag::parse("race").expect("tag");
+    let attempts = (0..8u8).map(|i| {
+        let key = Key::tag(&r, &racing);
+        async move { store.kv_create(&key, Bytes::from(vec![i])).await.unwrap() }
+    });
+    let won = futures::future::join_all(attempts).await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }

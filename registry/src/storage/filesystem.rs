@@ -39,8 +39,8 @@ const READ_CHUNK: usize = 4 * 1024 * 1024;
 
 mod files;
 use files::{
-    blocking, hash_file, not_found_is_none, read_in_background, remove_if_present, sync_dir,
-    write_atomic, write_in_background,
+    blocking, create_atomic, hash_file, not_found_is_none, read_in_background, remove_if_present,
+    sync_dir, write_atomic, write_in_background,
 };
 
 /// Filesystem-backed storage rooted at one directory.
@@ -179,6 +179,12 @@ impl KeyValue for FilesystemStorage {
         let path = self.key_path(key);
         let tmp = self.tmp_dir();
         blocking(move || Ok(write_atomic(&tmp, &path, &value)?)).await
+    }
+
+    async fn kv_create(&self, key: &Key, value: Bytes) -> StorageResult<bool> {
+        let path = self.key_path(key);
+        let tmp = self.tmp_dir();
+        blocking(move || Ok(create_atomic(&tmp, &path, &value)?)).await
     }
 
     async fn kv_delete(&self, key: &Key) -> StorageResult<bool> {

@@ -108,6 +108,10 @@ pub struct Entry {
 pub trait KeyValue: Send + Sync {
     async fn kv_get(&self, key: &Key) -> StorageResult<Option<Bytes>>;
     async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()>;
+    /// Like `kv_put`, but only when nothing is at `key`, atomically against
+    /// every other writer of the store (other replicas included). Returns
+    /// false, writing nothing, when something was there.
+    async fn kv_create(&self, key: &Key, value: Bytes) -> StorageResult<bool>;
     /// Returns false when there was nothing to delete.
     async fn kv_delete(&self, key: &Key) -> StorageResult<bool>;
     async fn kv_exists(&self, key: &Key) -> StorageResult<bool>;

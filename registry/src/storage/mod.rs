@@ -230,6 +230,12 @@ pub trait Storage: KeyValue + 'static {
         self.kv_put(&Key::tag(repo, tag), Bytes::from(digest.to_string()))
             .await
     }
+    /// Set a tag that does not exist yet; false, changing nothing, when it
+    /// exists (another push created it first).
+    async fn tag_create(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<bool> {
+        self.kv_create(&Key::tag(repo, tag), Bytes::from(digest.to_string()))
+            .await
+    }
     async fn tag_delete(&self, repo: &RepoName, tag: &Tag) -> StorageResult<bool> {
         self.kv_delete(&Key::tag(repo, tag)).await
     }

@@ -34,7 +34,8 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart,
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    WriteMultipart,
 };
 
 use super::metadata::{self, Entry, Key, KeyValue};
@@ -290,6 +291,25 @@ impl KeyValue for ObjectStorage {
 
     async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()> {
         self.put_bytes(&self.key(key.as_str()), value).await
+    }
+
+    async fn kv_create(&self, key: &Key, value: Bytes) -> StorageResult<bool> {
+        // If-None-Match: * on S3 and MinIO (object_store's default
+        // conditional-put mode); atomic against every replica.
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .store
+            .put_opts(
+                &self.key(key.as_str()),
+                PutPayload::from_bytes(value),
+                options,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(io(e)),
+        }
     }
 
     async fn kv_delete(&self, key: &Key) -> StorageResult<bool> {

@@ -24,6 +24,31 @@ pub(super) fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io:
     result
 }
 
+/// Like `write_atomic`, but only if nothing is at `dest`: the staged file
+/// is hard-linked into place, which fails when `dest` exists, for every
+/// process on this filesystem. Returns false when something was there.
+pub(super) fn create_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    let parent = dest
+        .parent()
+        .ok_or_else(|| std::io::Error::other(format!("{dest:?} has no parent")))?;
+    fs::create_dir_all(parent)?;
+    let staging = tmp.join(uuid::Uuid::new_v4().hyphenated().to_string());
+    let result = (|| {
+        let mut file = fs::File::create(&staging)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        match fs::hard_link(&staging, dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        sync_dir(parent)?;
+        Ok(true)
+    })();
+    let _ = fs::remove_file(&staging);
+    result
+}
+
 pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
