@@ -16,13 +16,13 @@
 //! A blob is garbage when no repository keeps it; a link when its
 //! repository's kept manifests do not need it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::manifest;
 use crate::names::{RepoName, Tag};
-use crate::storage::{Key, Storage, StorageResult};
+use crate::storage::{Key, Storage, StorageResult, metadata};
 
 /// Why something is garbage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,31 +193,14 @@ pub async fn find(
     Ok(report)
 }
 
-/// Listed values of `key`'s digest folders, by digest, with their times.
-async fn digests_under(
-    storage: &dyn Storage,
-    folder: fn(&RepoName, Algorithm) -> Key,
-    repo: &RepoName,
-) -> StorageResult<BTreeMap<Digest, SystemTime>> {
-    let mut out = BTreeMap::new();
-    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-        for entry in storage.kv_list(&folder(repo, algorithm)).await? {
-            if let Ok(digest) = format!("{}:{}", algorithm.name(), entry.name).parse::<Digest>() {
-                out.insert(digest, entry.modified);
-            }
-        }
-    }
-    Ok(out)
-}
-
 async fn find_in_repository(
     storage: &dyn Storage,
     repo: &RepoName,
     old: &impl Fn(SystemTime) -> Option<Duration>,
     report: &mut Report,
 ) -> StorageResult<Kept> {
-    let manifests = digests_under(storage, Key::manifests_of, repo).await?;
-    let links = digests_under(storage, Key::layers_of, repo).await?;
+    let manifests = metadata::digests_under(storage, Key::manifests_of, repo).await?;
+    let links = metadata::digests_under(storage, Key::layers_of, repo).await?;
 
     // Reachable from the tags, through index children and referrers.
     let mut reachable: BTreeSet<Digest> = BTreeSet::new();

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::manifest;
 use crate::names::{RepoName, valid_namespace};
-use crate::storage::{Key, Storage, StorageResult};
+use crate::storage::{Key, Storage, StorageResult, metadata};
 
 /// The two kinds of limit (Quay's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,25 +153,19 @@ pub async fn usage(storage: &dyn Storage, namespace: &str) -> StorageResult<Usag
         if namespace_of(&repo) != namespace {
             continue;
         }
-        for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-            for entry in storage
-                .kv_list(&Key::manifests_of(&repo, algorithm))
-                .await?
+        for digest in metadata::digests_under(storage, Key::manifests_of, &repo)
+            .await?
+            .into_keys()
+        {
+            let Some(stored) = storage.manifest_get(&repo, &digest).await? else {
+                continue; // deleted meanwhile
+            };
+            if let Ok(facts) =
+                manifest::inspect(Some(&stored.media_type), &stored.bytes, digest.algorithm())
             {
-                let Ok(digest) = format!("{}:{}", algorithm.name(), entry.name).parse::<Digest>()
-                else {
-                    continue;
-                };
-                let Some(stored) = storage.manifest_get(&repo, &digest).await? else {
-                    continue; // deleted meanwhile
-                };
-                if let Ok(facts) =
-                    manifest::inspect(Some(&stored.media_type), &stored.bytes, algorithm)
-                {
-                    usage
-                        .blobs
-                        .extend(facts.blobs.into_iter().map(|b| b.digest));
-                }
+                usage
+                    .blobs
+                    .extend(facts.blobs.into_iter().map(|b| b.digest));
             }
         }
     }

@@ -3,24 +3,18 @@
 //! immutable tags rely on across replicas).
 
 use bytes::Bytes;
-use quarry_e2e::scale::{MINIO_PASSWORD, MINIO_USER, Minio};
+mod minio_settings;
+
+use minio_settings::s3_settings;
+use quarry_e2e::scale::Minio;
 use quarry_registry::names::{RepoName, Tag};
-use quarry_registry::storage::settings::S3Settings;
 use quarry_registry::storage::{Key, KeyValue, ObjectStorage, S3Credentials};
 
 #[test]
 fn of_racing_creates_on_minio_exactly_one_wins() {
     let minio = Minio::start("conditional");
     quarry_registry::tls::install_crypto_provider();
-    let settings = S3Settings {
-        endpoint: Some(minio.endpoint()),
-        bucket: minio.bucket.clone(),
-        region: "us-east-1".into(),
-        prefix: "registry".into(),
-        access_key: Some(MINIO_USER.into()),
-        secret_key: Some(MINIO_PASSWORD.into()),
-        path_style: true,
-    };
+    let settings = s3_settings(&minio);
     tokio::runtime::Runtime::new()
         .expect("a runtime")
         .block_on(async {

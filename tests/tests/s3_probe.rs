@@ -4,8 +4,10 @@
 //! environment, still read it. Against a real MinIO. One test in its own
 //! binary: it sets a process environment variable.
 
-use quarry_e2e::scale::{MINIO_PASSWORD, MINIO_USER, Minio};
-use quarry_registry::storage::settings::S3Settings;
+mod minio_settings;
+
+use minio_settings::s3_settings;
+use quarry_e2e::scale::Minio;
 use quarry_registry::storage::{ObjectStorage, S3Credentials, Storage, probe_s3};
 
 #[test]
@@ -20,15 +22,7 @@ fn the_probe_ignores_the_operators_own_aws_environment() {
 }
 
 async fn probe_with_a_foreign_token(minio: &Minio) {
-    let settings = S3Settings {
-        endpoint: Some(minio.endpoint()),
-        bucket: minio.bucket.clone(),
-        region: "us-east-1".into(),
-        prefix: "registry".into(),
-        access_key: Some(MINIO_USER.into()),
-        secret_key: Some(MINIO_PASSWORD.into()),
-        path_style: true,
-    };
+    let settings = s3_settings(minio);
     let timeout = std::time::Duration::from_secs(10);
     probe_s3(&settings, timeout)
         .await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::*;
+use crate::digest::Algorithm;
 use crate::storage::{
     ByteStream, FilesystemStorage, ObjectStorage, ReferrerDescriptor, StoredManifest,
 };

@@ -136,6 +136,25 @@ fn corrupt(what: String) -> super::StorageError {
     super::StorageError::Io(std::io::Error::other(what))
 }
 
+/// The values of a repository's digest folders (`folder` is
+/// `Key::manifests_of` or `Key::layers_of`), by digest, with when each was
+/// written; names that are not digests are left out.
+pub async fn digests_under<S: KeyValue + ?Sized>(
+    s: &S,
+    folder: fn(&RepoName, Algorithm) -> Key,
+    repo: &RepoName,
+) -> StorageResult<std::collections::BTreeMap<Digest, std::time::SystemTime>> {
+    let mut out = std::collections::BTreeMap::new();
+    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
+        for entry in s.kv_list(&folder(repo, algorithm)).await? {
+            if let Ok(digest) = format!("{}:{}", algorithm.name(), entry.name).parse::<Digest>() {
+                out.insert(digest, entry.modified);
+            }
+        }
+    }
+    Ok(out)
+}
+
 // The operations of the Storage trait that are metadata only. The trait's
 // default methods call these, so both backends share one implementation.
 

@@ -3,9 +3,15 @@
 
 use super::*;
 
-/// Write `contents` to `dest` atomically and durably, staging in `tmp`
-/// (same filesystem, so the final `rename` is atomic).
-pub(super) fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<()> {
+/// Stage `contents` in `tmp` (same filesystem as `dest`), durably, and
+/// `publish` the staged file at `dest`; the parent folder is synced after
+/// a publish that returns true. The staged file never outlives the call.
+fn stage_and_publish(
+    tmp: &Path,
+    dest: &Path,
+    contents: &[u8],
+    publish: impl FnOnce(&Path, &Path) -> std::io::Result<bool>,
+) -> std::io::Result<bool> {
     let parent = dest
         .parent()
         .ok_or_else(|| std::io::Error::other(format!("{dest:?} has no parent")))?;
@@ -15,38 +21,36 @@ pub(super) fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io:
         let mut file = fs::File::create(&staging)?;
         file.write_all(contents)?;
         file.sync_all()?;
-        fs::rename(&staging, dest)?;
-        sync_dir(parent)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&staging);
-    }
-    result
-}
-
-/// Like `write_atomic`, but only if nothing is at `dest`: the staged file
-/// is hard-linked into place, which fails when `dest` exists, for every
-/// process on this filesystem. Returns false when something was there.
-pub(super) fn create_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<bool> {
-    let parent = dest
-        .parent()
-        .ok_or_else(|| std::io::Error::other(format!("{dest:?} has no parent")))?;
-    fs::create_dir_all(parent)?;
-    let staging = tmp.join(uuid::Uuid::new_v4().hyphenated().to_string());
-    let result = (|| {
-        let mut file = fs::File::create(&staging)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        match fs::hard_link(&staging, dest) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(e),
+        if !publish(&staging, dest)? {
+            return Ok(false);
         }
         sync_dir(parent)?;
         Ok(true)
     })();
     let _ = fs::remove_file(&staging);
     result
+}
+
+/// Write `contents` to `dest` atomically and durably: a `rename` over
+/// whatever is there.
+pub(super) fn write_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<()> {
+    stage_and_publish(tmp, dest, contents, |staged, dest| {
+        fs::rename(staged, dest).map(|()| true)
+    })
+    .map(drop)
+}
+
+/// Like `write_atomic`, but only if nothing is at `dest`: the staged file
+/// is hard-linked into place, which fails when `dest` exists, for every
+/// process on this filesystem. Returns false when something was there.
+pub(super) fn create_atomic(tmp: &Path, dest: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    stage_and_publish(tmp, dest, contents, |staged, dest| {
+        match fs::hard_link(staged, dest) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
 }
 
 pub(super) fn sync_dir(dir: &Path) -> std::io::Result<()> {
