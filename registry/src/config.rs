@@ -146,6 +146,22 @@ pub struct RegistryConfig {
     #[serde(rename = "TAG_RETENTION_SWEEP_SECONDS")]
     pub tag_retention_sweep_seconds: u64,
 
+    /// Quay's key: delete what no tag keeps (docs/gc.md), online.
+    #[serde(rename = "FEATURE_GARBAGE_COLLECTION")]
+    pub feature_garbage_collection: bool,
+
+    /// Quay's key: seconds between garbage collection sweeps. Quay's
+    /// default is 30 for a per-repository worker on a database; a sweep
+    /// here walks the store's metadata, so the default is 600.
+    #[serde(rename = "GARBAGE_COLLECTION_FREQUENCY")]
+    pub garbage_collection_frequency: u64,
+
+    /// Quay's key for how long a pushed blob is protected (seconds): what
+    /// was written less than this long ago is never garbage, and a
+    /// condemned item is deleted no sooner than this after it was condemned.
+    #[serde(rename = "PUSH_TEMP_TAG_EXPIRATION_SEC")]
+    pub push_temp_tag_expiration_sec: u64,
+
     /// Quay's key: enforce NAMESPACE_QUOTAS and
     /// DEFAULT_SYSTEM_REJECT_QUOTA_BYTES.
     #[serde(rename = "FEATURE_QUOTA_MANAGEMENT")]
@@ -204,6 +220,9 @@ impl Default for RegistryConfig {
             feature_auto_prune: false,
             auto_prune_policies: Vec::new(),
             tag_retention_sweep_seconds: 600,
+            feature_garbage_collection: true,
+            garbage_collection_frequency: 600,
+            push_temp_tag_expiration_sec: 3600,
             feature_quota_management: false,
             namespace_quotas: Vec::new(),
             default_system_reject_quota_bytes: None,
@@ -469,6 +488,13 @@ impl RegistryConfig {
         }
         if self.tag_retention_sweep_seconds == 0 {
             issue("TAG_RETENTION_SWEEP_SECONDS", "must be at least 1".into());
+        }
+        if self.garbage_collection_frequency == 0 {
+            issue(
+                "GARBAGE_COLLECTION_FREQUENCY",
+                "must be at least 1 (set FEATURE_GARBAGE_COLLECTION: false to stop collecting)"
+                    .into(),
+            );
         }
         for (i, policy) in self.immutable_tags_policies.iter().enumerate() {
             if let Some(problem) = policy.problem() {

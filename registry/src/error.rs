@@ -58,6 +58,10 @@ pub enum RegistryError {
     /// 429: too many failed logins from this address.
     #[error("too many failed logins from this address; try again in {retry_after} seconds")]
     TooManyRequests { retry_after: u64 },
+    /// 503 with Retry-After: the request needs something a garbage
+    /// collection sweep is deleting at this moment.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -96,6 +100,7 @@ impl RegistryError {
             ManifestTooLarge { .. } => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
+            Unavailable(_) => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Internal(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -136,6 +141,9 @@ impl IntoResponse for RegistryError {
             }
             RegistryError::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            RegistryError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(5));
             }
             RegistryError::BlobRangeNotSatisfiable { size } => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

@@ -48,16 +48,18 @@ enum Command {
     /// Read a password from standard input (one line) and print its bcrypt
     /// hash, for the password_hash of an account in the accounts file.
     HashPassword,
-    /// List what garbage collection would delete, and why, in the storage
-    /// the configuration names (--config / --storage-path). Only --dry-run
-    /// exists yet: nothing is deleted.
+    /// Garbage collection, once, on the storage the configuration names
+    /// (--config / --storage-path), safe while registries serve it. A sweep
+    /// condemns what it finds garbage and deletes what an earlier sweep,
+    /// at least the grace period before, condemned and still is garbage.
     Gc {
-        /// Only list (required: deletion is not built yet).
+        /// Only list what is garbage, and why; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// What was written less than this long ago is kept (seconds).
-        #[arg(long, default_value_t = 3600)]
-        grace_seconds: u64,
+        /// What was written less than this long ago is kept (seconds);
+        /// default: PUSH_TEMP_TAG_EXPIRATION_SEC of the configuration.
+        #[arg(long)]
+        grace_seconds: Option<u64>,
     },
 }
 
@@ -69,7 +71,7 @@ async fn main() -> ExitCode {
         Some(Command::Gc {
             dry_run,
             grace_seconds,
-        }) => return gc_dry_run(&cli, dry_run, Duration::from_secs(grace_seconds)).await,
+        }) => return collect_garbage(&cli, dry_run, grace_seconds.map(Duration::from_secs)).await,
         None => {}
     }
     logging::init(cli.log_format);
@@ -107,14 +109,9 @@ fn hash_password() -> ExitCode {
     }
 }
 
-/// `quarry-registry gc --dry-run`: what would go and why, then a summary.
-async fn gc_dry_run(cli: &Cli, dry_run: bool, grace: Duration) -> ExitCode {
-    if !dry_run {
-        eprintln!(
-            "quarry-registry gc: deleting is not built yet; `gc --dry-run` lists what garbage collection would delete"
-        );
-        return ExitCode::from(2);
-    }
+/// `quarry-registry gc [--dry-run]`: one sweep, or the list of what is
+/// garbage and why; then a summary.
+async fn collect_garbage(cli: &Cli, dry_run: bool, grace: Option<Duration>) -> ExitCode {
     tls::install_crypto_provider();
     let source = ConfigSource {
         path: cli.config.clone(),
@@ -123,17 +120,21 @@ async fn gc_dry_run(cli: &Cli, dry_run: bool, grace: Duration) -> ExitCode {
     let result = async {
         let loaded = source.load()?;
         let storage = server::open_storage(&loaded.config)?;
-        Ok::<_, anyhow::Error>(
-            gc::find(storage.as_ref(), grace, std::time::SystemTime::now()).await?,
-        )
-    }
-    .await;
-    match result {
-        Ok(report) => {
+        let grace = grace
+            .unwrap_or_else(|| Duration::from_secs(loaded.config.push_temp_tag_expiration_sec));
+        if dry_run {
+            let report = gc::find(storage.as_ref(), grace, std::time::SystemTime::now()).await?;
             for garbage in &report.garbage {
                 println!("{garbage}");
             }
-            println!("{}", report.summary());
+            return Ok::<_, anyhow::Error>(report.summary());
+        }
+        Ok(gc::sweep::sweep(storage.as_ref(), grace).await?.summary())
+    }
+    .await;
+    match result {
+        Ok(summary) => {
+            println!("{summary}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -30,6 +30,11 @@ pub struct NamespaceLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
     pub route: &'static str,
 }
@@ -51,6 +56,17 @@ pub struct Metrics {
     pub namespace_usage_bytes: Family<NamespaceLabels, Gauge>,
     pub quota_warnings: Family<NamespaceLabels, Counter>,
     pub quota_refusals: Family<NamespaceLabels, Counter>,
+    /// Garbage collection sweeps by result (ok, failed).
+    pub gc_runs: Family<ResultLabels, Counter>,
+    pub gc_seconds: Histogram,
+    /// What sweeps deleted, by kind (manifest, link, blob).
+    pub gc_deleted: Family<KindLabels, Counter>,
+    pub gc_deleted_bytes: Counter,
+    pub gc_condemned: Counter,
+    /// Condemned items a request needed again before the sweep deleted them.
+    pub gc_rescued: Counter,
+    pub gc_errors: Counter,
+    pub gc_last_success: Gauge,
 }
 
 impl Default for Metrics {
@@ -142,8 +158,64 @@ impl Metrics {
             "Pushes refused by a namespace's Reject limit",
             quota_refusals.clone(),
         );
+        let gc_runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "gc_runs",
+            "Garbage collection sweeps by result (ok, failed)",
+            gc_runs.clone(),
+        );
+        let gc_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
+        registry.register(
+            "gc_duration_seconds",
+            "Time one garbage collection sweep took",
+            gc_seconds.clone(),
+        );
+        let gc_deleted = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "gc_deleted",
+            "Items garbage collection deleted, by kind (manifest, link, blob)",
+            gc_deleted.clone(),
+        );
+        let gc_deleted_bytes = Counter::default();
+        registry.register(
+            "gc_deleted_bytes",
+            "Bytes of blob content garbage collection deleted",
+            gc_deleted_bytes.clone(),
+        );
+        let gc_condemned = Counter::default();
+        registry.register(
+            "gc_condemned",
+            "Items a sweep found garbage and condemned (a later sweep deletes them)",
+            gc_condemned.clone(),
+        );
+        let gc_rescued = Counter::default();
+        registry.register(
+            "gc_rescued",
+            "Condemned items a request needed again before a sweep could delete them",
+            gc_rescued.clone(),
+        );
+        let gc_errors = Counter::default();
+        registry.register(
+            "gc_errors",
+            "Items a sweep could not delete or condemn (retried by the next sweep)",
+            gc_errors.clone(),
+        );
+        let gc_last_success = Gauge::default();
+        registry.register(
+            "gc_last_success_timestamp_seconds",
+            "When the last successful garbage collection sweep ended (Unix time)",
+            gc_last_success.clone(),
+        );
         Metrics {
             registry,
+            gc_runs,
+            gc_seconds,
+            gc_deleted,
+            gc_deleted_bytes,
+            gc_condemned,
+            gc_rescued,
+            gc_errors,
+            gc_last_success,
             namespace_usage_bytes,
             quota_warnings,
             quota_refusals,
@@ -158,6 +230,32 @@ impl Metrics {
             bytes_sent,
             upload_seconds,
         }
+    }
+
+    /// Count what one garbage collection sweep did.
+    pub fn record_sweep(&self, outcome: &crate::gc::sweep::Outcome) {
+        self.gc_runs
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+        self.gc_seconds.observe(outcome.duration.as_secs_f64());
+        for (kind, n) in [
+            ("manifest", outcome.deleted_manifests),
+            ("link", outcome.deleted_links),
+            ("blob", outcome.deleted_blobs),
+        ] {
+            self.gc_deleted
+                .get_or_create(&KindLabels { kind })
+                .inc_by(n as u64);
+        }
+        self.gc_deleted_bytes.inc_by(outcome.deleted_bytes);
+        self.gc_condemned.inc_by(outcome.condemned as u64);
+        self.gc_rescued.inc_by(outcome.rescued as u64);
+        self.gc_errors.inc_by(outcome.errors as u64);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        self.gc_last_success.set(now);
     }
 
     /// The OpenMetrics text exposition.

@@ -1,5 +1,6 @@
 //! Running the registry: storage from config, the HTTP server with
-//! graceful shutdown, the stale-upload sweeper and the tag retention sweep.
+//! graceful shutdown, the stale-upload sweeper, the tag retention sweep and
+//! garbage collection.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,7 +16,8 @@ use tokio::net::TcpListener;
 use crate::api::{AppState, router};
 use crate::auth::Auth;
 use crate::config::RegistryConfig;
-use crate::metrics::Metrics;
+use crate::gc;
+use crate::metrics::{Metrics, ResultLabels};
 use crate::retention;
 use crate::storage::settings::StorageSettings;
 use crate::storage::{FilesystemStorage, ObjectStorage, S3Credentials, Storage};
@@ -67,12 +69,18 @@ pub async fn serve(
         Duration::from_secs(state.config().blob_upload_stale_seconds),
     ));
     let retention = tokio::spawn(sweep_tags(state.storage.clone(), state.config.clone()));
+    let collector = tokio::spawn(collect_garbage(
+        state.storage.clone(),
+        state.config.clone(),
+        state.metrics.clone(),
+    ));
     let result = match tls {
         Some(tls) => serve_tls(listener, state, tls, shutdown).await,
         None => serve_plain(listener, state, shutdown).await,
     };
     sweeper.abort();
     retention.abort();
+    collector.abort();
     result
 }
 
@@ -87,6 +95,42 @@ async fn sweep_tags(storage: Arc<dyn Storage>, config: Arc<ArcSwap<RegistryConfi
             Ok(removed) if removed.is_empty() => {}
             Ok(removed) => tracing::info!(tags = removed.len(), "expired or pruned tags removed"),
             Err(e) => tracing::warn!(error = %e, "could not sweep tags for expiration and pruning"),
+        }
+    }
+}
+
+/// Garbage collection (gc/sweep.rs) every GARBAGE_COLLECTION_FREQUENCY
+/// while FEATURE_GARBAGE_COLLECTION is on, with the configuration of the
+/// moment. Every replica may sweep: sweeps are safe side by side.
+async fn collect_garbage(
+    storage: Arc<dyn Storage>,
+    config: Arc<ArcSwap<RegistryConfig>>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let every = Duration::from_secs(config.load().garbage_collection_frequency.max(1));
+        tokio::time::sleep(every).await;
+        let current = config.load_full();
+        if !current.feature_garbage_collection {
+            continue;
+        }
+        let grace = Duration::from_secs(current.push_temp_tag_expiration_sec);
+        match gc::sweep::sweep(storage.as_ref(), grace).await {
+            Ok(outcome) => {
+                metrics.record_sweep(&outcome);
+                if outcome == gc::sweep::Outcome::default().with_duration(outcome.duration) {
+                    tracing::debug!("garbage collection found nothing to do");
+                } else {
+                    tracing::info!(summary = outcome.summary(), "garbage collection sweep");
+                }
+            }
+            Err(e) => {
+                metrics
+                    .gc_runs
+                    .get_or_create(&ResultLabels { result: "failed" })
+                    .inc();
+                tracing::warn!(error = %e, "garbage collection sweep failed; the next one retries");
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ use futures::StreamExt;
 use super::{AppState, CONTENT_LENGTH, CONTENT_TYPE, Call, DOCKER_CONTENT_DIGEST, reply};
 use crate::digest::Digest;
 use crate::error::{ApiResult, RegistryError};
+use crate::gc;
 use crate::storage::ByteRange;
 
 /// How long a presigned blob URL stays valid.
@@ -21,7 +22,15 @@ pub(crate) fn parse_digest(raw: &str) -> ApiResult<Digest> {
 pub async fn get(state: &AppState, call: Call, raw_digest: &str) -> ApiResult<Response> {
     let digest = parse_digest(raw_digest)?;
     let unknown = || RegistryError::BlobUnknown(digest.to_string());
-    if !state.storage.repo_blob_linked(&call.repo, &digest).await? {
+    // A HEAD that finds a blob tells a pushing client to skip its upload:
+    // it rescues the blob from garbage collection, or answers 404 for one
+    // a sweep is deleting (gc/touch.rs). A GET only reads.
+    let servable = if call.method == Method::HEAD {
+        gc::touch::blob_in_repo(state.storage.as_ref(), &call.repo, &digest).await?
+    } else {
+        state.storage.repo_blob_linked(&call.repo, &digest).await?
+    };
+    if !servable {
         return Err(unknown());
     }
     let size = state

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiResult, RegistryError};
+use crate::gc;
 use crate::manifest::{self, ManifestFacts};
 use crate::metrics::ReasonLabels;
 use crate::names::{Reference, RepoName, Tag};
@@ -155,6 +156,11 @@ pub async fn put(state: &AppState, call: Call, raw: &str) -> ApiResult<Response>
         .storage
         .manifest_put(&repo, &facts.digest, &stored)
         .await?;
+    // Written, not yet reachable by a tag: rescue what it names from
+    // garbage collection, or refuse if a sweep is deleting part of it.
+    if let Some(gone) = gc::touch::manifest_written(state.storage.as_ref(), &repo, &facts).await? {
+        return Err(RegistryError::ManifestBlobUnknown(gone));
+    }
     if let Some(subject) = &facts.subject {
         let descriptor = ReferrerDescriptor {
             media_type: facts.media_type.clone(),

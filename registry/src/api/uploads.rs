@@ -17,6 +17,7 @@ use crate::auth::Caller;
 use crate::auth::accounts::Action;
 use crate::digest::Digest;
 use crate::error::{ApiResult, RegistryError, upload_range};
+use crate::gc;
 use crate::names::RepoName;
 use crate::storage::{ByteStream, StorageError};
 
@@ -141,6 +142,11 @@ async fn append(state: &AppState, call: Call, id: &str) -> ApiResult<u64> {
 
 async fn commit(state: &AppState, repo: &RepoName, id: &str, digest: &Digest) -> ApiResult<()> {
     let started = state.storage.upload_status(repo, id).await?.started_at_unix;
+    if !gc::touch::before_commit(state.storage.as_ref(), repo, digest).await? {
+        return Err(RegistryError::Unavailable(format!(
+            "blob {digest} is being removed by garbage collection at this moment; retry in a few seconds"
+        )));
+    }
     state.storage.upload_commit(repo, id, digest).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -160,7 +166,10 @@ pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
         let from = call.param("from").cloned();
         if mountable(state, from.as_deref(), &call.caller, &digest).await? {
             state.storage.repo_blob_link(&call.repo, &digest).await?;
-            return Ok(blob_created(&call.repo, &digest));
+            // The target may have held a link garbage collection condemned.
+            if gc::touch::blob_in_repo(state.storage.as_ref(), &call.repo, &digest).await? {
+                return Ok(blob_created(&call.repo, &digest));
+            }
         }
         // Not mountable: an ordinary session, as the spec asks.
     } else if let Some(raw) = call.param("digest") {
@@ -205,7 +214,7 @@ async fn mountable(
                 auth.rights(caller.account(), from.as_str(), anonymous)
                     .contains(&Action::Pull)
             });
-            Ok(may_pull && state.storage.repo_blob_linked(&from, digest).await?)
+            Ok(may_pull && gc::touch::blob_in_repo(state.storage.as_ref(), &from, digest).await?)
         }
         Some(None) => Ok(false),
         None => {
@@ -215,7 +224,7 @@ async fn mountable(
                 .is_none_or(|auth| auth.may_pull_everywhere(caller.account(), anonymous));
             Ok(config.feature_automatic_cross_mount
                 && may_pull
-                && state.storage.blob_size(digest).await?.is_some())
+                && gc::touch::blob_anywhere(state.storage.as_ref(), digest).await?)
         }
     }
 }

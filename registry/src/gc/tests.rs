@@ -1,252 +1,375 @@
-//! The mark rules on both backends: a store with a tagged image, an index
-//! and its children, signatures of kept and of garbage manifests, a blob
-//! shared across repositories, and young content inside the grace period.
+//! The sweep and its protocol with requests, on both backends, with the
+//! dangerous interleavings forced: each test stops a sweep between its
+//! mark and its deletions (`plan` / `carry_out`) or inside one deletion
+//! (`markers::begin` / `markers::finish`) and runs requests there, the way
+//! the handlers make them (gc/touch.rs).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use super::fixture::{IMAGE, INDEX, blob, image, put, repo};
+use super::markers::{self, CONDEMNED, DELETING, Deletion, Subject};
+use super::sweep::{self, Outcome};
+use super::touch;
+use crate::digest::Digest;
+use crate::manifest;
+use crate::names::{RepoName, Tag};
+use crate::storage::{FilesystemStorage, ObjectStorage, Storage};
 
-use super::*;
-use crate::digest::Algorithm;
-use crate::storage::{
-    ByteStream, FilesystemStorage, ObjectStorage, ReferrerDescriptor, StoredManifest,
-};
+const NO_GRACE: Duration = Duration::ZERO;
 
-const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-fn repo(s: &str) -> RepoName {
-    RepoName::parse(s).unwrap()
+fn tag(t: &str) -> Tag {
+    Tag::parse(t).unwrap()
 }
 
-async fn blob(s: &dyn Storage, r: &RepoName, content: &str) -> Digest {
-    let digest = Digest::of_bytes(Algorithm::Sha256, content.as_bytes());
-    let id = s.upload_start(r).await.unwrap();
-    let body: ByteStream = Box::pin(futures::stream::once({
-        let bytes = Bytes::from(content.to_string());
-        async move { Ok(bytes) }
-    }));
-    s.upload_append(r, &id, None, body).await.unwrap();
-    s.upload_commit(r, &id, &digest).await.unwrap();
-    digest
-}
-
-async fn put(s: &dyn Storage, r: &RepoName, media_type: &str, json: String) -> Digest {
-    let digest = Digest::of_bytes(Algorithm::Sha256, json.as_bytes());
-    let stored = StoredManifest {
-        media_type: media_type.into(),
-        bytes: Bytes::from(json),
-    };
-    s.manifest_put(r, &digest, &stored).await.unwrap();
-    digest
-}
-
-/// An image of one config and one layer blob, with an optional subject.
-async fn image(
+/// A manifest push as the handler makes it: write, rescue, then tag.
+/// `Err` is the MANIFEST_BLOB_UNKNOWN message.
+async fn push_tag(
     s: &dyn Storage,
     r: &RepoName,
-    layer: &str,
-    subject: Option<&Digest>,
-) -> (Digest, Digest, Digest) {
-    let config = blob(s, r, "{}").await;
-    let layer = blob(s, r, layer).await;
-    let subject_field = subject
-        .map(|d| format!(r#","subject":{{"mediaType":"{IMAGE}","digest":"{d}","size":1}}"#))
-        .unwrap_or_default();
-    let digest = put(
-        s,
-        r,
-        IMAGE,
-        format!(
-            r#"{{"schemaVersion":2,"mediaType":"{IMAGE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":1}}]{subject_field}}}"#
-        ),
-    )
-    .await;
-    if let Some(subject) = subject {
-        let descriptor = ReferrerDescriptor {
-            media_type: IMAGE.into(),
-            digest: digest.clone(),
-            size: 1,
-            artifact_type: None,
-            annotations: None,
-        };
-        s.referrer_add(r, subject, &descriptor).await.unwrap();
+    digest: &Digest,
+    name: &str,
+) -> Result<(), String> {
+    let stored = s.manifest_get(r, digest).await.unwrap().unwrap();
+    let facts =
+        manifest::inspect(Some(&stored.media_type), &stored.bytes, digest.algorithm()).unwrap();
+    s.manifest_put(r, digest, &stored).await.unwrap();
+    if let Some(gone) = touch::manifest_written(s, r, &facts).await.unwrap() {
+        return Err(gone);
     }
-    (digest, config, layer)
+    s.tag_set(r, &tag(name), digest).await.unwrap();
+    Ok(())
 }
 
-fn manifests(report: &Report) -> BTreeSet<(String, Digest)> {
-    report
-        .garbage
-        .iter()
-        .filter_map(|g| match &g.item {
-            Item::Manifest { repo, digest } => Some((repo.clone(), digest.clone())),
-            _ => None,
-        })
-        .collect()
+async fn markers_left(s: &dyn Storage) -> usize {
+    markers::list(s, CONDEMNED).await.unwrap().len()
+        + markers::list(s, DELETING).await.unwrap().len()
 }
 
-fn blobs(report: &Report) -> BTreeSet<Digest> {
-    report
-        .garbage
-        .iter()
-        .filter_map(|g| match &g.item {
-            Item::Blob { digest, .. } => Some(digest.clone()),
-            _ => None,
-        })
-        .collect()
+async fn sweep_now(s: &dyn Storage) -> Outcome {
+    sweep::sweep(s, NO_GRACE).await.unwrap()
 }
 
-fn links(report: &Report) -> BTreeSet<(String, Digest)> {
-    report
-        .garbage
-        .iter()
-        .filter_map(|g| match &g.item {
-            Item::Link { repo, digest } => Some((repo.clone(), digest.clone())),
-            _ => None,
-        })
-        .collect()
+/// Garbage is condemned by one sweep and deleted by the next; what a tag
+/// keeps, and a blob shared with a kept image, stay.
+async fn deletes_in_two_sweeps(s: &dyn Storage) {
+    let app = repo("team/app");
+    let (kept, kept_config, kept_layer) = image(s, &app, "kept layer", None).await;
+    s.tag_set(&app, &tag("v1"), &kept).await.unwrap();
+    let (gone, _, gone_layer) = image(s, &app, "garbage layer", None).await;
+
+    let first = sweep_now(s).await;
+    assert_eq!(first.deleted_blobs, 0, "{first:?}");
+    assert!(
+        first.condemned >= 3,
+        "manifest, its layer's link and blob: {first:?}"
+    );
+    assert!(s.manifest_get(&app, &gone).await.unwrap().is_some());
+
+    let second = sweep_now(s).await;
+    assert_eq!(second.deleted_manifests, 1, "{second:?}");
+    assert_eq!(
+        second.deleted_blobs, 2,
+        "the manifest's bytes and its layer: {second:?}"
+    );
+    assert!(second.deleted_bytes > 0);
+    assert!(s.manifest_get(&app, &gone).await.unwrap().is_none());
+    assert!(!s.blob_present(&gone_layer).await.unwrap());
+    assert!(!s.repo_blob_linked(&app, &gone_layer).await.unwrap());
+    // The config blob is shared with the kept image.
+    for d in [&kept, &kept_config, &kept_layer] {
+        assert!(s.blob_present(d).await.unwrap(), "{d} must stay");
+    }
+    assert!(s.repo_blob_linked(&app, &kept_config).await.unwrap());
+    assert_eq!(markers_left(s).await, 0);
+    assert_eq!(
+        sweep_now(s).await.with_duration(Duration::ZERO),
+        Outcome::default()
+    );
 }
 
-async fn marks_what_no_tag_keeps(s: &dyn Storage) {
+/// skopeo's way: HEAD finds a condemned blob, skips the upload, pushes a
+/// manifest naming it. The HEAD rescued it; the next sweep keeps it.
+async fn head_then_manifest(s: &dyn Storage) {
+    let app = repo("team/app");
+    let (old, _, layer) = image(s, &app, "layer", None).await;
+    s.manifest_delete(&app, &old).await.unwrap();
+    sweep_now(s).await; // condemns the layer's link and blob
+    let plan = sweep::plan(s, NO_GRACE).await.unwrap(); // ... and marks them garbage again
+    assert!(
+        touch::blob_in_repo(s, &app, &layer).await.unwrap(),
+        "HEAD answers 200"
+    );
+    let outcome = plan.carry_out(s).await.unwrap();
+    assert!(outcome.rescued >= 2, "{outcome:?}");
+    let (new, _, _) = image(s, &app, "layer", Some(&old)).await;
+    push_tag(s, &app, &new, "v2").await.unwrap();
+    sweep_now(s).await;
+    sweep_now(s).await;
+    assert!(s.blob_present(&layer).await.unwrap());
+    assert!(s.repo_blob_linked(&app, &layer).await.unwrap());
+}
+
+/// A manifest pushed after its blob's deletion began is refused; a HEAD in
+/// that window answers 404, so the client uploads again.
+async fn manifest_during_deletion(s: &dyn Storage) {
+    let app = repo("team/app");
+    let layer = blob(s, &app, "lonely layer").await;
+    sweep_now(s).await;
+    let subject = Subject::Blob(layer.clone());
+    assert!(markers::begin(s, &subject).await.unwrap());
+    assert!(
+        !touch::blob_in_repo(s, &app, &layer).await.unwrap(),
+        "HEAD answers 404"
+    );
+    let config = blob(s, &app, "{}").await;
+    let json = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{IMAGE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer}","size":12}}]}}"#
+    );
+    let manifest = put(s, &app, IMAGE, json).await;
+    let refused = push_tag(s, &app, &manifest, "v1").await.unwrap_err();
+    assert!(
+        refused.contains(&layer.to_string()) && refused.contains("garbage collection"),
+        "{refused}"
+    );
+    assert!(
+        s.tag_get(&app, &tag("v1")).await.unwrap().is_none(),
+        "no tag for a refused push"
+    );
+    // The HEAD deleted the condemned marker, so this deletion is called off;
+    // had nothing touched the blob, it would have gone.
+    assert_eq!(
+        markers::finish(s, &subject, 12).await.unwrap(),
+        Deletion::Rescued
+    );
+    assert!(s.blob_present(&layer).await.unwrap());
+}
+
+/// A deletion that began with nothing in the way goes through, and what
+/// came after the decision sees it gone.
+async fn deletion_goes_through(s: &dyn Storage) {
+    let app = repo("team/app");
+    let layer = blob(s, &app, "lonely layer").await;
+    sweep_now(s).await;
+    let subject = Subject::Blob(layer.clone());
+    assert!(markers::begin(s, &subject).await.unwrap());
+    assert!(
+        !markers::begin(s, &subject).await.unwrap(),
+        "a second sweep backs off"
+    );
+    assert_eq!(
+        markers::finish(s, &subject, 12).await.unwrap(),
+        Deletion::Deleted(12)
+    );
+    assert!(!s.blob_present(&layer).await.unwrap());
+    assert!(!touch::blob_anywhere(s, &layer).await.unwrap());
+}
+
+/// A mount from a repository whose link is condemned rescues it.
+async fn mount_then_manifest(s: &dyn Storage) {
     let (app, other) = (repo("team/app"), repo("team/other"));
-    let t = |tag: &str| Tag::parse(tag).unwrap();
+    let layer = blob(s, &app, "mounted layer").await;
+    sweep_now(s).await;
+    let plan = sweep::plan(s, NO_GRACE).await.unwrap();
+    // The mount, as the handler does it: rescue the source, link the target.
+    assert!(touch::blob_in_repo(s, &app, &layer).await.unwrap());
+    s.repo_blob_link(&other, &layer).await.unwrap();
+    plan.carry_out(s).await.unwrap();
+    let (image_digest, _, image_layer) = image(s, &other, "mounted layer", None).await;
+    assert_eq!(image_layer, layer);
+    push_tag(s, &other, &image_digest, "v1").await.unwrap();
+    for _ in 0..3 {
+        sweep_now(s).await;
+    }
+    assert!(s.blob_present(&layer).await.unwrap());
+    assert!(s.repo_blob_linked(&other, &layer).await.unwrap());
+    // team/app's link was never used by a manifest: it goes.
+    assert!(!s.repo_blob_linked(&app, &layer).await.unwrap());
+}
 
-    // --- written before the cut-off -----------------------------------
-    let (tagged, _, tagged_layer) = image(s, &app, "tagged layer", None).await;
-    s.tag_set(&app, &t("v1"), &tagged).await.unwrap();
-    let (signature, _, signature_layer) = image(s, &app, "signature", Some(&tagged)).await;
-    let (untagged, _, untagged_layer) = image(s, &app, "untagged layer", None).await;
-    let (orphan_sig, _, orphan_sig_layer) = image(s, &app, "orphan sig", Some(&untagged)).await;
-    // An index reaches its children.
-    let (child, _, child_layer) = image(s, &app, "child layer", None).await;
+/// A tag moved back onto a condemned image while a sweep that marked it
+/// garbage is about to delete: the image, its blobs and its signature (a
+/// referrer, condemned with it) all stay.
+async fn tag_moved_back_during_sweep(s: &dyn Storage) {
+    let app = repo("team/app");
+    let (old, old_config, old_layer) = image(s, &app, "old layer", None).await;
+    let (signature, _, signature_layer) = image(s, &app, "signature", Some(&old)).await;
+    sweep_now(s).await; // untagged: everything condemned
+    let plan = sweep::plan(s, NO_GRACE).await.unwrap();
+    push_tag(s, &app, &old, "v1").await.unwrap();
+    let outcome = plan.carry_out(s).await.unwrap();
+    assert_eq!(outcome.deleted_blobs, 0, "{outcome:?}");
+    for d in [&old, &old_config, &old_layer, &signature, &signature_layer] {
+        assert!(s.blob_present(d).await.unwrap(), "{d} must stay");
+    }
+    assert!(s.manifest_get(&app, &signature).await.unwrap().is_some());
+    assert_eq!(s.referrers(&app, &old).await.unwrap().len(), 1);
+    for _ in 0..2 {
+        assert_eq!(sweep_now(s).await.deleted_blobs, 0);
+    }
+    assert_eq!(markers_left(s).await, 0);
+}
+
+/// An index pushed over condemned children (pushed by digest long ago)
+/// rescues the children and their blobs.
+async fn index_over_condemned_children(s: &dyn Storage) {
+    let app = repo("team/app");
+    let (amd, _, amd_layer) = image(s, &app, "amd64 layer", None).await;
+    let (arm, _, arm_layer) = image(s, &app, "arm64 layer", None).await;
+    sweep_now(s).await;
+    let plan = sweep::plan(s, NO_GRACE).await.unwrap();
     let index = put(
         s,
         &app,
         INDEX,
         format!(
-            r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{IMAGE}","digest":"{child}","size":1}}]}}"#
+            r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{{"mediaType":"{IMAGE}","digest":"{amd}","size":1}},{{"mediaType":"{IMAGE}","digest":"{arm}","size":1}}]}}"#
         ),
     )
     .await;
-    s.tag_set(&app, &t("multi"), &index).await.unwrap();
-    // A layer shared with another repository's tagged image stays, though
-    // the manifest naming it here is garbage.
-    let (shared_untagged, _, _) = image(s, &app, "shared layer", None).await;
-    let (other_tagged, _, shared_layer) = image(s, &other, "shared layer", None).await;
-    s.tag_set(&other, &t("latest"), &other_tagged)
-        .await
-        .unwrap();
-    // A blob uploaded long ago that no manifest ever named.
-    let stray = blob(s, &app, "stray upload").await;
-
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let cutoff = SystemTime::now();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-
-    // --- written after the cut-off: inside the grace period --------------
-    let (young, _, young_layer) = image(s, &app, "young layer", None).await;
-    let young_upload = blob(s, &app, "young upload, manifest on the way").await;
-
-    let grace = Duration::from_secs(3600);
-    let report = find(s, grace, cutoff + grace).await.unwrap();
-
-    let app_name = app.to_string();
-    assert_eq!(
-        manifests(&report),
-        BTreeSet::from([
-            (app_name.clone(), untagged.clone()),
-            (app_name.clone(), orphan_sig.clone()),
-            (app_name.clone(), shared_untagged.clone()),
-        ]),
-        "{report:#?}"
-    );
-    let reasons: Vec<_> = report
-        .garbage
-        .iter()
-        .filter(|g| matches!(&g.item, Item::Manifest { digest, .. } if *digest == orphan_sig))
-        .map(|g| g.reason.clone())
-        .collect();
-    assert_eq!(
-        reasons,
-        vec![Reason::OrphanedReferrer {
-            subject: untagged.clone()
-        }]
-    );
-
-    let garbage_blobs = blobs(&report);
-    // (shared_untagged has the same content as other_tagged, so its
-    // manifest link in team/app is garbage but its bytes stay.)
-    assert_eq!(shared_untagged, other_tagged);
-    for digest in [
-        &untagged_layer,
-        &orphan_sig_layer,
-        &stray,
-        &untagged,
-        &orphan_sig,
-    ] {
-        assert!(
-            garbage_blobs.contains(digest),
-            "{digest} should be garbage: {report:#?}"
-        );
+    push_tag(s, &app, &index, "multi").await.unwrap();
+    plan.carry_out(s).await.unwrap();
+    for _ in 0..2 {
+        sweep_now(s).await;
     }
-    for digest in [
-        &tagged,
-        &tagged_layer,
-        &signature,
-        &signature_layer,
-        &index,
-        &child,
-        &child_layer,
-        &shared_layer,
-        &other_tagged,
-        &young,
-        &young_layer,
-        &young_upload,
-    ] {
-        assert!(
-            !garbage_blobs.contains(digest),
-            "{digest} must be kept: {report:#?}"
-        );
+    for d in [&index, &amd, &arm, &amd_layer, &arm_layer] {
+        assert!(s.blob_present(d).await.unwrap(), "{d} must stay");
     }
-    // The links of the garbage manifests go; the shared layer's link in
-    // team/app is unused there (its manifest is garbage) though the blob
-    // stays for team/other.
-    let garbage_links = links(&report);
-    assert!(garbage_links.contains(&(app_name.clone(), untagged_layer.clone())));
-    assert!(garbage_links.contains(&(app_name.clone(), shared_layer.clone())));
-    assert!(garbage_links.contains(&(app_name.clone(), stray.clone())));
-    assert!(!garbage_links.contains(&(app_name.clone(), young_upload.clone())));
-    assert!(!garbage_links.contains(&(app_name.clone(), tagged_layer.clone())));
-    assert!(
-        report.summary().contains("3 manifests"),
-        "{}",
-        report.summary()
-    );
-
-    // With no grace at all and the clock past everything, only what tags
-    // keep stays: the young untagged image goes too.
-    let report = find(
-        s,
-        Duration::ZERO,
-        SystemTime::now() + Duration::from_secs(1),
-    )
-    .await
-    .unwrap();
-    assert!(manifests(&report).contains(&(app_name.clone(), young.clone())));
-    assert!(!blobs(&report).contains(&tagged_layer));
+    assert!(s.repo_blob_linked(&app, &arm_layer).await.unwrap());
 }
 
-#[tokio::test]
-async fn marks_on_the_filesystem() {
+/// Two sweeps at once (two replicas on one bucket): each item goes once,
+/// nothing fails, what is kept stays.
+async fn two_sweeps_at_once(s: &dyn Storage) {
+    let app = repo("team/app");
+    let (kept, _, kept_layer) = image(s, &app, "kept", None).await;
+    s.tag_set(&app, &tag("v1"), &kept).await.unwrap();
+    for i in 0..5 {
+        image(s, &app, &format!("garbage {i}"), None).await;
+    }
+    let (a, b) = futures::join!(sweep::sweep(s, NO_GRACE), sweep::sweep(s, NO_GRACE));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.errors + b.errors, 0);
+    let (a2, b2) = futures::join!(sweep::sweep(s, NO_GRACE), sweep::sweep(s, NO_GRACE));
+    let (a2, b2) = (a2.unwrap(), b2.unwrap());
+    assert_eq!(a2.errors + b2.errors, 0, "{a2:?} {b2:?}");
+    let deleted =
+        a.deleted_manifests + b.deleted_manifests + a2.deleted_manifests + b2.deleted_manifests;
+    assert_eq!(deleted, 5, "{a:?} {b:?} {a2:?} {b2:?}");
+    assert!(s.blob_present(&kept_layer).await.unwrap());
+    sweep_now(s).await;
+    assert_eq!(markers_left(s).await, 0);
+}
+
+/// A sweep that died inside a deletion: the next one finishes it once the
+/// marker is old, or only removes the marker if a request rescued the blob.
+async fn abandoned_deletions(s: &dyn Storage) {
+    let app = repo("team/app");
+    let dead = blob(s, &app, "the sweep died deleting me").await;
+    let saved = blob(s, &app, "a HEAD saved me").await;
+    sweep_now(s).await;
+    for d in [&dead, &saved] {
+        assert!(markers::begin(s, &Subject::Blob(d.clone())).await.unwrap());
+    }
+    touch::blob_in_repo(s, &app, &saved).await.unwrap();
+    let later = SystemTime::now() + markers::DELETING_ABANDONED_AFTER + Duration::from_secs(1);
+    for marker in markers::list(s, DELETING).await.unwrap() {
+        assert!(
+            markers::recover(s, &marker, SystemTime::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "too young"
+        );
+        markers::recover(s, &marker, later).await.unwrap();
+    }
+    assert!(!s.blob_present(&dead).await.unwrap());
+    assert!(s.blob_present(&saved).await.unwrap());
+    assert!(markers::list(s, DELETING).await.unwrap().is_empty());
+}
+
+/// An upload of a digest a sweep is deleting waits until the deletion is
+/// done, so what it writes is not deleted after it.
+async fn upload_waits_for_deletion(s: Arc<dyn Storage>) {
+    let app = repo("team/app");
+    let layer = blob(s.as_ref(), &app, "uploaded again").await;
+    sweep_now(s.as_ref()).await;
+    let subject = Subject::Blob(layer.clone());
+    assert!(markers::begin(s.as_ref(), &subject).await.unwrap());
+    let finished = Arc::new(AtomicBool::new(false));
+    let (store, done, digest) = (s.clone(), finished.clone(), layer.clone());
+    let sweeper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        done.store(true, Ordering::SeqCst);
+        markers::finish(store.as_ref(), &Subject::Blob(digest), 0)
+            .await
+            .unwrap()
+    });
+    assert!(
+        touch::before_commit(s.as_ref(), &app, &layer)
+            .await
+            .unwrap()
+    );
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "the commit went ahead during the deletion"
+    );
+    // The commit's rescue came after `begin`: the sweep sees it and stops.
+    assert_eq!(sweeper.await.unwrap(), Deletion::Rescued);
+    blob(s.as_ref(), &app, "uploaded again").await;
+    assert!(s.blob_present(&layer).await.unwrap());
+}
+
+fn filesystem() -> (tempfile::TempDir, Arc<dyn Storage>) {
     let dir = tempfile::tempdir().unwrap();
     let store = FilesystemStorage::open(dir.path()).unwrap();
-    marks_what_no_tag_keeps(&store).await;
+    (dir, Arc::new(store))
+}
+
+fn bucket() -> Arc<dyn Storage> {
+    let bucket = Arc::new(object_store::memory::InMemory::new());
+    Arc::new(ObjectStorage::new(bucket, "registry", "memory".into()))
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_the_filesystem {
+            $(#[tokio::test]
+            async fn $name() {
+                let (_dir, s) = super::filesystem();
+                super::$name(s.as_ref()).await;
+            })*
+        }
+        mod in_a_bucket {
+            $(#[tokio::test]
+            async fn $name() {
+                let s = super::bucket();
+                super::$name(s.as_ref()).await;
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    deletes_in_two_sweeps,
+    head_then_manifest,
+    manifest_during_deletion,
+    deletion_goes_through,
+    mount_then_manifest,
+    tag_moved_back_during_sweep,
+    index_over_condemned_children,
+    two_sweeps_at_once,
+    abandoned_deletions,
+);
+
+#[tokio::test]
+async fn upload_waits_for_deletion_on_the_filesystem() {
+    let (_dir, s) = filesystem();
+    upload_waits_for_deletion(s).await;
 }
 
 #[tokio::test]
-async fn marks_in_a_bucket() {
-    let bucket = Arc::new(object_store::memory::InMemory::new());
-    let store = ObjectStorage::new(bucket, "registry", "memory".into());
-    marks_what_no_tag_keeps(&store).await;
+async fn upload_waits_for_deletion_in_a_bucket() {
+    upload_waits_for_deletion(bucket()).await;
 }

@@ -235,6 +235,14 @@ impl Storage for FilesystemStorage {
         Ok(meta.map(|m| m.len()))
     }
 
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool> {
+        match tokio::fs::remove_file(self.blob_path(digest)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn blob_read(
         &self,
         digest: &Digest,

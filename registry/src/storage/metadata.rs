@@ -9,6 +9,8 @@
 //! repositories/<name>/_manifests/<alg>/<hex>               manifest link (media type)
 //! repositories/<name>/_tags/<tag>                          tag -> digest
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json   referrer descriptor
+//! _gc/condemned/<hex>                                      garbage collection's
+//! _gc/deleting/<hex>                                         markers (gc/markers.rs)
 //! ```
 //! Repository path segments never start with `_`, so the `_` folders cannot
 //! collide with nested repositories. Blob content and upload sessions are
@@ -71,6 +73,17 @@ impl Key {
 
     pub fn referrers(repo: &RepoName, subject: &Digest) -> Key {
         Key::in_repo(repo, &format!("_referrers/{}", digest_path(subject)))
+    }
+
+    /// A garbage collection marker of one phase (`condemned`, `deleting`),
+    /// named by the hash of what it marks.
+    pub fn gc_marker(phase: &str, id: &Digest) -> Key {
+        Key(format!("_gc/{phase}/{}", id.hex()))
+    }
+
+    /// Every garbage collection marker of one phase.
+    pub fn gc_markers(phase: &str) -> Key {
+        Key(format!("_gc/{phase}"))
     }
 
     pub fn referrer(repo: &RepoName, subject: &Digest, referrer: &Digest) -> Key {

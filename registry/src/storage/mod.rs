@@ -166,6 +166,16 @@ pub trait Storage: KeyValue + 'static {
     /// particular order (what garbage collection looks at).
     async fn blobs(&self) -> StorageResult<Vec<BlobEntry>>;
 
+    /// Whether the blob is stored, asked of the store itself (never of a
+    /// cache another replica's deletion could have made stale).
+    async fn blob_present(&self, digest: &Digest) -> StorageResult<bool> {
+        Ok(self.blob_size(digest).await?.is_some())
+    }
+
+    /// Remove a blob's content (garbage collection only, under the
+    /// protocol of docs/gc.md); false when it was not there.
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool>;
+
     // --- which blobs a repository may serve --------------------------------
 
     async fn repo_blob_linked(&self, repo: &RepoName, digest: &Digest) -> StorageResult<bool> {

@@ -178,6 +178,11 @@ impl ObjectStorage {
         sizes.get(digest).copied()
     }
 
+    fn forget_size(&self, digest: &Digest) {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes.remove(digest);
+    }
+
     fn remember_size(&self, digest: &Digest, size: u64) {
         let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
         if sizes.len() >= SIZE_CACHE_ENTRIES {
@@ -355,6 +360,20 @@ impl Storage for ObjectStorage {
             self.remember_size(digest, size);
         }
         Ok(size)
+    }
+
+    async fn blob_present(&self, digest: &Digest) -> StorageResult<bool> {
+        let size = found(self.store.head(&self.blob(digest)).await)?.map(|m| m.size);
+        match size {
+            Some(size) => self.remember_size(digest, size),
+            None => self.forget_size(digest),
+        }
+        Ok(size.is_some())
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> StorageResult<bool> {
+        self.forget_size(digest);
+        self.delete_if_present(&self.blob(digest)).await
     }
 
     async fn blob_read(
