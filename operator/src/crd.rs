@@ -110,6 +110,36 @@ pub struct QuarryRegistrySpec {
     /// NAMESPACE_QUOTAS and DEFAULT_SYSTEM_REJECT_QUOTA_BYTES.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quotas: Option<Quotas>,
+
+    /// Online garbage collection (docs/gc.md): manifests no tag reaches,
+    /// their referrers, and blobs no kept manifest names are deleted while
+    /// the registry serves, safely with pushes in flight and with every
+    /// replica sweeping. Maps to FEATURE_GARBAGE_COLLECTION,
+    /// GARBAGE_COLLECTION_FREQUENCY and PUSH_TEMP_TAG_EXPIRATION_SEC.
+    /// Unset: the bundle's keys, else on, every 10m, grace 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub garbage_collection: Option<GarbageCollection>,
+}
+
+/// Garbage collection: the switch, how often it sweeps, and how long new
+/// content is safe.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GarbageCollection {
+    /// Collect garbage (FEATURE_GARBAGE_COLLECTION). Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Time between sweeps: a number and s, m, h or d, e.g. 10m
+    /// (GARBAGE_COLLECTION_FREQUENCY). Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]$"))]
+    pub interval: Option<String>,
+    /// What was pushed less than this long ago is never garbage, and
+    /// garbage is deleted no sooner than this after a sweep found it, e.g.
+    /// 1h (PUSH_TEMP_TAG_EXPIRATION_SEC). Default 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhdw]$"))]
+    pub grace_period: Option<String>,
 }
 
 /// Quotas: the switch, the default for every namespace, and the quotas of

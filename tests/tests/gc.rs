@@ -1,6 +1,7 @@
-//! `quarry-registry gc --dry-run` on a store real clients filled: a tag
-//! moved by skopeo leaves the old image garbage, a cosign signature of the
-//! tagged image is kept, and nothing is deleted by looking.
+//! `quarry-registry gc` on a store real clients filled: a tag moved by
+//! skopeo leaves the old image garbage, a cosign signature of the tagged
+//! image is kept; `--dry-run` deletes nothing, two sweeps delete the old
+//! image while the registry serves.
 
 use std::process::Command;
 
@@ -115,13 +116,50 @@ fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
         "old.tar",
     ]));
 
-    // Without --dry-run the command refuses instead of deleting.
-    let out = Command::new(registry_binary())
-        .arg("--storage-path")
-        .arg(&registry.data)
-        .arg("gc")
+    // Without --dry-run, while the registry serves: the first sweep
+    // condemns, the second deletes the old image; the tagged image and its
+    // signature stay and pull.
+    let sweep = || {
+        run_text(
+            Command::new(registry_binary())
+                .args(args)
+                .args(["gc", "--grace-seconds", "0"]),
+        )
+    };
+    let first = sweep();
+    assert!(
+        first.contains("deleted 0 manifests") && first.contains("condemned 8"),
+        "{first}"
+    );
+    let second = sweep();
+    assert!(
+        second.contains("deleted 1 manifests, 3 links, 4 blobs"),
+        "{second}"
+    );
+    let gone = crane(root)
+        .args([
+            "pull",
+            "--insecure",
+            &format!("{host}/team/app@{}", old.manifest_digest),
+            "gone.tar",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("deleting is not built yet"));
+    assert!(!gone.status.success(), "the old image was collected");
+    run(crane(root).args([
+        "pull",
+        "--insecure",
+        &format!("{host}/team/app:v1"),
+        "new.tar",
+    ]));
+    run(cosign(root).args([
+        "verify",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog=true",
+        "--allow-http-registry",
+        "--allow-insecure-registry",
+        &format!("{host}/team/app@{}", new.manifest_digest),
+    ]));
+    assert!(dry_run(&args, "0").contains("0 manifests, 0 links, 0 blobs"));
 }

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod auto_prune;
+pub mod garbage_collection;
 pub mod hpa;
 pub mod immutable_tags;
 pub mod ingress;
@@ -113,6 +114,10 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         component: &quotas::Quotas,
+        kind: None,
+    },
+    Row {
+        component: &garbage_collection::GarbageCollection,
         kind: None,
     },
     Row {

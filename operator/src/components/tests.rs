@@ -25,6 +25,7 @@ use crate::plan::{
 use crate::resources::ObjectKind;
 
 mod auto_prune;
+mod garbage_collection;
 mod hpa_condition;
 mod immutable_tags;
 mod overrides;

@@ -10,7 +10,8 @@
 //! A request that relies on a subject *touches* it: it removes the
 //! condemned marker, then looks for the deleting marker, then for the
 //! subject. The sweep deletes only after it wrote the deleting marker and
-//! then saw the condemned marker still there. Each side writes before it
+//! then saw the condemned marker it had listed before its mark still there
+//! (each condemnation carries a random id, so a newer one does not count). Each side writes before it
 //! reads what the other writes, so on a store where a read sees every
 //! write that finished before it (the filesystem; S3 and MinIO), at least
 //! one of them sees the other: either the sweep sees the rescue and stops,
@@ -54,6 +55,11 @@ struct Stored {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     repo: Option<String>,
     digest: Digest,
+    /// Which condemnation: a sweep deletes only if the condemned marker is
+    /// still the one it listed before its mark, not a newer one another
+    /// sweep wrote after a request had rescued the subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    condemnation: Option<String>,
 }
 
 impl Subject {
@@ -67,29 +73,35 @@ impl Subject {
             kind: kind.into(),
             repo,
             digest: digest.clone(),
+            condemnation: None,
         }
     }
 
-    fn to_json(&self) -> Bytes {
+    /// A marker's content: the subject, and which condemnation.
+    fn to_json(&self, condemnation: Option<&str>) -> Bytes {
+        let mut stored = self.stored();
+        stored.condemnation = condemnation.map(str::to_string);
         // A struct of strings always serializes.
-        Bytes::from(serde_json::to_vec(&self.stored()).unwrap_or_default())
+        Bytes::from(serde_json::to_vec(&stored).unwrap_or_default())
     }
 
-    /// The subject a marker names; `None` for content that is not one.
-    pub fn from_json(raw: &[u8]) -> Option<Subject> {
+    /// The subject a marker names and its condemnation; `None` for content
+    /// that is not one.
+    fn from_json(raw: &[u8]) -> Option<(Subject, String)> {
         let stored: Stored = serde_json::from_slice(raw).ok()?;
         let repo = || stored.repo.as_deref().and_then(RepoName::parse);
-        match stored.kind.as_str() {
-            "blob" => Some(Subject::Blob(stored.digest)),
-            "link" => Some(Subject::Link(repo()?, stored.digest)),
-            "manifest" => Some(Subject::Manifest(repo()?, stored.digest)),
-            _ => None,
-        }
+        let subject = match stored.kind.as_str() {
+            "blob" => Subject::Blob(stored.digest.clone()),
+            "link" => Subject::Link(repo()?, stored.digest.clone()),
+            "manifest" => Subject::Manifest(repo()?, stored.digest.clone()),
+            _ => return None,
+        };
+        Some((subject, stored.condemnation.unwrap_or_default()))
     }
 
     /// The name of its markers: the hash of what it is.
     pub fn id(&self) -> Digest {
-        Digest::of_bytes(Algorithm::Sha256, &self.to_json())
+        Digest::of_bytes(Algorithm::Sha256, &self.to_json(None))
     }
 
     fn marker(&self, phase: &str) -> Key {
@@ -176,9 +188,25 @@ pub async fn rescue(storage: &dyn Storage, subject: &Subject) -> StorageResult<(
 
 /// Condemn a subject; false when it already was.
 pub async fn condemn(storage: &dyn Storage, subject: &Subject) -> StorageResult<bool> {
+    let condemnation = uuid::Uuid::new_v4().simple().to_string();
     storage
-        .kv_create(&subject.marker(CONDEMNED), subject.to_json())
+        .kv_create(
+            &subject.marker(CONDEMNED),
+            subject.to_json(Some(&condemnation)),
+        )
         .await
+}
+
+/// The condemnation a subject's condemned marker holds now, if any.
+async fn current_condemnation(
+    storage: &dyn Storage,
+    subject: &Subject,
+) -> StorageResult<Option<String>> {
+    Ok(storage
+        .kv_get(&subject.marker(CONDEMNED))
+        .await?
+        .and_then(|raw| Subject::from_json(&raw))
+        .map(|(_, condemnation)| condemnation))
 }
 
 /// Withdraw a condemnation (the subject is kept again).
@@ -200,22 +228,31 @@ pub enum Deletion {
     Busy,
 }
 
-/// The first step of deleting a condemned subject: announce it. Split
-/// from `finish` so tests can run requests in between.
-pub async fn begin(storage: &dyn Storage, subject: &Subject) -> StorageResult<bool> {
+/// The first step of deleting a subject under `condemnation`: announce
+/// it. Split from `finish` so tests can run requests in between.
+pub async fn begin(
+    storage: &dyn Storage,
+    subject: &Subject,
+    condemnation: &str,
+) -> StorageResult<bool> {
     storage
-        .kv_create(&subject.marker(DELETING), subject.to_json())
+        .kv_create(
+            &subject.marker(DELETING),
+            subject.to_json(Some(condemnation)),
+        )
         .await
 }
 
-/// The rest: delete only if the condemned marker is still there (nothing
-/// rescued the subject since it was condemned), then remove both markers.
+/// The rest: delete only if the condemned marker is still the one of
+/// `condemnation` (nothing rescued the subject since), then remove both
+/// markers.
 pub async fn finish(
     storage: &dyn Storage,
     subject: &Subject,
+    condemnation: &str,
     size: u64,
 ) -> StorageResult<Deletion> {
-    if !storage.kv_exists(&subject.marker(CONDEMNED)).await? {
+    if current_condemnation(storage, subject).await?.as_deref() != Some(condemnation) {
         storage.kv_delete(&subject.marker(DELETING)).await?;
         return Ok(Deletion::Rescued);
     }
@@ -225,22 +262,26 @@ pub async fn finish(
     Ok(Deletion::Deleted(freed))
 }
 
-/// Delete a subject a sweep condemned earlier and found garbage again.
+/// Delete a subject a sweep condemned earlier (under `condemnation`) and
+/// found garbage again.
 pub async fn delete(
     storage: &dyn Storage,
     subject: &Subject,
+    condemnation: &str,
     size: u64,
 ) -> StorageResult<Deletion> {
-    if !begin(storage, subject).await? {
+    if !begin(storage, subject, condemnation).await? {
         return Ok(Deletion::Busy);
     }
-    finish(storage, subject, size).await
+    finish(storage, subject, condemnation, size).await
 }
 
-/// A marker as listed: what it marks and when it was written.
+/// A marker as listed: what it marks, which condemnation, and when it was
+/// written.
 #[derive(Debug, Clone)]
 pub struct Marker {
     pub subject: Subject,
+    pub condemnation: String,
     pub written: SystemTime,
 }
 
@@ -256,8 +297,9 @@ pub async fn list(storage: &dyn Storage, phase: &str) -> StorageResult<Vec<Marke
             continue; // removed while listing
         };
         match Subject::from_json(&raw) {
-            Some(subject) => out.push(Marker {
+            Some((subject, condemnation)) => out.push(Marker {
                 subject,
+                condemnation,
                 written: entry.modified,
             }),
             None => {
@@ -269,9 +311,10 @@ pub async fn list(storage: &dyn Storage, phase: &str) -> StorageResult<Vec<Marke
 }
 
 /// Finish or undo what a dead sweep left: a deleting marker older than
-/// `DELETING_ABANDONED_AFTER`. With the condemned marker there, nothing
-/// rescued the subject since the deletion began, so it is deleted; without
-/// it, the subject stays and only the marker goes.
+/// `DELETING_ABANDONED_AFTER`. With the condemned marker of the same
+/// condemnation there, nothing rescued the subject since the deletion
+/// began, so it is deleted; otherwise the subject stays and only the
+/// marker goes.
 pub async fn recover(
     storage: &dyn Storage,
     marker: &Marker,
@@ -282,5 +325,7 @@ pub async fn recover(
         return Ok(None);
     }
     tracing::warn!(subject = %marker.subject, "finishing a deletion an earlier sweep left unfinished");
-    finish(storage, &marker.subject, 0).await.map(Some)
+    finish(storage, &marker.subject, &marker.condemnation, 0)
+        .await
+        .map(Some)
 }

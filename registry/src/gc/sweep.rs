@@ -94,7 +94,7 @@ pub struct Plan {
     started: Instant,
     now: SystemTime,
     grace: Duration,
-    condemned: BTreeMap<Subject, SystemTime>,
+    condemned: BTreeMap<Subject, (String, SystemTime)>,
     garbage: BTreeMap<Subject, u64>,
     outcome: Outcome,
 }
@@ -107,10 +107,10 @@ pub async fn plan(storage: &dyn Storage, grace: Duration) -> StorageResult<Plan>
     // Listed before the mark begins: every condemnation here is older than
     // the mark, so the mark sees every manifest committed before it, and
     // every manifest committed after it rescues what it names.
-    let condemned: BTreeMap<Subject, SystemTime> = markers::list(storage, CONDEMNED)
+    let condemned: BTreeMap<Subject, (String, SystemTime)> = markers::list(storage, CONDEMNED)
         .await?
         .into_iter()
-        .map(|m| (m.subject, m.written))
+        .map(|m| (m.subject, (m.condemnation, m.written)))
         .collect();
     for marker in markers::list(storage, DELETING).await? {
         match markers::recover(storage, &marker, now).await {
@@ -157,8 +157,10 @@ impl Plan {
                         outcome.condemned += 1;
                     }
                 }),
-                Some(written) if now.duration_since(*written).unwrap_or_default() >= grace => {
-                    markers::delete(storage, subject, *size)
+                Some((condemnation, written))
+                    if now.duration_since(*written).unwrap_or_default() >= grace =>
+                {
+                    markers::delete(storage, subject, condemnation, *size)
                         .await
                         .map(|deletion| outcome.count(subject, deletion))
                 }

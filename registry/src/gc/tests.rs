@@ -47,6 +47,17 @@ async fn markers_left(s: &dyn Storage) -> usize {
         + markers::list(s, DELETING).await.unwrap().len()
 }
 
+/// The condemnation a subject's condemned marker holds.
+async fn condemnation(s: &dyn Storage, subject: &Subject) -> String {
+    markers::list(s, CONDEMNED)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.subject == *subject)
+        .map(|m| m.condemnation)
+        .unwrap_or_else(|| panic!("{subject} is not condemned"))
+}
+
 async fn sweep_now(s: &dyn Storage) -> Outcome {
     sweep::sweep(s, NO_GRACE).await.unwrap()
 }
@@ -118,7 +129,8 @@ async fn manifest_during_deletion(s: &dyn Storage) {
     let layer = blob(s, &app, "lonely layer").await;
     sweep_now(s).await;
     let subject = Subject::Blob(layer.clone());
-    assert!(markers::begin(s, &subject).await.unwrap());
+    let id = condemnation(s, &subject).await;
+    assert!(markers::begin(s, &subject, &id).await.unwrap());
     assert!(
         !touch::blob_in_repo(s, &app, &layer).await.unwrap(),
         "HEAD answers 404"
@@ -140,7 +152,7 @@ async fn manifest_during_deletion(s: &dyn Storage) {
     // The HEAD deleted the condemned marker, so this deletion is called off;
     // had nothing touched the blob, it would have gone.
     assert_eq!(
-        markers::finish(s, &subject, 12).await.unwrap(),
+        markers::finish(s, &subject, &id, 12).await.unwrap(),
         Deletion::Rescued
     );
     assert!(s.blob_present(&layer).await.unwrap());
@@ -153,13 +165,14 @@ async fn deletion_goes_through(s: &dyn Storage) {
     let layer = blob(s, &app, "lonely layer").await;
     sweep_now(s).await;
     let subject = Subject::Blob(layer.clone());
-    assert!(markers::begin(s, &subject).await.unwrap());
+    let id = condemnation(s, &subject).await;
+    assert!(markers::begin(s, &subject, &id).await.unwrap());
     assert!(
-        !markers::begin(s, &subject).await.unwrap(),
+        !markers::begin(s, &subject, &id).await.unwrap(),
         "a second sweep backs off"
     );
     assert_eq!(
-        markers::finish(s, &subject, 12).await.unwrap(),
+        markers::finish(s, &subject, &id, 12).await.unwrap(),
         Deletion::Deleted(12)
     );
     assert!(!s.blob_present(&layer).await.unwrap());
@@ -262,6 +275,29 @@ async fn two_sweeps_at_once(s: &dyn Storage) {
     assert_eq!(markers_left(s).await, 0);
 }
 
+/// A request rescues a subject after a sweep listed its condemnation, and
+/// a second sweep, whose mark predates the request, condemns it again
+/// before the first deletes: the first sees a condemnation that is not the
+/// one it listed, and keeps the subject.
+async fn condemned_again_after_a_rescue(s: &dyn Storage) {
+    let app = repo("team/app");
+    let layer = blob(s, &app, "rescued, then condemned by a stale sweep").await;
+    sweep_now(s).await;
+    let first = sweep::plan(s, NO_GRACE).await.unwrap();
+    let stale = sweep::plan(s, NO_GRACE).await.unwrap();
+    assert!(touch::blob_in_repo(s, &app, &layer).await.unwrap());
+    // The stale sweep sees no marker now and condemns anew.
+    assert!(
+        markers::condemn(s, &Subject::Blob(layer.clone()))
+            .await
+            .unwrap()
+    );
+    drop(stale);
+    let outcome = first.carry_out(s).await.unwrap();
+    assert_eq!(outcome.deleted_blobs, 0, "{outcome:?}");
+    assert!(s.blob_present(&layer).await.unwrap());
+}
+
 /// A sweep that died inside a deletion: the next one finishes it once the
 /// marker is old, or only removes the marker if a request rescued the blob.
 async fn abandoned_deletions(s: &dyn Storage) {
@@ -270,7 +306,9 @@ async fn abandoned_deletions(s: &dyn Storage) {
     let saved = blob(s, &app, "a HEAD saved me").await;
     sweep_now(s).await;
     for d in [&dead, &saved] {
-        assert!(markers::begin(s, &Subject::Blob(d.clone())).await.unwrap());
+        let subject = Subject::Blob(d.clone());
+        let id = condemnation(s, &subject).await;
+        assert!(markers::begin(s, &subject, &id).await.unwrap());
     }
     touch::blob_in_repo(s, &app, &saved).await.unwrap();
     let later = SystemTime::now() + markers::DELETING_ABANDONED_AFTER + Duration::from_secs(1);
@@ -296,13 +334,14 @@ async fn upload_waits_for_deletion(s: Arc<dyn Storage>) {
     let layer = blob(s.as_ref(), &app, "uploaded again").await;
     sweep_now(s.as_ref()).await;
     let subject = Subject::Blob(layer.clone());
-    assert!(markers::begin(s.as_ref(), &subject).await.unwrap());
+    let id = condemnation(s.as_ref(), &subject).await;
+    assert!(markers::begin(s.as_ref(), &subject, &id).await.unwrap());
     let finished = Arc::new(AtomicBool::new(false));
     let (store, done, digest) = (s.clone(), finished.clone(), layer.clone());
     let sweeper = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
         done.store(true, Ordering::SeqCst);
-        markers::finish(store.as_ref(), &Subject::Blob(digest), 0)
+        markers::finish(store.as_ref(), &Subject::Blob(digest), &id, 0)
             .await
             .unwrap()
     });
@@ -360,6 +399,7 @@ on_both_backends!(
     tag_moved_back_during_sweep,
     index_over_condemned_children,
     two_sweeps_at_once,
+    condemned_again_after_a_rescue,
     abandoned_deletions,
 );
 
