@@ -13,18 +13,17 @@ use crate::storage::FilesystemStorage;
 struct Harness {
     _dir: tempfile::TempDir,
     app: Router,
+    storage: Arc<dyn Storage>,
 }
 
 fn harness_with(config: RegistryConfig) -> Harness {
     let dir = tempfile::tempdir().unwrap();
-    let state = AppState::new(
-        Arc::new(FilesystemStorage::open(dir.path()).unwrap()),
-        config,
-        Arc::new(Metrics::new()),
-    );
+    let storage: Arc<dyn Storage> = Arc::new(FilesystemStorage::open(dir.path()).unwrap());
+    let state = AppState::new(storage.clone(), config, Arc::new(Metrics::new()));
     Harness {
         _dir: dir,
         app: router(state),
+        storage,
     }
 }
 
@@ -881,4 +880,68 @@ async fn of_pushes_racing_to_create_an_immutable_tag_exactly_one_wins() {
         .call("HEAD", "/v2/prod/app/manifests/v1", Body::empty())
         .await;
     assert_eq!(r.header("docker-content-digest"), winner.to_string());
+}
+
+#[tokio::test]
+async fn a_blob_being_garbage_collected_is_404_to_head_and_refuses_the_manifest_naming_it() {
+    use crate::gc::markers::{self, CONDEMNED, Subject};
+    let h = harness();
+    let config = h.push_blob("team/app", b"{}").await;
+    let layer = h.push_blob("team/app", b"layer").await;
+    let s = h.storage.as_ref();
+    crate::gc::sweep::sweep(s, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    let subject = Subject::Blob(layer.clone());
+    let marker = markers::list(s, CONDEMNED)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.subject == subject)
+        .unwrap();
+    // A sweep begins deleting the layer.
+    assert!(
+        markers::begin(s, &subject, &marker.condemnation)
+            .await
+            .unwrap()
+    );
+    let head = h
+        .call(
+            "HEAD",
+            &format!("/v2/team/app/blobs/{layer}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::NOT_FOUND);
+    let r = h
+        .put_manifest(
+            "team/app",
+            "v1",
+            "application/vnd.oci.image.manifest.v1+json",
+            &image_manifest(&config, &layer, ""),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{:?}", r.body);
+    let error = &r.json()["errors"][0];
+    assert_eq!(error["code"], "MANIFEST_BLOB_UNKNOWN");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains(&layer.to_string()) && message.contains("garbage collection"),
+        "{message}"
+    );
+    let tags = h.call("GET", "/v2/team/app/tags/list", Body::empty()).await;
+    assert_eq!(
+        tags.json()["tags"],
+        serde_json::json!([]),
+        "no tag for a refused push"
+    );
+    // The config blob, not being deleted, answers HEAD and is rescued.
+    let head = h
+        .call(
+            "HEAD",
+            &format!("/v2/team/app/blobs/{config}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
 }
