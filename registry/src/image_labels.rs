@@ -13,6 +13,44 @@ use crate::storage::{Storage, StorageResult};
 
 pub type Labels = serde_json::Map<String, serde_json::Value>;
 
+/// Labels already read, by manifest digest and config size limit: a
+/// manifest's bytes name its config's digest, so what it carries never
+/// changes, and a sweep over every tag need not read every config again.
+#[derive(Default)]
+pub struct LabelCache(std::sync::Mutex<std::collections::HashMap<(Digest, u64), Labels>>);
+
+/// Entries kept before the cache starts over (a few hundred bytes each).
+const CACHED_LABELS: usize = 50_000;
+
+impl LabelCache {
+    /// `of_manifest`, remembered for manifests that exist.
+    pub async fn of_manifest(
+        &self,
+        storage: &dyn Storage,
+        repo: &RepoName,
+        digest: &Digest,
+        limit: u64,
+    ) -> StorageResult<Labels> {
+        let key = (digest.clone(), limit);
+        if let Some(labels) = self.lock().get(&key) {
+            return Ok(labels.clone());
+        }
+        let Some(labels) = read(storage, repo, digest, limit).await? else {
+            return Ok(Labels::new());
+        };
+        let mut cache = self.lock();
+        if cache.len() >= CACHED_LABELS {
+            cache.clear();
+        }
+        cache.insert(key, labels.clone());
+        Ok(labels)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(Digest, u64), Labels>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The labels of the image manifest `digest` of `repo`; empty when it is
 /// not an image, has none, or its config is larger than `limit` bytes.
 pub async fn of_manifest(
@@ -21,13 +59,25 @@ pub async fn of_manifest(
     digest: &Digest,
     limit: u64,
 ) -> StorageResult<Labels> {
+    Ok(read(storage, repo, digest, limit)
+        .await?
+        .unwrap_or_default())
+}
+
+/// The labels, or `None` when `repo` does not hold the manifest.
+async fn read(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    digest: &Digest,
+    limit: u64,
+) -> StorageResult<Option<Labels>> {
     let Some(stored) = storage.manifest_get(repo, digest).await? else {
-        return Ok(Labels::new());
+        return Ok(None);
     };
     // It was accepted once; one that no longer parses carries no labels.
     let Ok(facts) = manifest::inspect(Some(&stored.media_type), &stored.bytes, digest.algorithm())
     else {
-        return Ok(Labels::new());
+        return Ok(Some(Labels::new()));
     };
     let is_image_config = matches!(
         facts.config_media_type.as_deref(),
@@ -36,11 +86,11 @@ pub async fn of_manifest(
     let (ManifestKind::Image, true, Some(config)) =
         (facts.kind, is_image_config, facts.blobs.first())
     else {
-        return Ok(Labels::new());
+        return Ok(Some(Labels::new()));
     };
     match storage.blob_size(&config.digest).await? {
         Some(size) if size <= limit => {}
-        _ => return Ok(Labels::new()),
+        _ => return Ok(Some(Labels::new())),
     }
     let bytes: Vec<u8> = storage
         .blob_read(&config.digest, None)
@@ -50,7 +100,7 @@ pub async fn of_manifest(
             Ok(all)
         })
         .await?;
-    Ok(from_config(&bytes))
+    Ok(Some(from_config(&bytes)))
 }
 
 /// The labels in an image config's JSON.

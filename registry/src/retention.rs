@@ -239,6 +239,7 @@ pub struct Removed {
 pub async fn sweep(
     storage: &dyn Storage,
     config: &RegistryConfig,
+    labels: &image_labels::LabelCache,
     now: SystemTime,
 ) -> StorageResult<Vec<Removed>> {
     let mut removed = Vec::new();
@@ -246,7 +247,7 @@ pub async fn sweep(
         let Some(repo) = RepoName::parse(&name) else {
             continue;
         };
-        let facts = tag_facts(storage, config, &repo).await?;
+        let facts = tag_facts(storage, config, labels, &repo).await?;
         for (tag, why) in decide(config, &repo, &facts, now) {
             let Some(seen) = facts.iter().find(|f| f.tag == tag) else {
                 continue;
@@ -272,6 +273,7 @@ pub async fn sweep(
 async fn tag_facts(
     storage: &dyn Storage,
     config: &RegistryConfig,
+    cache: &image_labels::LabelCache,
     repo: &RepoName,
 ) -> StorageResult<Vec<TagFacts>> {
     let mut out = Vec::new();
@@ -282,8 +284,9 @@ async fn tag_facts(
         let Some(digest) = storage.tag_get(repo, &tag).await? else {
             continue;
         };
-        let labels =
-            image_labels::of_manifest(storage, repo, &digest, config.maximum_manifest_size).await?;
+        let labels = cache
+            .of_manifest(storage, repo, &digest, config.maximum_manifest_size)
+            .await?;
         let immutable = config.feature_immutable_tags
             && (immutable_tags::policy_for(&config.immutable_tags_policies, repo, &tag).is_some()
                 || immutable_tags::labelled_immutable(&labels));

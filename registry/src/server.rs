@@ -87,11 +87,19 @@ pub async fn serve(
 /// Expire and prune tags (retention.rs) every TAG_RETENTION_SWEEP_SECONDS,
 /// with the configuration of the moment (it reloads).
 async fn sweep_tags(storage: Arc<dyn Storage>, config: Arc<ArcSwap<RegistryConfig>>) {
+    let labels = crate::image_labels::LabelCache::default();
     loop {
         let every = Duration::from_secs(config.load().tag_retention_sweep_seconds.max(1));
         tokio::time::sleep(every).await;
         let current = config.load_full();
-        match retention::sweep(storage.as_ref(), &current, std::time::SystemTime::now()).await {
+        match retention::sweep(
+            storage.as_ref(),
+            &current,
+            &labels,
+            std::time::SystemTime::now(),
+        )
+        .await
+        {
             Ok(removed) if removed.is_empty() => {}
             Ok(removed) => tracing::info!(tags = removed.len(), "expired or pruned tags removed"),
             Err(e) => tracing::warn!(error = %e, "could not sweep tags for expiration and pruning"),

@@ -165,14 +165,16 @@ async fn a_sweep_deletes_only_what_was_decided() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let config = pruning(r#"[{"namespace":"prod","method":"number_of_tags","value":2}]"#);
-    let removed = sweep(&store, &config, SystemTime::now()).await.unwrap();
+    let removed = sweep(&store, &config, &Default::default(), SystemTime::now())
+        .await
+        .unwrap();
     assert_eq!(removed.len(), 1, "{removed:?}");
     assert_eq!(removed[0].tag, "a");
     assert_eq!(removed[0].why, "AUTO_PRUNE_POLICIES[0]");
     assert_eq!(store.tags_list(&r).await.unwrap().unwrap(), vec!["b", "c"]);
     // Nothing more to do: a second sweep removes nothing.
     assert!(
-        sweep(&store, &config, SystemTime::now())
+        sweep(&store, &config, &Default::default(), SystemTime::now())
             .await
             .unwrap()
             .is_empty()
