@@ -224,7 +224,7 @@ pub enum Deletion {
     Deleted(u64),
     /// A request rescued it first: it stays.
     Rescued,
-    /// Another sweep is deleting it.
+    /// Another sweep is deleting it, or deleted it first.
     Busy,
 }
 
@@ -254,7 +254,12 @@ pub async fn finish(
 ) -> StorageResult<Deletion> {
     if current_condemnation(storage, subject).await?.as_deref() != Some(condemnation) {
         storage.kv_delete(&subject.marker(DELETING)).await?;
-        return Ok(Deletion::Rescued);
+        // Gone already: another sweep deleted it first.
+        return Ok(if subject.exists(storage).await? {
+            Deletion::Rescued
+        } else {
+            Deletion::Busy
+        });
     }
     let freed = subject.remove(storage, size).await?;
     storage.kv_delete(&subject.marker(CONDEMNED)).await?;
