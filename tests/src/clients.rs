@@ -17,6 +17,26 @@ pub fn helm(dir: &Path) -> Command {
     c
 }
 
+/// `helm registry login` to `host` over HTTPS trusting `ca`.
+pub fn helm_login(dir: &Path, host: &str, user: &str, password: &str, ca: &Path) -> Command {
+    let mut c = helm(dir);
+    c.args(["registry", "login", host, "-u", user, "-p", password])
+        .arg("--ca-file")
+        .arg(ca);
+    c
+}
+
+/// `helm push` of the packaged chart `archive` (in `dir`) to
+/// `oci://<host>/charts` over HTTPS trusting `ca`.
+pub fn helm_push_chart(dir: &Path, archive: &str, host: &str, ca: &Path) -> Command {
+    let mut c = helm(dir);
+    c.args(["push", archive])
+        .arg(format!("oci://{host}/charts"))
+        .arg("--ca-file")
+        .arg(ca);
+    c
+}
+
 /// cosign with an empty key password, no prompts and no shared TUF cache.
 pub fn cosign(dir: &Path) -> Command {
     let mut c = Command::new(tool("cosign"));

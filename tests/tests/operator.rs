@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use quarry_e2e::clients::{helm, oras};
+use quarry_e2e::clients::{helm, helm_login, helm_push_chart, oras};
 use quarry_e2e::kube::{Cluster, REGISTRY_IMAGE, secret_yaml};
 use quarry_e2e::{free_port, run, run_with_stdin, workspace_root};
 
@@ -184,18 +184,13 @@ fn config_changes_roll_out_and_drive_the_real_registry() {
     let (user, password) = files.admin.clone().expect("generated admin account");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    run(helm(dir)
-        .args([
-            "registry",
-            "login",
-            &registry.host(),
-            "-u",
-            &user,
-            "-p",
-            &password,
-        ])
-        .arg("--ca-file")
-        .arg(&ca));
+    run(&mut helm_login(
+        dir,
+        &registry.host(),
+        &user,
+        &password,
+        &ca,
+    ));
     run(oras(dir)
         .args(["login", &registry.host(), "-u", &user, "-p", &password])
         .arg("--ca-file")
@@ -206,11 +201,7 @@ fn config_changes_roll_out_and_drive_the_real_registry() {
     std::fs::write(dir.join("image.sif"), "sif").unwrap();
     std::fs::write(dir.join("notes.txt"), "notes").unwrap();
     let helm_push = || {
-        helm(dir)
-            .args(["push", "demo-0.1.0.tgz"])
-            .arg(format!("oci://{}/charts", registry.host()))
-            .arg("--ca-file")
-            .arg(&ca)
+        helm_push_chart(dir, "demo-0.1.0.tgz", &registry.host(), &ca)
             .output()
             .unwrap()
     };

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use quarry_e2e::clients::helm;
+use quarry_e2e::clients::{helm, helm_login, helm_push_chart};
 use quarry_e2e::kube::{Cluster, REGISTRY_IMAGE};
 use quarry_e2e::{free_port, run};
 
@@ -147,26 +147,17 @@ fn lifecycle_fields_are_checked_rendered_and_enforced() {
     let (user, password) = files.admin.clone().expect("generated admin account");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    run(helm(dir)
-        .args([
-            "registry",
-            "login",
-            &registry.host(),
-            "-u",
-            &user,
-            "-p",
-            &password,
-        ])
-        .arg("--ca-file")
-        .arg(&ca));
+    run(&mut helm_login(
+        dir,
+        &registry.host(),
+        &user,
+        &password,
+        &ca,
+    ));
     run(helm(dir).args(["create", "demo"]));
     let push = || {
         run(helm(dir).args(["package", "demo"]));
-        helm(dir)
-            .args(["push", "demo-0.1.0.tgz"])
-            .arg(format!("oci://{}/charts", registry.host()))
-            .arg("--ca-file")
-            .arg(&ca)
+        helm_push_chart(dir, "demo-0.1.0.tgz", &registry.host(), &ca)
             .output()
             .unwrap()
     };
