@@ -17,6 +17,22 @@ pub fn helm(dir: &Path) -> Command {
     c
 }
 
+/// cosign verifying `reference` on a plain-HTTP registry with
+/// `cosign.pub` in `dir`, without the public log.
+pub fn cosign_verify_plain_http(dir: &Path, reference: &str) -> Command {
+    let mut c = cosign(dir);
+    c.args([
+        "verify",
+        "--key",
+        "cosign.pub",
+        "--insecure-ignore-tlog=true",
+        "--allow-http-registry",
+        "--allow-insecure-registry",
+        reference,
+    ]);
+    c
+}
+
 /// `helm registry login` to `host` over HTTPS trusting `ca`.
 pub fn helm_login(dir: &Path, host: &str, user: &str, password: &str, ca: &Path) -> Command {
     let mut c = helm(dir);

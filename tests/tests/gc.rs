@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, skopeo_copy_layout};
+use quarry_e2e::clients::{
+    cosign, cosign_sign_plain_http, cosign_verify_plain_http, crane, skopeo_copy_layout,
+};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, registry_binary, run, run_text};
 
@@ -152,14 +154,9 @@ fn dry_run_lists_the_image_a_moved_tag_left_and_keeps_signatures() {
         &format!("{host}/team/app:v1"),
         "new.tar",
     ]));
-    run(cosign(root).args([
-        "verify",
-        "--key",
-        "cosign.pub",
-        "--insecure-ignore-tlog=true",
-        "--allow-http-registry",
-        "--allow-insecure-registry",
+    run(&mut cosign_verify_plain_http(
+        root,
         &format!("{host}/team/app@{}", new.manifest_digest),
-    ]));
+    ));
     assert!(dry_run(&args, "0").contains("0 manifests, 0 links, 0 blobs"));
 }

@@ -2,7 +2,7 @@
 //! cosign signatures and oras artifacts with referrers, with the referrers
 //! API on and off (clients then fall back to the sha256-<hex> tag schema).
 
-use quarry_e2e::clients::{cosign, crane, helm, oras};
+use quarry_e2e::clients::{cosign, cosign_verify_plain_http, crane, helm, oras};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, run, run_text};
 
@@ -63,16 +63,7 @@ fn cosign_sign_verify_triangulate() {
                 "--allow-insecure-registry",
             ])
             .arg(&reference));
-        let verified = run(cosign(dir)
-            .args([
-                "verify",
-                "--key",
-                "cosign.pub",
-                "--insecure-ignore-tlog=true",
-                "--allow-http-registry",
-                "--allow-insecure-registry",
-            ])
-            .arg(&reference));
+        let verified = run(&mut cosign_verify_plain_http(dir, &reference));
         let out = String::from_utf8_lossy(&verified.stdout);
         assert!(out.contains(&image.manifest_digest), "[{mode}] {out}");
         let triangulated = run_text(

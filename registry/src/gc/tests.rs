@@ -58,6 +58,21 @@ async fn condemnation(s: &dyn Storage, subject: &Subject) -> String {
         .unwrap_or_else(|| panic!("{subject} is not condemned"))
 }
 
+/// A blob nothing names, condemned by one sweep and with a later sweep's
+/// deletion begun: the blob, its subject and the condemnation.
+async fn blob_being_deleted(
+    s: &dyn Storage,
+    r: &RepoName,
+    content: &str,
+) -> (Digest, Subject, String) {
+    let layer = blob(s, r, content).await;
+    sweep_now(s).await;
+    let subject = Subject::Blob(layer.clone());
+    let id = condemnation(s, &subject).await;
+    assert!(markers::begin(s, &subject, &id).await.unwrap());
+    (layer, subject, id)
+}
+
 async fn sweep_now(s: &dyn Storage) -> Outcome {
     sweep::sweep(s, NO_GRACE).await.unwrap()
 }
@@ -126,11 +141,7 @@ async fn head_then_manifest(s: &dyn Storage) {
 /// that window answers 404, so the client uploads again.
 async fn manifest_during_deletion(s: &dyn Storage) {
     let app = repo("team/app");
-    let layer = blob(s, &app, "lonely layer").await;
-    sweep_now(s).await;
-    let subject = Subject::Blob(layer.clone());
-    let id = condemnation(s, &subject).await;
-    assert!(markers::begin(s, &subject, &id).await.unwrap());
+    let (layer, subject, id) = blob_being_deleted(s, &app, "lonely layer").await;
     assert!(
         !touch::blob_in_repo(s, &app, &layer).await.unwrap(),
         "HEAD answers 404"
@@ -162,11 +173,7 @@ async fn manifest_during_deletion(s: &dyn Storage) {
 /// came after the decision sees it gone.
 async fn deletion_goes_through(s: &dyn Storage) {
     let app = repo("team/app");
-    let layer = blob(s, &app, "lonely layer").await;
-    sweep_now(s).await;
-    let subject = Subject::Blob(layer.clone());
-    let id = condemnation(s, &subject).await;
-    assert!(markers::begin(s, &subject, &id).await.unwrap());
+    let (layer, subject, id) = blob_being_deleted(s, &app, "lonely layer").await;
     assert!(
         !markers::begin(s, &subject, &id).await.unwrap(),
         "a second sweep backs off"
@@ -331,17 +338,13 @@ async fn abandoned_deletions(s: &dyn Storage) {
 /// done, so what it writes is not deleted after it.
 async fn upload_waits_for_deletion(s: Arc<dyn Storage>) {
     let app = repo("team/app");
-    let layer = blob(s.as_ref(), &app, "uploaded again").await;
-    sweep_now(s.as_ref()).await;
-    let subject = Subject::Blob(layer.clone());
-    let id = condemnation(s.as_ref(), &subject).await;
-    assert!(markers::begin(s.as_ref(), &subject, &id).await.unwrap());
+    let (layer, subject, id) = blob_being_deleted(s.as_ref(), &app, "uploaded again").await;
     let finished = Arc::new(AtomicBool::new(false));
-    let (store, done, digest) = (s.clone(), finished.clone(), layer.clone());
+    let (store, done) = (s.clone(), finished.clone());
     let sweeper = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
         done.store(true, Ordering::SeqCst);
-        markers::finish(store.as_ref(), &Subject::Blob(digest), &id, 0)
+        markers::finish(store.as_ref(), &subject, &id, 0)
             .await
             .unwrap()
     });
