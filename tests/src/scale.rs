@@ -150,6 +150,23 @@ impl Minio {
         listing.contents.into_iter().map(|o| o.key).collect()
     }
 
+    /// Whether the multipart upload `upload_id` to `key` is still open (S3
+    /// answers ListParts with NoSuchUpload once it was completed or aborted).
+    pub fn multipart_upload_open(&self, key: &str, upload_id: &str) -> bool {
+        let (bucket, credentials) = self.bucket();
+        let action = bucket.list_parts(Some(&credentials), key, upload_id);
+        let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
+        let response = crate::http::blocking().get(url).send().expect("list parts");
+        match response.status().as_u16() {
+            200 => true,
+            404 => false,
+            status => panic!(
+                "list parts of {key}: {status} {}",
+                response.text().unwrap_or_default()
+            ),
+        }
+    }
+
     /// The registry config for this bucket (Quay's S3Storage shape).
     pub fn registry_config(&self, extra: &str) -> String {
         format!(

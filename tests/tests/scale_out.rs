@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::SinkExt;
 use quarry_e2e::clients::{crane, helm, oras, skopeo};
 use quarry_e2e::conformance::{
     MAIN_MIN_PASSED, V1_MAX_SKIPPED, V1_MIN_PASSED, main_suite, v1_suite,
@@ -247,6 +248,87 @@ fn an_upload_started_on_a_killed_replica_resumes_on_another() {
             .unwrap();
         assert!(got == content, "blob differs after the resume");
     });
+}
+
+#[test]
+fn a_multipart_upload_a_killed_replica_left_is_aborted_by_the_other() {
+    let minio = Minio::start("multipart");
+    let mut registries = replicas(&minio, 2, "BLOB_UPLOAD_STALE_SECONDS: 1\n");
+    let a = registries[0].url();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = quarry_e2e::http::client();
+    // A PATCH bigger than a part (8 MiB) streams into a multipart upload;
+    // the client then stalls, and replica A dies before the end.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    rt.block_on(async {
+        let location = start_session(&client, &a, "multipart/app").await;
+        let url = format!("{a}{location}");
+        let client = client.clone();
+        tokio::spawn(async move {
+            let _ = client
+                .patch(url)
+                .body(reqwest::Body::wrap_stream(rx))
+                .send()
+                .await;
+        });
+        for _ in 0..9 {
+            tx.send(Ok(bytes::Bytes::from(vec![7u8; 1024 * 1024])))
+                .await
+                .unwrap();
+        }
+    });
+    let records = poll_until(Duration::from_secs(20), || {
+        let records = minio.list("registry/_quarry/multipart/");
+        (!records.is_empty()).then_some(records)
+    })
+    .expect("no multipart upload recorded");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: serde_json::Value = serde_json::from_slice(&minio.get(&records[0])).unwrap();
+    let key = record["location"].as_str().unwrap().to_string();
+    let upload_id = record["upload_id"].as_str().unwrap().to_string();
+    assert!(key.starts_with("registry/uploads/"), "{key}");
+    assert!(
+        minio.multipart_upload_open(&key, &upload_id),
+        "the upload is not open"
+    );
+    registries[0].kill9();
+    drop(tx);
+    // Replica B's stale-upload sweep (every second here) aborts the upload
+    // once its record has missed three heartbeats (30 s), and removes it.
+    poll_until(Duration::from_secs(60), || {
+        minio
+            .list("registry/_quarry/multipart/")
+            .is_empty()
+            .then_some(())
+    })
+    .expect("the abandoned multipart upload's record is still there after 60 s");
+    assert!(
+        !minio.multipart_upload_open(&key, &upload_id),
+        "the record went but the upload {upload_id} to {key} is still open"
+    );
+    assert!(
+        minio.list("registry/uploads/").is_empty(),
+        "the stale session's objects are still there"
+    );
+    assert!(
+        registries[1]
+            .log_text()
+            .contains("aborted an abandoned multipart upload")
+    );
+}
+
+/// `probe` every 250 ms until it gives something or `timeout` passes.
+fn poll_until<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// A blob push the registry acknowledged: digest and content.

@@ -210,7 +210,8 @@ pub trait Storage: KeyValue + 'static {
     async fn upload_commit(&self, repo: &RepoName, id: &str, digest: &Digest)
     -> StorageResult<u64>;
     async fn upload_cancel(&self, repo: &RepoName, id: &str) -> StorageResult<()>;
-    /// Remove sessions not touched for `max_age`; returns how many.
+    /// Remove sessions not touched for `max_age` (in a bucket, also abort
+    /// the multipart uploads a dead replica left); returns how many.
     async fn uploads_purge(&self, max_age: Duration) -> StorageResult<usize>;
 
     // --- manifests ----------------------------------------------------------

@@ -8,13 +8,16 @@
 //! blobs/<alg>/<hex>                                   committed blob content
 //! uploads/<uuid>/info.json                            upload session
 //! uploads/<uuid>/chunks/<start, 20 digits>            one object per chunk
+//! _quarry/multipart/<uuid>                            a multipart upload in progress
 //! repositories/<name>/...                             metadata, one object per key
 //! ```
 //!
 //! Why it is safe with several replicas and crashes:
 //! - Every object is written whole by one PUT or one completed multipart
 //!   upload, which S3 makes visible atomically. A replica killed mid-write
-//!   leaves an incomplete multipart upload, which is never visible.
+//!   leaves an incomplete multipart upload, which is never visible, and a
+//!   record of it that the stale-upload sweep uses to abort it
+//!   (multipart.rs).
 //! - Upload sessions live only in the bucket: each PATCH adds a chunk
 //!   object named by its start offset, so any replica can continue a session
 //!   (the size is the end of the last chunk) and chunks of any size work.
@@ -32,10 +35,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    WriteMultipart,
 };
 
 use super::metadata::{self, Entry, Key, KeyValue};
@@ -56,19 +59,28 @@ const SIZE_CACHE_ENTRIES: usize = 100_000;
 /// Largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 * 1024 * 1024 * 1024;
 
+/// What the backend needs of a bucket: objects, and multipart uploads by
+/// id (so one a crash left can be aborted, multipart.rs).
+pub trait Bucket: ObjectStore + MultipartStore {}
+impl<T: ObjectStore + MultipartStore> Bucket for T {}
+
 /// Storage in an object store, under a key prefix.
 pub struct ObjectStorage {
-    store: Arc<dyn ObjectStore>,
+    store: Arc<dyn Bucket>,
     prefix: String,
-    /// Sizes of blobs seen to exist. Blob objects are immutable and never
-    /// deleted by the registry (deleting a blob removes a repository's
-    /// link), so a size once read stays true; this saves a HEAD request on
-    /// every blob GET and HEAD.
+    /// Sizes of blobs seen to exist. Blob objects are immutable, so a size
+    /// once read stays true while the blob exists; this saves a HEAD request
+    /// on every blob GET and HEAD. Only garbage collection deletes blobs,
+    /// and the paths that must see a deletion made by another replica ask
+    /// the bucket (`blob_present`).
     sizes: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
     /// Names this backend in logs and errors (`s3://bucket/prefix`).
     describe: String,
     /// Signs download URLs (S3 only), for FEATURE_PROXY_STORAGE: false.
     signer: Option<Arc<dyn object_store::signer::Signer>>,
+    /// How often a multipart upload in progress rewrites its record
+    /// (multipart.rs; shorter in tests).
+    multipart_heartbeat: Duration,
 }
 
 fn io(e: object_store::Error) -> StorageError {
@@ -106,13 +118,14 @@ pub enum S3Credentials {
 
 impl ObjectStorage {
     /// A backend over any object store (tests use the in-memory one).
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str, describe: String) -> ObjectStorage {
+    pub fn new(store: Arc<dyn Bucket>, prefix: &str, describe: String) -> ObjectStorage {
         ObjectStorage {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             sizes: std::sync::Mutex::default(),
             describe,
             signer: None,
+            multipart_heartbeat: multipart::HEARTBEAT,
         }
     }
 
@@ -523,6 +536,9 @@ impl Storage for ObjectStorage {
                 purged += 1;
             }
         }
+        purged += self
+            .abort_abandoned_multiparts(max_age.max(multipart::ABANDONED_AFTER))
+            .await?;
         Ok(purged)
     }
 
@@ -575,6 +591,7 @@ impl Storage for ObjectStorage {
     }
 }
 
+mod multipart;
 mod sessions;
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //! server-side, several are streamed through the hash into a multipart
 //! upload that is completed only on a match).
 
+use super::multipart::Multipart;
 use super::*;
 
 /// A chunk of an upload session.
@@ -72,7 +73,8 @@ impl ObjectStorage {
     }
 
     /// Write `body` to `location` as one object: one PUT when it fits in a
-    /// part, else a multipart upload that is aborted on any error.
+    /// part, else a recorded multipart upload (multipart.rs), aborted on
+    /// any error.
     pub(super) async fn write_stream(
         &self,
         location: &Path,
@@ -80,37 +82,28 @@ impl ObjectStorage {
     ) -> StorageResult<u64> {
         let mut buffered: Vec<Bytes> = Vec::new();
         let mut buffered_len = 0usize;
-        let mut writer: Option<WriteMultipart> = None;
+        let mut writer: Option<Multipart> = None;
         let mut total = 0u64;
         while let Some(next) = body.next().await {
             let bytes = match next {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     if let Some(w) = writer {
-                        let _ = w.abort().await;
+                        w.abort().await;
                     }
                     return Err(StorageError::Body(e));
                 }
             };
             total += bytes.len() as u64;
             match writer.as_mut() {
-                Some(w) => {
-                    if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                        if let Some(w) = writer {
-                            let _ = w.abort().await;
-                        }
-                        return Err(io(e));
-                    }
-                    w.put(bytes);
-                }
+                Some(w) => w.put(bytes).await?,
                 None => {
                     buffered_len += bytes.len();
                     buffered.push(bytes);
                     if buffered_len >= PART_SIZE {
-                        let upload = self.store.put_multipart(location).await.map_err(io)?;
-                        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                        let mut w = self.start_multipart(location).await?;
                         for b in buffered.drain(..) {
-                            w.put(b);
+                            w.put(b).await?;
                         }
                         writer = Some(w);
                     }
@@ -118,9 +111,7 @@ impl ObjectStorage {
             }
         }
         match writer {
-            Some(w) => {
-                w.finish().await.map_err(io)?;
-            }
+            Some(w) => w.finish().await?,
             None => {
                 let payload: PutPayload = buffered.into_iter().collect();
                 self.store.put(location, payload).await.map_err(io)?;
@@ -134,7 +125,7 @@ impl ObjectStorage {
         &self,
         chunks: &[Chunk],
         hasher: &mut DigestHasher,
-        mut sink: Option<&mut WriteMultipart>,
+        mut sink: Option<&mut Multipart>,
     ) -> StorageResult<()> {
         for chunk in chunks {
             let mut stream = self
@@ -147,8 +138,7 @@ impl ObjectStorage {
                 let bytes = bytes.map_err(io)?;
                 hasher.update(&bytes);
                 if let Some(w) = sink.as_deref_mut() {
-                    w.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(io)?;
-                    w.put(bytes);
+                    w.put(bytes).await?;
                 }
             }
         }
@@ -187,24 +177,23 @@ impl ObjectStorage {
             }
             return Ok(size);
         }
-        let upload = self.store.put_multipart(&target).await.map_err(io)?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = self.start_multipart(&target).await?;
         if let Err(e) = self
             .hash_chunks(chunks, &mut hasher, Some(&mut writer))
             .await
         {
-            let _ = writer.abort().await;
+            writer.abort().await;
             return Err(e);
         }
         let actual = hasher.finish();
         if actual != *digest {
-            let _ = writer.abort().await;
+            writer.abort().await;
             return Err(StorageError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
             });
         }
-        writer.finish().await.map_err(io)?;
+        writer.finish().await?;
         Ok(size)
     }
 }

@@ -113,7 +113,7 @@ async fn a_session_started_on_one_replica_finishes_on_another() {
 
 #[tokio::test]
 async fn large_multi_chunk_uploads_stream_through_multipart() {
-    let (a, b, _) = replicas();
+    let (a, b, bucket) = replicas();
     let r = repo("big");
     let id = a.upload_start(&r).await.unwrap();
     let part: Vec<u8> = (0..PART_SIZE + 12345).map(|i| (i % 251) as u8).collect();
@@ -139,6 +139,96 @@ async fn large_multi_chunk_uploads_stream_through_multipart() {
         read_all(b.blob_read(&digest, None).await.unwrap()).await,
         all
     );
+    // Both multipart uploads (a chunk, then the blob) left no record.
+    assert!(multipart_records(&bucket).await.is_empty());
+}
+
+async fn multipart_records(bucket: &InMemory) -> Vec<Path> {
+    let prefix = Path::from("registry/_quarry/multipart");
+    let listed: Vec<_> = bucket.list(Some(&prefix)).collect().await;
+    listed.into_iter().map(|m| m.unwrap().location).collect()
+}
+
+/// The upload id a record names.
+async fn recorded_upload(bucket: &InMemory, record: &Path) -> (Path, String) {
+    let raw = bucket.get(record).await.unwrap().bytes().await.unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+    (
+        Path::from(value["location"].as_str().unwrap()),
+        value["upload_id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_multipart_upload_refused_for_its_digest_is_aborted() {
+    let (a, _, bucket) = replicas();
+    let r = repo("big");
+    let id = a.upload_start(&r).await.unwrap();
+    let chunk = vec![7u8; PART_SIZE + 1];
+    for _ in 0..2 {
+        a.upload_append(&r, &id, None, body(vec![chunk.clone()]))
+            .await
+            .unwrap();
+    }
+    let wrong = Digest::of_bytes(Algorithm::Sha256, b"something else");
+    assert!(matches!(
+        a.upload_commit(&r, &id, &wrong).await,
+        Err(StorageError::DigestMismatch { .. })
+    ));
+    assert!(multipart_records(&bucket).await.is_empty());
+    assert_eq!(a.blob_size(&wrong).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_multipart_upload_its_replica_abandoned_is_aborted_by_the_sweep() {
+    let (mut a, b, bucket) = replicas();
+    a.multipart_heartbeat = Duration::from_millis(100);
+    let target = Path::from("registry/blobs/sha256/abandoned");
+    let mut dying = a.start_multipart(&target).await.unwrap();
+    dying.put(Bytes::from(vec![1u8; PART_SIZE])).await.unwrap();
+    let live_target = Path::from("registry/blobs/sha256/live");
+    let mut live = a.start_multipart(&live_target).await.unwrap();
+    live.put(Bytes::from_static(b"first bytes")).await.unwrap();
+    let records = multipart_records(&bucket).await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let dying_upload = recorded_upload(&bucket, &records[0]).await;
+    let dying_upload = if dying_upload.0 == target {
+        dying_upload
+    } else {
+        recorded_upload(&bucket, &records[1]).await
+    };
+    // Young records are left alone by every replica's sweep.
+    assert_eq!(b.uploads_purge(Duration::ZERO).await.unwrap(), 0);
+    // The replica dies mid-upload: nothing completes or aborts it, and
+    // its record stops being rewritten. The live upload stalls (a slow
+    // client) but its heartbeat keeps its record young.
+    drop(dying);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let older_than = Duration::from_millis(500);
+    assert_eq!(b.abort_abandoned_multiparts(older_than).await.unwrap(), 1);
+    let left = multipart_records(&bucket).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (location, upload) = dying_upload;
+    let part = bucket
+        .put_part(&location, &upload, 1, PutPayload::from_static(b"x"))
+        .await;
+    assert!(part.is_err(), "upload {upload} to {location} still open");
+    assert!(
+        bucket.head(&target).await.is_err(),
+        "an abandoned upload became visible"
+    );
+    // The live one finishes whole and removes its record.
+    assert_eq!(b.abort_abandoned_multiparts(older_than).await.unwrap(), 0);
+    live.finish().await.unwrap();
+    assert!(multipart_records(&bucket).await.is_empty());
+    let content = bucket
+        .get(&live_target)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&content[..], b"first bytes");
 }
 
 #[tokio::test]
