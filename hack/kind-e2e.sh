@@ -283,6 +283,45 @@ if "$helm" push "$work/demo-0.1.0.tgz" "oci://$reg/refused" --ca-file "$work/ca.
 fi
 grep -q FEATURE_HELM_OCI_SUPPORT "$work/refusal" || { cat "$work/refusal" >&2; die "the refusal does not name FEATURE_HELM_OCI_SUPPORT"; }
 
+# --- garbage collection: a deleted image's blobs go; the operator tells ---------
+say "spec.garbageCollection every 5s: a deleted image's layer goes, an Event and a condition tell"
+generation=$("$kubectl" get deploy -n "$ns" registry-registry -o jsonpath='{.metadata.generation}')
+"$kubectl" patch -n "$ns" qreg/registry --type merge -p '{"spec":{"garbageCollection":{"interval":"5s","gracePeriod":"5s"}}}'
+for _ in $(seq 1 60); do
+  [ "$("$kubectl" get deploy -n "$ns" registry-registry -o jsonpath='{.metadata.generation}')" != "$generation" ] && break
+  sleep 1
+done
+"$kubectl" rollout status -n "$ns" deploy/registry-registry --timeout=180s
+"$kubectl" wait -n "$ns" --for=condition=Ready qreg/registry --timeout=120s
+forward
+mkdir -p "$work/garbage"
+head -c 65536 /dev/urandom >"$work/garbage/noise"
+tar -C "$work/garbage" -cf "$work/garbage.tar" noise
+"$crane" append -f "$work/garbage.tar" -t "$reg/e2e/garbage:1" >/dev/null
+garbage=$("$crane" digest "$reg/e2e/garbage:1")
+layer=$("$crane" manifest "$reg/e2e/garbage:1" | grep -o 'sha256:[0-9a-f]\{64\}' | tail -1)
+"$crane" blob "$reg/e2e/garbage@$layer" >/dev/null || die "the new layer $layer does not pull"
+"$crane" delete "$reg/e2e/garbage@$garbage"
+gone=
+for _ in $(seq 1 90); do
+  if ! "$crane" blob "$reg/e2e/garbage@$layer" >/dev/null 2>&1; then gone=yes; break; fi
+  sleep 1
+done
+[ -n "$gone" ] || die "the deleted image's layer $layer still pulls after 90 s of sweeps every 5 s"
+[ "$("$crane" digest "$reg/e2e/pause:1")" = "$digest" ] || die "garbage collection touched e2e/pause:1"
+"$crane" blob "$reg/e2e/pause@$("$crane" manifest "$reg/e2e/pause:1" | grep -o 'sha256:[0-9a-f]\{64\}' | tail -1)" >/dev/null ||
+  die "a layer of the tagged e2e/pause:1 went"
+told=
+for _ in $(seq 1 60); do
+  if "$kubectl" get events -n "$ns" --field-selector reason=GarbageCollected -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
+    grep -q 'deleted .* [1-9][0-9]* blobs'; then told=yes; break; fi
+  sleep 2
+done
+[ -n "$told" ] || { "$kubectl" get events -n "$ns" >&2; die "no GarbageCollected Event on the QuarryRegistry"; }
+[ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions[?(@.type=="GarbageCollection")].status}')" = True ] ||
+  die "condition GarbageCollection is not True: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions}')"
+say "GC: $("$kubectl" get events -n "$ns" --field-selector reason=GarbageCollected -o jsonpath='{.items[-1:].message}')"
+
 # --- chart upgrade and uninstall; then kubectl apply -k deploy/ -----------------
 say "helm upgrade, then uninstall"
 "$helm" upgrade quarry-operator "$root/charts/quarry-operator" -n "$op_ns" --set logLevel=debug --wait --timeout 120s

@@ -12,6 +12,7 @@ pub mod crd;
 pub mod credentials;
 pub mod dereference;
 pub mod error;
+pub mod gc_report;
 pub mod generated;
 pub mod leader;
 pub mod metrics;

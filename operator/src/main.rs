@@ -94,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
         image_repository: cli.registry_image.clone(),
         default_version: env!("CARGO_PKG_VERSION").to_string(),
         apis: Default::default(),
+        gc_reports: quarry_operator::gc_report::Reporter::new(
+            k8s_openapi::jiff::Timestamp::now().as_second(),
+        )
+        .map_err(anyhow::Error::msg)?,
     });
     // OLM passes "" (all namespaces) or "a,b" through olm.targetNamespaces.
     let namespaces: Vec<String> = cli

@@ -38,6 +38,8 @@ pub struct Context {
     pub default_version: String,
     /// Optional APIs of the cluster (Routes, ServiceMonitors).
     pub apis: crate::capabilities::ApiCache,
+    /// Reads the registry pods' garbage-collection journals.
+    pub gc_reports: crate::gc_report::Reporter,
 }
 
 /// Reconcile one resource.
@@ -66,6 +68,18 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     let rolled = roll_out(cr, ctx, &ns, &apis, &plan, read, now).await?;
     announce_certificates(cr, ctx, &rolled.made).await;
     let (deployment, hpa) = observe(ctx, &ns, cr, &plan).await?;
+    let serving = deployment
+        .as_ref()
+        .and_then(|d| d.status.as_ref()?.ready_replicas)
+        .is_some_and(|n| n > 0);
+    let gc_health = match plan.registry_config.feature_garbage_collection && serving {
+        true => {
+            ctx.gc_reports
+                .poll(ctx, cr, &ns, plan.tls.serves_https())
+                .await
+        }
+        false => None,
+    };
     let new_status = status::valid(
         &StatusInput {
             cr,
@@ -74,6 +88,7 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
             deployment: deployment.as_ref(),
             hpa: hpa.as_ref(),
             route_host: rolled.route_host.as_deref(),
+            gc_health: gc_health.as_ref(),
             now,
         },
         &rolled.built.config_hash,
@@ -83,7 +98,13 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         .iter()
         .any(|c| c.type_ == "Ready" && c.status == "True");
     status::write(cr, ctx, &ns, new_status).await?;
-    Ok(Action::requeue(requeue_after(ready, &rolled.made, now)))
+    let mut after = requeue_after(ready, &rolled.made, now);
+    if plan.registry_config.feature_garbage_collection && serving {
+        after = after.min(journal_poll_interval(
+            plan.registry_config.garbage_collection_frequency,
+        ));
+    }
+    Ok(Action::requeue(after))
 }
 
 /// What one rollout generated, built and learned.
@@ -162,6 +183,13 @@ fn requeue_after(ready: bool, made: &Generated, now: i64) -> Duration {
         }
         None => after,
     }
+}
+
+/// How often the sweep journals are read (gc_report.rs): about once per
+/// sweep interval, within 10 s to 5 min; the journal keeps 32 sweeps, so
+/// none is missed.
+fn journal_poll_interval(sweep_every_seconds: u64) -> Duration {
+    Duration::from_secs(sweep_every_seconds.clamp(10, 300))
 }
 
 /// `generated::generate` on a blocking thread: bcrypt hashing and key

@@ -5,8 +5,10 @@
 //! - `markers`: the two markers a blob, link or manifest goes through
 //!   before it is deleted, and the rescue a request performs;
 //! - `touch`: the rescues the request handlers perform;
-//! - `sweep`: condemn what the mark finds, delete what stayed condemned.
+//! - `sweep`: condemn what the mark finds, delete what stayed condemned;
+//! - `journal`: the last sweeps, for the operator (`GET /gc/sweeps`).
 
+pub mod journal;
 pub mod mark;
 pub mod markers;
 pub mod sweep;

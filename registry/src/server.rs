@@ -73,6 +73,7 @@ pub async fn serve(
         state.storage.clone(),
         state.config.clone(),
         state.metrics.clone(),
+        state.gc_sweeps.clone(),
     ));
     let result = match tls {
         Some(tls) => serve_tls(listener, state, tls, shutdown).await,
@@ -114,6 +115,7 @@ async fn collect_garbage(
     storage: Arc<dyn Storage>,
     config: Arc<ArcSwap<RegistryConfig>>,
     metrics: Arc<Metrics>,
+    journal: Arc<gc::journal::Journal>,
 ) {
     loop {
         let every = Duration::from_secs(config.load().garbage_collection_frequency.max(1));
@@ -126,6 +128,7 @@ async fn collect_garbage(
         match gc::sweep::sweep(storage.as_ref(), grace).await {
             Ok(outcome) => {
                 metrics.record_sweep(&outcome);
+                journal.record_outcome(&outcome);
                 if outcome == gc::sweep::Outcome::default().with_duration(outcome.duration) {
                     tracing::debug!("garbage collection found nothing to do");
                 } else {
@@ -137,6 +140,7 @@ async fn collect_garbage(
                     .gc_runs
                     .get_or_create(&ResultLabels { result: "failed" })
                     .inc();
+                journal.record_failure(&format!("the sweep stopped: {e}"));
                 tracing::warn!(error = %e, "garbage collection sweep failed; the next one retries");
             }
         }

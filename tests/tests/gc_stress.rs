@@ -321,6 +321,28 @@ async fn stress(bases: Vec<String>) {
     }
     assert!(deleted_blobs > 0.0, "the sweeps deleted nothing");
     assert_eq!(errors, 0.0, "sweeps failed on some items");
+    // The journal the operator reads tells the same story.
+    let mut journaled_blobs = 0;
+    for base in bases.iter() {
+        let journal: serde_json::Value = client
+            .get(format!("{base}/gc/sweeps"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sweeps = journal["sweeps"].as_array().expect("sweeps");
+        assert!(!sweeps.is_empty(), "{base}: no sweep journaled");
+        assert!(journal["instance"].as_str().is_some_and(|i| !i.is_empty()));
+        for sweep in sweeps {
+            assert_eq!(sweep["succeeded"], true, "{sweep}");
+            journaled_blobs += sweep["deletedBlobs"].as_u64().unwrap();
+        }
+    }
+    // The journal keeps the last 32 sweeps only, the counters all of them.
+    assert!(journaled_blobs > 0, "no journaled sweep deleted a blob");
+    assert!(journaled_blobs as f64 <= deleted_blobs);
 }
 
 fn walk_count(dir: &std::path::Path, name: &str) -> usize {

@@ -1,13 +1,19 @@
 //! Garbage collection (`spec.garbageCollection`): the switch, the interval
 //! and the grace period, rendered as FEATURE_GARBAGE_COLLECTION,
 //! GARBAGE_COLLECTION_FREQUENCY and PUSH_TEMP_TAG_EXPIRATION_SEC (seconds,
-//! Quay's unit). The registry sweeps; every replica may.
+//! Quay's unit). The registry sweeps; every replica may. Status: the
+//! `GarbageCollection` condition, from the pods' sweep journals
+//! (gc_report.rs), which also turns sweeps into Events.
 
 use quarry_registry::retention::parse_duration;
 
-use super::{Component, RenderedKey};
+use super::{Component, RenderedKey, StatusInput};
 use crate::crd::QuarryRegistrySpec;
 use crate::plan::{Issues, Plan, PlanInput};
+use crate::status::StatusDraft;
+
+/// The condition this component reports.
+pub const CONDITION: &str = "GarbageCollection";
 
 pub struct GarbageCollection;
 
@@ -38,6 +44,18 @@ impl Component for GarbageCollection {
         }
         if let Some(s) = seconds("gracePeriod", &spec.grace_period, issues) {
             config.push_temp_tag_expiration_sec = s;
+        }
+    }
+
+    /// The condition follows the journals; it goes when sweeps are off,
+    /// and stays as it was when no pod could be read.
+    fn status(&self, cx: &StatusInput<'_>, draft: &mut StatusDraft) {
+        if !cx.plan.registry_config.feature_garbage_collection {
+            draft.status.conditions.retain(|c| c.type_ != CONDITION);
+            return;
+        }
+        if let Some(health) = cx.gc_health {
+            draft.set_condition(CONDITION, health.ok, health.reason, health.message.clone());
         }
     }
 

@@ -459,6 +459,9 @@ pub struct StatusInput<'a> {
     pub hpa: Option<&'a HorizontalPodAutoscaler>,
     /// The host the managed Route serves, when the router reported one.
     pub route_host: Option<&'a str>,
+    /// What the registry pods' garbage-collection journals say, when one
+    /// was read (gc_report.rs).
+    pub gc_health: Option<&'a crate::gc_report::Health>,
     /// Unix seconds.
     pub now: i64,
 }

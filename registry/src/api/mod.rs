@@ -49,6 +49,8 @@ pub struct AppState {
     pub tls: bool,
     /// Namespace usage measured recently, for the upload-start check.
     pub quota_usage: Arc<quota_guard::UsageCache>,
+    /// This replica's last garbage-collection sweeps.
+    pub gc_sweeps: Arc<crate::gc::journal::Journal>,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
             auth: None,
             tls: false,
             quota_usage: Arc::default(),
+            gc_sweeps: Arc::default(),
         }
     }
 
@@ -92,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/gc/sweeps", get(ops::gc_sweeps))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .fallback(|| async { RegistryError::NotFound })
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -1,4 +1,5 @@
-//! Health, readiness and metrics endpoints.
+//! Health, readiness and metrics endpoints, and the garbage-collection
+//! journal (gc/journal.rs).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -30,4 +31,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.encode(),
     )
         .into_response()
+}
+
+/// This replica's last garbage-collection sweeps (JSON), for the operator.
+pub async fn gc_sweeps(State(state): State<AppState>) -> Response {
+    axum::Json(state.gc_sweeps.snapshot()).into_response()
 }
