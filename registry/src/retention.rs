@@ -252,11 +252,9 @@ pub async fn sweep(
             let Some(seen) = facts.iter().find(|f| f.tag == tag) else {
                 continue;
             };
-            // Moved since: the decision was about another push.
-            if storage.tag_get(&repo, &tag).await?.as_ref() != Some(&seen.digest) {
-                continue;
-            }
-            if storage.tag_delete(&repo, &tag).await? {
+            // Left alone when moved since (the decision was about another
+            // push), and never racing a push of it (removal.rs).
+            if removal::remove(storage, &repo, &tag, &seen.digest).await? {
                 tracing::info!(repository = %repo, tag = %tag, digest = %seen.digest, reason = %why, "tag removed");
                 removed.push(Removed {
                     repo: repo.to_string(),
@@ -266,6 +264,7 @@ pub async fn sweep(
                 });
             }
         }
+        removal::purge_marks(storage, &repo, now).await?;
     }
     Ok(removed)
 }
@@ -301,5 +300,6 @@ async fn tag_facts(
     Ok(out)
 }
 
+pub mod removal;
 #[cfg(test)]
 mod tests;

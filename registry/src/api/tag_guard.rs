@@ -9,6 +9,7 @@ use crate::error::{ApiResult, RegistryError};
 use crate::image_labels;
 use crate::immutable_tags::{self, Immutable};
 use crate::names::{RepoName, Tag};
+use crate::retention;
 
 /// Why `tag`, which names `current`, is immutable; `None` when it is not.
 async fn immutability(
@@ -95,7 +96,11 @@ pub async fn set_tags(
             state.storage.tag_set(repo, tag, digest).await?;
         } else if !state.storage.tag_create(repo, tag, digest).await? {
             check_moves(state, repo, std::slice::from_ref(tag), digest).await?;
+            continue;
         }
+        // A retention sweep removing this tag right now must not take
+        // this push's tag with it.
+        retention::removal::after_tag_set(state.storage.as_ref(), repo, tag, digest).await?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! repositories/<name>/_manifests/<alg>/<hex>               manifest link (media type)
 //! repositories/<name>/_tags/<tag>                          tag -> digest
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json   referrer descriptor
+//! repositories/<name>/_retention/<tag>                     a tag removal's mark (retention/removal.rs)
 //! _gc/condemned/<hex>                                      garbage collection's
 //! _gc/deleting/<hex>                                         markers (gc/markers.rs)
 //! ```
@@ -65,6 +66,14 @@ impl Key {
 
     pub fn tag(repo: &RepoName, tag: &Tag) -> Key {
         Key::in_repo(repo, &format!("_tags/{tag}"))
+    }
+
+    pub fn retention_mark(repo: &RepoName, tag: &Tag) -> Key {
+        Key::in_repo(repo, &format!("_retention/{tag}"))
+    }
+
+    pub fn retention_marks(repo: &RepoName) -> Key {
+        Key::in_repo(repo, "_retention")
     }
 
     pub fn tags(repo: &RepoName) -> Key {
