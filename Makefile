@@ -61,10 +61,10 @@ test-e2e: tools-test tools-k8s ## Black-box tests: the real binaries, real clien
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator
 	eval "$$($(TOOLS) env)" && $(CARGO) test --locked -p quarry-e2e -- --test-threads=2
 
-bench: tools-bench tools-k8s ## Registry vs CNCF distribution, and operator convergence (report in docs/benchmarks.md)
+bench: tools-bench tools-k8s ## Registry vs CNCF distribution (transfers, S3, garbage collection), and operator convergence (report in docs/benchmarks.md)
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator --release
-	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench
-	eval "$$($(TOOLS) env)" && hack/bench.sh && hack/bench-s3.sh
+	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench --bin quarry-gc-bench
+	eval "$$($(TOOLS) env)" && hack/bench.sh && hack/bench-s3.sh && hack/bench-gc.sh
 
 image: $(if $(BUILD_IN_CONTAINER),,static) ## The registry and operator images, FROM scratch with the static binaries (podman or docker; nothing pulled)
 	hack/images.sh $(VERSION)

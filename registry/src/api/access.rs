@@ -39,6 +39,20 @@ pub(crate) fn action_of(method: &Method, endpoint: &Endpoint) -> Action {
     }
 }
 
+/// The action a challenge asks the client to get a token for: the
+/// endpoint's, except for a blob `HEAD`. Clients `HEAD` a blob to skip
+/// uploading it, which starts a push; one that got a pull-only token there
+/// keeps using it for the upload and gives up on the next 401 (the Python
+/// ORAS client). So that challenge asks for `pull,push`: the token endpoint
+/// still grants only what the account has, so a pull-only account gets a
+/// pull token as before.
+pub(crate) fn challenge_action(method: &Method, endpoint: &Endpoint) -> Action {
+    match (method, endpoint) {
+        (&Method::HEAD, Endpoint::Blob(_)) => Action::Push,
+        _ => action_of(method, endpoint),
+    }
+}
+
 /// The token endpoint's URL as the client reached us: the request's host,
 /// and https when we serve TLS or a proxy in front says so.
 fn realm(state: &AppState, headers: &HeaderMap, uri_host: Option<&str>) -> String {
@@ -201,13 +215,15 @@ fn scope_for(repo: &str, action: Action) -> String {
     format!("repository:{repo}:{actions}")
 }
 
-/// Authenticate and check the right to `action` in `repo`.
+/// Authenticate and check the right to `action` in `repo`; a challenge
+/// asks for a token for `challenge` (see `challenge_action`).
 pub(crate) async fn admit(
     state: &AppState,
     auth: &Auth,
     asker: &Asker<'_>,
     repo: &str,
     action: Action,
+    challenge: Action,
 ) -> ApiResult<Caller> {
     let caller = authenticate(state, auth, asker).await?;
     let anonymous = &state.config().anonymous_pull_namespaces;
@@ -225,7 +241,7 @@ pub(crate) async fn admit(
                     action.as_str()
                 ),
             };
-            Err(asker.unauthorized(state, message, Some(&scope_for(repo, action))))
+            Err(asker.unauthorized(state, message, Some(&scope_for(repo, challenge))))
         }
         Verdict::Deny => {
             count(state, "denied");
@@ -268,6 +284,15 @@ mod tests {
         assert_eq!(action_of(&Method::PUT, &Manifest("x".into())), Action::Push);
         assert_eq!(action_of(&Method::GET, &Upload("x".into())), Action::Push);
         assert_eq!(action_of(&Method::POST, &UploadStart), Action::Push);
+        // A blob HEAD needs pull, and its challenge asks for push too.
+        let blob = Blob("sha256:0".into());
+        assert_eq!(action_of(&Method::HEAD, &blob), Action::Pull);
+        assert_eq!(challenge_action(&Method::HEAD, &blob), Action::Push);
+        assert_eq!(challenge_action(&Method::GET, &blob), Action::Pull);
+        assert_eq!(
+            challenge_action(&Method::HEAD, &Manifest("x".into())),
+            Action::Pull
+        );
         assert_eq!(
             action_of(&Method::DELETE, &Manifest("x".into())),
             Action::Delete

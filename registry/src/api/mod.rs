@@ -262,7 +262,8 @@ async fn admit(
     };
     let asker = access::Asker::of(parts);
     let action = access::action_of(&parts.method, endpoint);
-    access::admit(state, auth, &asker, repo.as_str(), action).await
+    let challenge = access::challenge_action(&parts.method, endpoint);
+    access::admit(state, auth, &asker, repo.as_str(), action, challenge).await
 }
 
 async fn handle(state: &AppState, endpoint: Endpoint, call: Call) -> ApiResult<Response> {
