@@ -238,6 +238,55 @@ mod tests {
         assert_eq!(key().verify(&token, "svc"), Err(TokenError::Expired));
     }
 
+    /// Tokens that must never pass: unsigned (`alg: none`), another HMAC
+    /// algorithm with the same secret, another issuer, not yet valid, and
+    /// an RSA-style header over an HMAC signature (algorithm confusion).
+    #[test]
+    fn forged_and_confused_tokens_are_refused() {
+        use base64::Engine;
+        let b64 = |v: &serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let (token, claims) = key().issue("alice", "svc", vec![], 60).unwrap();
+        let body = token.split('.').nth(1).unwrap().to_string();
+        let signature = token.split('.').nth(2).unwrap().to_string();
+        let claims_json = serde_json::to_value(&claims).unwrap();
+        let unsigned = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(&claims_json)
+        );
+        let relabelled = format!(
+            "{}.{body}.{signature}",
+            b64(&serde_json::json!({"alg": "RS256", "typ": "JWT"}))
+        );
+        let hs512 =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &key().encoding).unwrap();
+        let mut foreign = claims.clone();
+        foreign.iss = "someone-else".into();
+        let foreign =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &foreign, &key().encoding)
+                .unwrap();
+        let mut early = claims.clone();
+        early.nbf = now_secs() + 60;
+        let early =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &early, &key().encoding).unwrap();
+        for (what, forged) in [
+            ("alg none", unsigned),
+            ("RS256 header", relabelled),
+            ("HS512", hs512),
+            ("other issuer", foreign),
+            ("not yet valid", early),
+            ("empty", String::new()),
+            ("garbage", "a.b.c".to_string()),
+        ] {
+            assert!(
+                matches!(key().verify(&forged, "svc"), Err(TokenError::Invalid(_))),
+                "{what} was accepted"
+            );
+        }
+    }
+
     #[test]
     fn short_secrets_are_refused() {
         assert!(TokenKey::from_secret(b"short\n").is_err());
