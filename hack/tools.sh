@@ -52,7 +52,7 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx openssl)
 BENCH_TOOLS=(distribution nginx wrk ab minio strace)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 # Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the
@@ -85,7 +85,7 @@ version_of() {
     cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
     pause) echo "$PAUSE_VERSION" ;;
-    skopeo | nginx | wrk | ab | strace | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
+    skopeo | nginx | wrk | ab | strace | openssl | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]})" ;;
   esac
 }
@@ -98,6 +98,7 @@ debian_binary() {
     wrk) echo /usr/bin/wrk ;;
     ab) echo /usr/bin/ab ;;
     strace) echo /usr/bin/strace ;;
+    openssl) echo /usr/bin/openssl ;;
     shellcheck) echo /usr/bin/shellcheck ;;
     dockerd) echo /usr/sbin/dockerd ;;
     iptables) echo /usr/sbin/iptables ;;

@@ -266,6 +266,50 @@ else:
     // refusal itself is `refusals_are_precise_and_store_nothing`'s.
 }
 
+/// TLS 1.2 and 1.3 only, and in 1.2 only forward-secret AEAD suites:
+/// `openssl s_client` is let try what it would refuse itself (security
+/// level 0) so the refusal is the server's.
+#[test]
+fn tls_speaks_only_1_2_and_1_3_with_modern_suites() {
+    let registry = SecureRegistry::start("");
+    let connect = |args: &[&str]| {
+        let out = Command::new(quarry_e2e::tool("openssl"))
+            .args(["s_client", "-connect", &registry.host()])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run openssl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    for refused in [
+        &["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"][..],
+        &["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+        &["-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0"],
+        &[
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:@SECLEVEL=0",
+        ],
+        &["-tls1_2", "-cipher", "AES128-GCM-SHA256:@SECLEVEL=0"],
+    ] {
+        let (ok, text) = connect(refused);
+        assert!(
+            !ok && text.contains("alert"),
+            "{refused:?} was not refused by the server:\n{text}"
+        );
+    }
+    let (ok, text) = connect(&["-tls1_2"]);
+    assert!(ok, "TLS 1.2: {text}");
+    assert!(
+        text.contains("Cipher is ECDHE-") && (text.contains("GCM") || text.contains("CHACHA20")),
+        "TLS 1.2 chose an old suite: {text}"
+    );
+    let (ok, text) = connect(&["-tls1_3"]);
+    assert!(ok && text.contains("TLSv1.3"), "TLS 1.3: {text}");
+}
+
 #[test]
 fn conformance_v1_with_credentials_over_https() {
     let registry = SecureRegistry::start("");
