@@ -16,6 +16,9 @@ use crate::storage::settings::StorageSettings;
 
 /// The manifest size every registry must accept (OCI distribution spec).
 pub const MIN_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
+/// Smallest header limit accepted: what real clients send fits many times
+/// (a bearer token is a few KiB).
+pub const MIN_REQUEST_HEADER_BYTES: u64 = 8 * 1024;
 
 /// Default name of the storage location in `DISTRIBUTED_STORAGE_CONFIG`.
 pub const DEFAULT_STORAGE_LOCATION: &str = "default";
@@ -58,6 +61,11 @@ pub struct RegistryConfig {
     /// Largest manifest accepted, in bytes (at least 4 MiB).
     #[serde(rename = "MAXIMUM_MANIFEST_SIZE")]
     pub maximum_manifest_size: u64,
+
+    /// Largest total of a request's header names and values, in bytes;
+    /// larger requests get 431 before any handler runs.
+    #[serde(rename = "MAXIMUM_REQUEST_HEADER_BYTES")]
+    pub maximum_request_header_bytes: u64,
 
     /// Mount a blob the registry already has when a client asks to mount it
     /// without naming a `from` repository that holds it.
@@ -205,6 +213,7 @@ impl Default for RegistryConfig {
             feature_referrers_api: true,
             allowed_oci_artifact_types: None,
             maximum_manifest_size: MIN_MANIFEST_SIZE,
+            maximum_request_header_bytes: 64 * 1024,
             feature_automatic_cross_mount: true,
             blob_upload_stale_seconds: 24 * 3600,
             referrers_page_size: 1000,
@@ -397,6 +406,15 @@ impl RegistryConfig {
                 format!(
                     "{} bytes is below the {MIN_MANIFEST_SIZE} bytes (4 MiB) the OCI distribution spec requires registries to accept",
                     self.maximum_manifest_size
+                ),
+            );
+        }
+        if self.maximum_request_header_bytes < MIN_REQUEST_HEADER_BYTES {
+            issue(
+                "MAXIMUM_REQUEST_HEADER_BYTES",
+                format!(
+                    "{} bytes is below the minimum of {MIN_REQUEST_HEADER_BYTES} (clients' bearer tokens alone take a few KiB)",
+                    self.maximum_request_header_bytes
                 ),
             );
         }

@@ -51,6 +51,11 @@ pub enum RegistryError {
     BlobRangeNotSatisfiable { size: u64 },
     #[error("manifest of {size} bytes is over the limit of {limit} bytes")]
     ManifestTooLarge { size: u64, limit: u64 },
+    /// 431: the request's headers are over MAXIMUM_REQUEST_HEADER_BYTES.
+    #[error(
+        "the request's headers take {size} bytes, over the limit of {limit} (MAXIMUM_REQUEST_HEADER_BYTES)"
+    )]
+    HeadersTooLarge { size: u64, limit: u64 },
     /// 401: credentials missing, wrong or expired. `challenge` is the
     /// `WWW-Authenticate` value telling the client where to get a token.
     #[error("{message}")]
@@ -98,6 +103,7 @@ impl RegistryError {
             }
             BlobRangeNotSatisfiable { .. } => ("BLOB_UNKNOWN", StatusCode::RANGE_NOT_SATISFIABLE),
             ManifestTooLarge { .. } => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            HeadersTooLarge { .. } => ("SIZE_INVALID", StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
             TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             Unavailable(_) => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),

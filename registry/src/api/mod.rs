@@ -98,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         .route("/gc/sweeps", get(ops::gc_sweeps))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .fallback(|| async { RegistryError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit_headers,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -117,6 +121,21 @@ fn route_label(matched: &str) -> Option<&'static str> {
         TOKEN_PATH => Some("token"),
         _ => None,
     }
+}
+
+/// Refuse requests whose headers are over MAXIMUM_REQUEST_HEADER_BYTES
+/// (hyper itself stops at 100 headers and ~400 KiB).
+async fn limit_headers(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config().maximum_request_header_bytes;
+    let size: u64 = request
+        .headers()
+        .iter()
+        .map(|(name, value)| (name.as_str().len() + value.len()) as u64)
+        .sum();
+    if size > limit {
+        return RegistryError::HeadersTooLarge { size, limit }.into_response();
+    }
+    next.run(request).await
 }
 
 /// One middleware counts and times every registry request, by route,
