@@ -67,6 +67,12 @@ pub struct RegistryConfig {
     #[serde(rename = "MAXIMUM_REQUEST_HEADER_BYTES")]
     pub maximum_request_header_bytes: u64,
 
+    /// A connection must send a request's headers within this many seconds
+    /// (also while idle between requests), else it is closed: a client
+    /// trickling headers (slowloris) cannot hold connections open.
+    #[serde(rename = "REQUEST_HEADER_TIMEOUT_SECONDS")]
+    pub request_header_timeout_seconds: u64,
+
     /// Mount a blob the registry already has when a client asks to mount it
     /// without naming a `from` repository that holds it.
     #[serde(rename = "FEATURE_AUTOMATIC_CROSS_MOUNT")]
@@ -214,6 +220,7 @@ impl Default for RegistryConfig {
             allowed_oci_artifact_types: None,
             maximum_manifest_size: MIN_MANIFEST_SIZE,
             maximum_request_header_bytes: 64 * 1024,
+            request_header_timeout_seconds: 60,
             feature_automatic_cross_mount: true,
             blob_upload_stale_seconds: 24 * 3600,
             referrers_page_size: 1000,
@@ -416,6 +423,12 @@ impl RegistryConfig {
                     "{} bytes is below the minimum of {MIN_REQUEST_HEADER_BYTES} (clients' bearer tokens alone take a few KiB)",
                     self.maximum_request_header_bytes
                 ),
+            );
+        }
+        if self.request_header_timeout_seconds == 0 {
+            issue(
+                "REQUEST_HEADER_TIMEOUT_SECONDS",
+                "must be at least 1 (0 would let a client hold a connection for ever)".into(),
             );
         }
         if self.referrers_page_size == 0 {

@@ -9,9 +9,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use axum::extract::ConnectInfo;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower_http::add_extension::AddExtensionLayer;
 
 use crate::api::{AppState, router};
 use crate::auth::Auth;
@@ -153,6 +159,7 @@ async fn serve_tls(
     tls: RustlsConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let header_timeout = Duration::from_secs(state.config().request_header_timeout_seconds);
     let app = router(state.with_tls(true));
     let handle = axum_server::Handle::new();
     let on_signal = handle.clone();
@@ -163,34 +170,69 @@ async fn serve_tls(
     let acceptor = RustlsAcceptor::new(tls)
         .handshake_timeout(Duration::from_secs(10))
         .acceptor(NoDelayAcceptor::new());
-    axum_server::from_tcp(listener.into_std().context("TLS listener")?)
+    let mut server = axum_server::from_tcp(listener.into_std().context("TLS listener")?)
         .acceptor(acceptor)
-        .handle(handle)
+        .handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    server
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .context("HTTPS server failed")
 }
 
+/// Plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge). Our own accept
+/// loop rather than `axum::serve`, which has no header read timeout.
 async fn serve_plain(
     listener: TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let header_timeout = Duration::from_secs(state.config().request_header_timeout_seconds);
     let app = router(state);
-    // Headers and a small body leave in separate writes; without NODELAY,
-    // Nagle's algorithm and delayed ACKs add ~40 ms to such responses.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    let connections = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait, do not spin.
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Headers and a small body leave in separate writes; without NODELAY,
+        // Nagle's algorithm and delayed ACKs add ~40 ms to such responses.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("HTTP server failed")
+        let service =
+            TowerToHyperService::new(app.clone().layer(AddExtensionLayer::new(ConnectInfo(peer))));
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .into_owned();
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
 }
 
 async fn sweep_stale_uploads(storage: Arc<dyn Storage>, max_age: Duration) {

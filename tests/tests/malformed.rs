@@ -445,3 +445,74 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// A client that trickles its headers, or leaves a connection idle, is
+/// disconnected after REQUEST_HEADER_TIMEOUT_SECONDS, on plain HTTP and
+/// on HTTPS, while other clients are served.
+#[test]
+fn clients_that_trickle_headers_or_idle_are_disconnected() {
+    const CONFIG: &str = "REQUEST_HEADER_TIMEOUT_SECONDS: 2\n";
+    let registry = Registry::start_with_config(Some(CONFIG));
+    let closed_within = |mut stream: TcpStream, first: &[u8]| {
+        stream.write_all(first).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+        (started.elapsed(), rest)
+    };
+    // Headers never finished.
+    let stream = TcpStream::connect(("127.0.0.1", registry.port)).unwrap();
+    let (waited, answer) = closed_within(stream, b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n");
+    assert!(answer.is_empty(), "answered a request without its end");
+    assert!(
+        waited < Duration::from_secs(10),
+        "a trickling client was held for {waited:?}"
+    );
+    // Idle after one request on a kept-alive connection.
+    let stream = TcpStream::connect(("127.0.0.1", registry.port)).unwrap();
+    let (waited, answer) = closed_within(stream, b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        waited < Duration::from_secs(10),
+        "an idle connection was held for {waited:?}"
+    );
+    let ok = quarry_e2e::http::blocking()
+        .get(format!("{}/v2/", registry.url()))
+        .send()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    // The same over TLS: openssl s_client sends the unfinished headers and
+    // keeps its input open; the server's close ends it.
+    let secure = quarry_e2e::secure::SecureRegistry::start(CONFIG);
+    let mut client = std::process::Command::new(quarry_e2e::tool("openssl"))
+        .args(["s_client", "-quiet", "-connect", &secure.host()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let mut input = client.stdin.take().unwrap();
+    input
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let exited = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = client.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(input);
+    assert!(
+        exited.is_some(),
+        "an HTTPS client trickling headers was still connected after 20 s"
+    );
+}
