@@ -73,6 +73,11 @@ pub struct RegistryConfig {
     #[serde(rename = "REQUEST_HEADER_TIMEOUT_SECONDS")]
     pub request_header_timeout_seconds: u64,
 
+    /// bcrypt password checks run at once (0: one per core); more logins
+    /// wait up to 2 s, then get 429. Read at start.
+    #[serde(rename = "AUTH_CONCURRENT_PASSWORD_CHECKS")]
+    pub auth_concurrent_password_checks: usize,
+
     /// Mount a blob the registry already has when a client asks to mount it
     /// without naming a `from` repository that holds it.
     #[serde(rename = "FEATURE_AUTOMATIC_CROSS_MOUNT")]
@@ -221,6 +226,7 @@ impl Default for RegistryConfig {
             maximum_manifest_size: MIN_MANIFEST_SIZE,
             maximum_request_header_bytes: 64 * 1024,
             request_header_timeout_seconds: 60,
+            auth_concurrent_password_checks: 0,
             feature_automatic_cross_mount: true,
             blob_upload_stale_seconds: 24 * 3600,
             referrers_page_size: 1000,

@@ -63,6 +63,9 @@ pub enum RegistryError {
     /// 429: too many failed logins from this address.
     #[error("too many failed logins from this address; try again in {retry_after} seconds")]
     TooManyRequests { retry_after: u64 },
+    /// 429: every password check slot is busy (AUTH_CONCURRENT_PASSWORD_CHECKS).
+    #[error("too many logins are being checked at once; try again in a second")]
+    LoginsBusy,
     /// 503 with Retry-After: the request needs something a garbage
     /// collection sweep is deleting at this moment.
     #[error("{0}")]
@@ -105,7 +108,9 @@ impl RegistryError {
             ManifestTooLarge { .. } => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             HeadersTooLarge { .. } => ("SIZE_INVALID", StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
             Unauthorized { .. } => ("UNAUTHORIZED", StatusCode::UNAUTHORIZED),
-            TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
+            TooManyRequests { .. } | LoginsBusy => {
+                ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS)
+            }
             Unavailable(_) => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
@@ -147,6 +152,9 @@ impl IntoResponse for RegistryError {
             }
             RegistryError::TooManyRequests { retry_after } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            RegistryError::LoginsBusy => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
             RegistryError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5));

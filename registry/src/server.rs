@@ -54,7 +54,11 @@ pub fn app_state(config: RegistryConfig) -> anyhow::Result<AppState> {
     let auth = match (&config.auth_accounts_file, &config.auth_token_key_file) {
         (Some(accounts), Some(key)) => Some(Arc::new(
             Auth::from_files(Path::new(accounts), Path::new(key))
-                .map_err(|e| anyhow::anyhow!(e))?,
+                .map_err(|e| anyhow::anyhow!(e))?
+                .with_password_checks(match config.auth_concurrent_password_checks {
+                    0 => crate::auth::default_password_checks(),
+                    n => n,
+                }),
         )),
         // validate() refuses one without the other.
         _ => None,

@@ -156,8 +156,12 @@ pub(crate) async fn login(
         return Err(RegistryError::TooManyRequests { retry_after });
     }
     match auth.check_password(user, password).await {
-        Some(account) => Ok(account),
-        None => {
+        Ok(Some(account)) => Ok(account),
+        Err(crate::auth::PasswordChecksBusy) => {
+            count(state, "busy");
+            Err(RegistryError::LoginsBusy)
+        }
+        Ok(None) => {
             auth.failed_logins.record(asker.ip, Instant::now());
             count(state, "bad_credentials");
             // The account name is logged to help admins; never the password.

@@ -79,6 +79,22 @@ pub struct Auth {
     verified: Mutex<HashMap<[u8; 32], String>>,
     salt: [u8; 32],
     pub failed_logins: FailedLogins,
+    /// bcrypt checks running at once (each takes a core for tens of
+    /// milliseconds): a flood of logins must not starve pulls.
+    password_checks: tokio::sync::Semaphore,
+}
+
+/// How long a login waits for a free password check before it is told to
+/// come back (429).
+const PASSWORD_CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Every password check slot stayed busy for `PASSWORD_CHECK_WAIT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordChecksBusy;
+
+/// Password checks run at once by default: one per core.
+pub fn default_password_checks() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl std::fmt::Debug for Auth {
@@ -137,7 +153,14 @@ impl Auth {
             verified: Mutex::new(HashMap::new()),
             salt: rand::random(),
             failed_logins: FailedLogins::default(),
+            password_checks: tokio::sync::Semaphore::new(default_password_checks()),
         })
+    }
+
+    /// The same with at most `checks` bcrypt checks at once (at least 1).
+    pub fn with_password_checks(mut self, checks: usize) -> Auth {
+        self.password_checks = tokio::sync::Semaphore::new(checks.max(1));
+        self
     }
 
     /// Read the files again; swap them in when they changed and are valid.
@@ -162,17 +185,26 @@ impl Auth {
 
     /// The account named `name` when `password` is its password.
     /// Takes a bcrypt check (tens of milliseconds) unless these exact
-    /// credentials were checked before.
-    pub async fn check_password(&self, name: &str, password: &str) -> Option<String> {
+    /// credentials were checked before; `Err` when no check could start
+    /// within `PASSWORD_CHECK_WAIT`.
+    pub async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<String>, PasswordChecksBusy> {
         let accounts = self.accounts.load_full();
         let current_hash = accounts.accounts.get(name).map(|a| a.password_hash.clone());
         let print = fingerprint(&[&self.salt, name.as_bytes(), password.as_bytes()]);
         if let Some(hash) = &current_hash {
             let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if verified.get(&print) == Some(hash) {
-                return Some(name.to_string());
+                return Ok(Some(name.to_string()));
             }
         }
+        let _slot = tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire())
+            .await
+            .map_err(|_| PasswordChecksBusy)?
+            .map_err(|_| PasswordChecksBusy)?;
         let hash = current_hash.clone().unwrap_or_else(|| DUMMY_HASH.clone());
         let password = password.to_string();
         let matches =
@@ -186,9 +218,9 @@ impl Auth {
                     verified.clear();
                 }
                 verified.insert(print, hash);
-                Some(name.to_string())
+                Ok(Some(name.to_string()))
             }
-            _ => None,
+            _ => Ok(None),
         }
     }
 
@@ -330,6 +362,32 @@ mod tests {
         )
     }
 
+    /// With every check slot taken, a login waits, then is told to come
+    /// back; a cached login needs no slot.
+    #[tokio::test]
+    async fn password_checks_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let auth = auth_with(dir.path(), &accounts_yaml(&hash)).with_password_checks(1);
+        assert_eq!(
+            auth.check_password("admin", "pw").await,
+            Ok(Some("admin".into()))
+        );
+        let held = auth.password_checks.acquire().await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(
+            auth.check_password("admin", "wrong").await,
+            Err(PasswordChecksBusy)
+        );
+        assert!(started.elapsed() >= PASSWORD_CHECK_WAIT);
+        assert_eq!(
+            auth.check_password("admin", "pw").await,
+            Ok(Some("admin".into()))
+        );
+        drop(held);
+        assert_eq!(auth.check_password("admin", "wrong").await, Ok(None));
+    }
+
     #[tokio::test]
     async fn passwords_are_checked_and_cached_per_hash() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,30 +395,30 @@ mod tests {
         let auth = auth_with(dir.path(), &accounts_yaml(&hash));
         assert_eq!(
             auth.check_password("admin", "pw").await,
-            Some("admin".into())
+            Ok(Some("admin".into()))
         );
         assert_eq!(
             auth.check_password("admin", "pw").await,
-            Some("admin".into())
+            Ok(Some("admin".into()))
         );
-        assert_eq!(auth.check_password("admin", "wrong").await, None);
-        assert_eq!(auth.check_password("ghost", "pw").await, None);
+        assert_eq!(auth.check_password("admin", "wrong").await, Ok(None));
+        assert_eq!(auth.check_password("ghost", "pw").await, Ok(None));
         // A new password in the file: the cached one no longer works.
         let new_hash = bcrypt::hash("pw2", 4).unwrap();
         std::fs::write(dir.path().join("accounts.yaml"), accounts_yaml(&new_hash)).unwrap();
         assert_eq!(auth.reload(), Ok(true));
         assert_eq!(auth.reload(), Ok(false));
-        assert_eq!(auth.check_password("admin", "pw").await, None);
+        assert_eq!(auth.check_password("admin", "pw").await, Ok(None));
         assert_eq!(
             auth.check_password("admin", "pw2").await,
-            Some("admin".into())
+            Ok(Some("admin".into()))
         );
         // A broken file keeps what is in force.
         std::fs::write(dir.path().join("accounts.yaml"), "accounts: [").unwrap();
         assert!(auth.reload().is_err());
         assert_eq!(
             auth.check_password("admin", "pw2").await,
-            Some("admin".into())
+            Ok(Some("admin".into()))
         );
     }
 
