@@ -334,6 +334,11 @@ fn corpus(blob: &str, session: &dyn Fn() -> String) -> Vec<Case> {
         }
     }
     let long_header = "x".repeat(100 * 1024);
+    let mut chunked_big = b"PUT /v2/good/bad/manifests/t HTTP/1.1\r\nHost: r\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let chunk = 5 * 1024 * 1024;
+    chunked_big.extend_from_slice(format!("{chunk:x}\r\n").as_bytes());
+    chunked_big.extend(std::iter::repeat_n(b' ', chunk));
+    chunked_big.extend_from_slice(b"\r\n0\r\n\r\n");
     let many_headers: Vec<(String, String)> =
         (0..101).map(|i| (format!("X-H{i}"), "v".into())).collect();
     for (what, raw, allowed) in [
@@ -341,6 +346,7 @@ fn corpus(blob: &str, session: &dyn Fn() -> String) -> Vec<Case> {
         ("unknown method", request("FOO", "/v2/", &[], b""), &[400, 404, 405]),
         ("100 KiB header", request("GET", "/v2/", &[("X-Long", &long_header)], b""), &[431]),
         ("101 headers", request("GET", "/v2/", &many_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), b""), &[431]),
+        ("5 MiB manifest without a Content-Length (chunked)", chunked_big, &[413]),
         ("absolute-form target", request("GET", "http://elsewhere/v2/", &[], b""), &[200, 400, 404]),
         ("asterisk target", request("OPTIONS", "*", &[], b""), &[400, 404, 405]),
         (
