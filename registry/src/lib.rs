@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod fuzzing;
 pub mod gc;
 pub mod image_labels;
 pub mod immutable_tags;

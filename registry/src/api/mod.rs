@@ -3,7 +3,7 @@
 //! `oneshot`, the binary serves it.
 
 pub(crate) mod access;
-mod blobs;
+pub(crate) mod blobs;
 mod listing;
 mod manifests;
 mod ops;
@@ -12,7 +12,7 @@ mod referrers;
 pub mod route;
 mod tag_guard;
 mod token;
-mod uploads;
+pub(crate) mod uploads;
 
 use std::sync::Arc;
 use std::time::Instant;

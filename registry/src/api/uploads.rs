@@ -88,7 +88,7 @@ fn body_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
 }
 
 /// `Content-Range: <start>-<end>` (also accepted with a `bytes ` prefix).
-fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
+pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
     let Some(value) = headers.get(header::CONTENT_RANGE) else {
         return Ok(None);
     };

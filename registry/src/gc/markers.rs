@@ -170,10 +170,8 @@ pub struct Touched {
 pub async fn touch(storage: &dyn Storage, subject: &Subject) -> StorageResult<Touched> {
     let rescued = storage.kv_delete(&subject.marker(CONDEMNED)).await?;
     let deleting_marker = subject.marker(DELETING);
-    let (deleting, stored) = futures::try_join!(
-        storage.kv_exists(&deleting_marker),
-        subject.exists(storage)
-    )?;
+    let (deleting, stored) =
+        futures::try_join!(storage.kv_exists(&deleting_marker), subject.exists(storage))?;
     Ok(Touched {
         present: stored && !deleting,
         rescued,

@@ -1,0 +1,3 @@
+#![no_main]
+// See quarry_registry::fuzzing::credentials.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| quarry_registry::fuzzing::credentials(data));
