@@ -16,8 +16,11 @@ use crate::manifest::{
 };
 use crate::names::{Reference, RepoName, Tag};
 
+/// A fuzz target: arbitrary bytes in, no panic out.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets, by name (a folder each under `fuzz/corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("names", names),
     ("ranges", ranges),
