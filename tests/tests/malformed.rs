@@ -522,3 +522,93 @@ fn clients_that_trickle_headers_or_idle_are_disconnected() {
         "an HTTPS client trickling headers was still connected after 20 s"
     );
 }
+
+/// Junk `Authorization` headers on a registry with accounts: each gets 401
+/// (or 400 for a header that cannot be read, 429 once the address failed
+/// too often, 431 over MAXIMUM_REQUEST_HEADER_BYTES), never a 5xx, and an
+/// account's real login still works after.
+#[test]
+fn junk_credentials_are_refused_without_a_server_error() {
+    use base64::Engine;
+    use quarry_e2e::secure::{ADMIN, PASSWORD, accounts_yaml, hash_password};
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.yaml");
+    std::fs::write(&accounts, accounts_yaml(&hash_password(PASSWORD))).unwrap();
+    let key = dir.path().join("token.key");
+    std::fs::write(&key, "k".repeat(40)).unwrap();
+    let config = format!(
+        "AUTH_ACCOUNTS_FILE: {}\nAUTH_TOKEN_KEY_FILE: {}\nAUTH_FAILED_LOGINS_PER_MINUTE: 1000\n",
+        accounts.display(),
+        key.display()
+    );
+    let registry = Registry::start_with_config(Some(&config));
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let long = "A".repeat(60 * 1024);
+    let mut values: Vec<String> = vec![
+        "Bearer".into(),
+        "Bearer ".into(),
+        "Bearer a.b.c".into(),
+        "Bearer ...".into(),
+        format!("Bearer {long}"),
+        "Bearer eyJhbGciOiJub25lIn0.eyJpc3MiOiJxdWFycnktcmVnaXN0cnkifQ.".into(),
+        "bearer x".into(),
+        "BEARER x".into(),
+        "Basic".into(),
+        "Basic ".into(),
+        "Basic !!!".into(),
+        format!("Basic {}", b64(b"nocolon")),
+        format!("Basic {}", b64(b":")),
+        format!("Basic {}", b64(b"admin:")),
+        format!("Basic {}", b64(b":password")),
+        format!("Basic {}", b64(&[0xff, 0xfe, b':', 0xc0, 0xae])),
+        format!("Basic {}", b64(format!("{ADMIN}:{long}").as_bytes())),
+        format!(
+            "Basic {}",
+            b64(format!("{}:x", "a".repeat(10_000)).as_bytes())
+        ),
+        "Basic YWRtaW46".into(),
+        "Digest username=\"admin\"".into(),
+        "Negotiate abc".into(),
+        "".into(),
+        " ".into(),
+    ];
+    values.push(format!(
+        "Basic {}",
+        b64(format!("{ADMIN}:wrong").as_bytes())
+    ));
+    let mut failures = Vec::new();
+    let mut cases = 0;
+    for value in &values {
+        for target in [
+            "/v2/",
+            "/v2/team/app/tags/list",
+            "/auth/token?service=quarry-registry&scope=repository:team/app:pull",
+        ] {
+            cases += 1;
+            let raw = request("GET", target, &[("Authorization", value)], b"");
+            match exchange(registry.port, &raw) {
+                Some((401 | 400 | 429 | 431, _)) => {}
+                Some((status, text)) => failures.push(format!(
+                    "{target} with Authorization {:?}: {status}: {}",
+                    value.chars().take(60).collect::<String>(),
+                    text.chars().take(300).collect::<String>()
+                )),
+                None => failures.push(format!("{target} with {value:.60}: no answer")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} answered wrongly:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let good = format!("Basic {}", b64(format!("{ADMIN}:{PASSWORD}").as_bytes()));
+    let (status, _) = exchange(
+        registry.port,
+        &request("GET", "/v2/", &[("Authorization", &good)], b""),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "the real login no longer works");
+    assert!(!registry.log_text().contains("panicked"));
+}
