@@ -19,6 +19,7 @@ pub const MIN_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 /// Smallest header limit accepted: what real clients send fits many times
 /// (a bearer token is a few KiB).
 pub const MIN_REQUEST_HEADER_BYTES: u64 = 8 * 1024;
+const GIB: u64 = 1024 * 1024 * 1024;
 
 /// Default name of the storage location in `DISTRIBUTED_STORAGE_CONFIG`.
 pub const DEFAULT_STORAGE_LOCATION: &str = "default";
@@ -72,6 +73,34 @@ pub struct RegistryConfig {
     /// trickling headers (slowloris) cannot hold connections open.
     #[serde(rename = "REQUEST_HEADER_TIMEOUT_SECONDS")]
     pub request_header_timeout_seconds: u64,
+
+    /// A request body that sends nothing for this many seconds is cut off
+    /// with 408 (an upload chunk so cut is rolled back, the session kept).
+    #[serde(rename = "REQUEST_BODY_IDLE_TIMEOUT_SECONDS")]
+    pub request_body_idle_timeout_seconds: u64,
+
+    /// Upload sessions open at once on this replica; one more gets 429.
+    #[serde(rename = "MAXIMUM_UPLOAD_SESSIONS")]
+    pub maximum_upload_sessions: usize,
+
+    /// Upload sessions one client (account, or address when anonymous)
+    /// may hold open at once on this replica; one more gets 429.
+    #[serde(rename = "MAXIMUM_UPLOAD_SESSIONS_PER_CLIENT")]
+    pub maximum_upload_sessions_per_client: usize,
+
+    /// Bytes all unfinished uploads on this replica may hold; a chunk that
+    /// would pass it gets 413 and is rolled back.
+    #[serde(rename = "MAXIMUM_STAGED_UPLOAD_BYTES")]
+    pub maximum_staged_upload_bytes: u64,
+
+    /// Bytes one client's unfinished uploads may hold on this replica.
+    #[serde(rename = "MAXIMUM_STAGED_UPLOAD_BYTES_PER_CLIENT")]
+    pub maximum_staged_upload_bytes_per_client: u64,
+
+    /// Largest page of the tag list and the catalog; a larger `n`, or
+    /// none, gets this many entries and a `Link` to the next page.
+    #[serde(rename = "MAXIMUM_LIST_ENTRIES")]
+    pub maximum_list_entries: usize,
 
     /// bcrypt password checks run at once (0: one per core); more logins
     /// wait up to 2 s, then get 429. Read at start.
@@ -227,6 +256,12 @@ impl Default for RegistryConfig {
             maximum_request_header_bytes: 64 * 1024,
             request_header_timeout_seconds: 60,
             auth_concurrent_password_checks: 0,
+            request_body_idle_timeout_seconds: 60,
+            maximum_upload_sessions: 1024,
+            maximum_upload_sessions_per_client: 128,
+            maximum_staged_upload_bytes: 512 * GIB,
+            maximum_staged_upload_bytes_per_client: 128 * GIB,
+            maximum_list_entries: 10_000,
             feature_automatic_cross_mount: true,
             blob_upload_stale_seconds: 24 * 3600,
             referrers_page_size: 1000,
@@ -436,6 +471,38 @@ impl RegistryConfig {
                 "REQUEST_HEADER_TIMEOUT_SECONDS",
                 "must be at least 1 (0 would let a client hold a connection for ever)".into(),
             );
+        }
+        if self.request_body_idle_timeout_seconds == 0 {
+            issue(
+                "REQUEST_BODY_IDLE_TIMEOUT_SECONDS",
+                "must be at least 1 (0 would let a client stall an upload for ever)".into(),
+            );
+        }
+        for (key, value) in [
+            (
+                "MAXIMUM_UPLOAD_SESSIONS",
+                self.maximum_upload_sessions as u64,
+            ),
+            (
+                "MAXIMUM_UPLOAD_SESSIONS_PER_CLIENT",
+                self.maximum_upload_sessions_per_client as u64,
+            ),
+            (
+                "MAXIMUM_STAGED_UPLOAD_BYTES",
+                self.maximum_staged_upload_bytes,
+            ),
+            (
+                "MAXIMUM_STAGED_UPLOAD_BYTES_PER_CLIENT",
+                self.maximum_staged_upload_bytes_per_client,
+            ),
+            ("MAXIMUM_LIST_ENTRIES", self.maximum_list_entries as u64),
+        ] {
+            if value == 0 {
+                issue(
+                    key,
+                    "must be at least 1 (0 would refuse every request it bounds)".into(),
+                );
+            }
         }
         if self.referrers_page_size == 0 {
             issue("REFERRERS_PAGE_SIZE", "must be at least 1".into());

@@ -70,6 +70,17 @@ pub enum RegistryError {
     /// collection sweep is deleting at this moment.
     #[error("{0}")]
     Unavailable(String),
+    /// An upload session limit is reached.
+    #[error("{0}")]
+    UploadSessionsBusy(String),
+    /// A chunk would pass a staged-bytes limit; it was rolled back.
+    #[error("{0}")]
+    StagedBytesExceeded(String),
+    /// The request body sent nothing for too long.
+    #[error(
+        "the request body sent nothing for {seconds} s (REQUEST_BODY_IDLE_TIMEOUT_SECONDS); the upload is unchanged, resume from its current size"
+    )]
+    BodyIdle { seconds: u64 },
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -112,6 +123,9 @@ impl RegistryError {
                 ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS)
             }
             Unavailable(_) => ("UNAVAILABLE", StatusCode::SERVICE_UNAVAILABLE),
+            UploadSessionsBusy(_) => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
+            StagedBytesExceeded(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
+            BodyIdle { .. } => ("BLOB_UPLOAD_INVALID", StatusCode::REQUEST_TIMEOUT),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Internal(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -156,7 +170,7 @@ impl IntoResponse for RegistryError {
             RegistryError::LoginsBusy => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(1));
             }
-            RegistryError::Unavailable(_) => {
+            RegistryError::Unavailable(_) | RegistryError::UploadSessionsBusy(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(5));
             }
             RegistryError::BlobRangeNotSatisfiable { size } => {

@@ -27,15 +27,22 @@ fn page<'a>(sorted: &'a [String], n: Option<usize>, last: Option<&str>) -> (&'a 
     }
 }
 
-fn page_params(query: &[(String, String)]) -> ApiResult<(Option<usize>, Option<String>)> {
+/// `n` and `last` of a listing request. `n` is at most `max` (also when
+/// absent): the spec lets a registry return fewer entries than asked, with
+/// a `Link` to the rest, and a listing of a large store must not be one
+/// unbounded response.
+fn page_params(
+    query: &[(String, String)],
+    max: usize,
+) -> ApiResult<(Option<usize>, Option<String>)> {
     let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v);
     let n = match get("n") {
-        None => None,
-        Some(raw) => Some(raw.parse::<usize>().map_err(|_| {
+        None => max,
+        Some(raw) => raw.parse::<usize>().map_err(|_| {
             RegistryError::SizeInvalid(format!("n={raw:?} is not a non-negative integer"))
-        })?),
+        })?,
     };
-    Ok((n, get("last").cloned()))
+    Ok((Some(n.min(max)), get("last").cloned()))
 }
 
 fn paged_reply(
@@ -52,7 +59,7 @@ fn paged_reply(
 }
 
 pub async fn tags(state: &AppState, call: Call) -> ApiResult<Response> {
-    let (n, last) = page_params(&call.query)?;
+    let (n, last) = page_params(&call.query, state.config().maximum_list_entries)?;
     let all = state
         .storage
         .tags_list(&call.repo)
@@ -114,7 +121,7 @@ async fn catalog(
     query: &[(String, String)],
 ) -> ApiResult<Response> {
     let visible = visible_filter(state, parts).await?;
-    let (n, last) = page_params(query)?;
+    let (n, last) = page_params(query, state.config().maximum_list_entries)?;
     let mut all = state.storage.repositories().await?;
     if let Some(visible) = visible {
         all.retain(|repo| visible(repo));

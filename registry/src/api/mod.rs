@@ -12,6 +12,7 @@ mod referrers;
 pub mod route;
 mod tag_guard;
 mod token;
+mod upload_limits;
 pub(crate) mod uploads;
 
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct AppState {
     pub quota_usage: Arc<quota_guard::UsageCache>,
     /// This replica's last garbage-collection sweeps.
     pub gc_sweeps: Arc<crate::gc::journal::Journal>,
+    /// Unfinished uploads and the bytes they hold, for the upload limits.
+    pub uploads: Arc<upload_limits::UploadLedger>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             tls: false,
             quota_usage: Arc::default(),
             gc_sweeps: Arc::default(),
+            uploads: Arc::default(),
         }
     }
 
@@ -169,6 +173,8 @@ pub(crate) struct Call {
     pub body: Body,
     /// Who is calling (always `Anonymous` when authentication is off).
     pub caller: Caller,
+    /// The caller for per-client limits: its account, else its address.
+    pub client: String,
 }
 
 impl Call {
@@ -246,7 +252,12 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
                         let query = Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
                             .map(|q| q.0)
                             .unwrap_or_default();
+                        let client = upload_limits::client_key(
+                            caller.account(),
+                            access::client_ip(&parts),
+                        );
                         let call = Call {
+                            client,
                             method: parts.method,
                             repo,
                             headers: parts.headers,
@@ -355,14 +366,30 @@ pub(crate) fn storage_error(e: StorageError) -> RegistryError {
         StorageError::DigestMismatch { expected, actual } => RegistryError::DigestInvalid(format!(
             "uploaded content hashes to {actual}, not the digest {expected} given by the client; nothing was stored"
         )),
-        StorageError::Body(e) => RegistryError::BlobUploadInvalid(format!(
-            "request body ended early or was malformed ({e}); the upload is unchanged, resume from its current size"
-        )),
+        StorageError::Body(e) => body_refusal(&e).unwrap_or_else(|| {
+            RegistryError::BlobUploadInvalid(format!(
+                "request body ended early or was malformed ({e}); the upload is unchanged, resume from its current size"
+            ))
+        }),
         StorageError::OffsetMismatch { .. } => {
             RegistryError::Internal(anyhow::anyhow!("unmapped offset mismatch: {e}"))
         }
         StorageError::Io(e) => RegistryError::Internal(e.into()),
     }
+}
+
+/// A body the registry itself cut off (idle, or over a staged-bytes
+/// limit), as opposed to one the client broke.
+fn body_refusal(e: &std::io::Error) -> Option<RegistryError> {
+    let inner = e.get_ref()?;
+    if let Some(over) = inner.downcast_ref::<upload_limits::StagedBytesExceeded>() {
+        return Some(RegistryError::StagedBytesExceeded(over.to_string()));
+    }
+    inner
+        .downcast_ref::<uploads::BodyIdle>()
+        .map(|idle| RegistryError::BodyIdle {
+            seconds: idle.seconds,
+        })
 }
 
 impl From<StorageError> for RegistryError {

@@ -945,3 +945,168 @@ async fn a_blob_being_garbage_collected_is_404_to_head_and_refuses_the_manifest_
         .await;
     assert_eq!(head.status, StatusCode::OK);
 }
+
+fn session_id(r: &Reply) -> String {
+    r.header("location").rsplit('/').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn upload_sessions_are_bounded_per_client_and_overall() {
+    let h = harness_with(RegistryConfig {
+        maximum_upload_sessions: 3,
+        maximum_upload_sessions_per_client: 2,
+        ..RegistryConfig::default()
+    });
+    let first = h.call("POST", "/v2/a/blobs/uploads/", "").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        h.call("POST", "/v2/b/blobs/uploads/", "").await.status,
+        StatusCode::ACCEPTED
+    );
+    let refused = h.call("POST", "/v2/a/blobs/uploads/", "").await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.header("retry-after"), "5");
+    let message = refused.json()["errors"][0]["message"].to_string();
+    assert!(
+        message.contains("MAXIMUM_UPLOAD_SESSIONS_PER_CLIENT") && message.contains("address"),
+        "{message}"
+    );
+    // The refused session left nothing behind; a monolithic push is refused too.
+    let d = Digest::of_bytes(Algorithm::Sha256, b"x");
+    let r = h
+        .call("POST", &format!("/v2/a/blobs/uploads/?digest={d}"), "x")
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(!h.storage.blob_present(&d).await.unwrap());
+    // Cancelling a session frees its place.
+    let id = session_id(&first);
+    let r = h
+        .call("DELETE", &format!("/v2/a/blobs/uploads/{id}"), "")
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    h.push_blob("a", b"fits now").await;
+}
+
+#[tokio::test]
+async fn staged_bytes_over_the_limit_get_413_and_are_rolled_back() {
+    let h = harness_with(RegistryConfig {
+        maximum_staged_upload_bytes_per_client: 100,
+        ..RegistryConfig::default()
+    });
+    let open = h.call("POST", "/v2/a/blobs/uploads/", "").await;
+    let id = session_id(&open);
+    let uri = format!("/v2/a/blobs/uploads/{id}");
+    // Announced too large: refused before the body is read (the body
+    // stalls, so reading it would end in a timeout instead).
+    let r = h
+        .send(
+            Request::builder()
+                .method("PATCH")
+                .uri(&uri)
+                .header("content-length", "150")
+                .body(Body::from_stream(futures::stream::pending::<
+                    Result<bytes::Bytes, std::io::Error>,
+                >()))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
+    let message = r.json()["errors"][0]["message"].to_string();
+    assert!(
+        message.contains("MAXIMUM_STAGED_UPLOAD_BYTES_PER_CLIENT") && message.contains("100"),
+        "{message}"
+    );
+    // Streamed without a length: cut off when it passes, the chunk rolled back.
+    let chunks = futures::stream::iter(
+        (0..3).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 50]))),
+    );
+    let r = h
+        .send(
+            Request::builder()
+                .method("PATCH")
+                .uri(&uri)
+                .body(Body::from_stream(chunks))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{:?}", r.body);
+    let status = h.call("GET", &uri, "").await;
+    assert_eq!(status.header("range"), "0-0", "the refused chunk stays out");
+    // Within the limit: accepted; a second session of the same client
+    // shares the limit until the first is committed.
+    let r = h.call("PATCH", &uri, vec![7u8; 60]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let second = session_id(&h.call("POST", "/v2/a/blobs/uploads/", "").await);
+    let second_uri = format!("/v2/a/blobs/uploads/{second}");
+    let r = h.call("PATCH", &second_uri, vec![8u8; 50]).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let d = Digest::of_bytes(Algorithm::Sha256, &[7u8; 60]);
+    let r = h.call("PUT", &format!("{uri}?digest={d}"), "").await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = h.call("PATCH", &second_uri, vec![8u8; 50]).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_sending_gets_408_and_the_session_is_kept() {
+    let h = harness_with(RegistryConfig {
+        request_body_idle_timeout_seconds: 1,
+        ..RegistryConfig::default()
+    });
+    let id = session_id(&h.call("POST", "/v2/a/blobs/uploads/", "").await);
+    let uri = format!("/v2/a/blobs/uploads/{id}");
+    use futures::StreamExt as _;
+    let stalls = futures::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"some bytes, then nothing"))
+    })
+    .chain(futures::stream::pending());
+    let started = std::time::Instant::now();
+    let r = h
+        .send(
+            Request::builder()
+                .method("PATCH")
+                .uri(&uri)
+                .body(Body::from_stream(stalls))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT, "{:?}", r.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let message = r.json()["errors"][0]["message"].to_string();
+    assert!(
+        message.contains("REQUEST_BODY_IDLE_TIMEOUT_SECONDS"),
+        "{message}"
+    );
+    let status = h.call("GET", &uri, "").await;
+    assert_eq!(status.status, StatusCode::NO_CONTENT);
+    assert_eq!(status.header("range"), "0-0");
+}
+
+#[tokio::test]
+async fn listings_are_capped_with_a_link_to_the_rest() {
+    let h = harness_with(RegistryConfig {
+        maximum_list_entries: 2,
+        ..RegistryConfig::default()
+    });
+    for tag in ["t1", "t2", "t3"] {
+        let (_, r) = push_image(&h, "a", tag, b"{}", b"layer").await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    for uri in ["/v2/a/tags/list", "/v2/a/tags/list?n=1000"] {
+        let r = h.call("GET", uri, "").await;
+        assert_eq!(r.json()["tags"], serde_json::json!(["t1", "t2"]), "{uri}");
+        assert_eq!(
+            r.header("link"),
+            "</v2/a/tags/list?n=2&last=t2>; rel=\"next\"",
+            "{uri}"
+        );
+    }
+    let r = h.call("GET", "/v2/a/tags/list?n=2&last=t2", "").await;
+    assert_eq!(r.json()["tags"], serde_json::json!(["t3"]));
+    assert_eq!(r.header("link"), "");
+    h.push_blob("b", b"b").await;
+    h.push_blob("c", b"c").await;
+    let r = h.call("GET", "/v2/_catalog", "").await;
+    assert_eq!(r.json()["repositories"], serde_json::json!(["a", "b"]));
+    assert!(r.header("link").contains("last=b"));
+}

@@ -1,7 +1,7 @@
 //! Blob uploads: `POST /v2/<name>/blobs/uploads/` (session, monolithic or
 //! mount), `PATCH`/`PUT`/`GET`/`DELETE /v2/<name>/blobs/uploads/<id>`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
@@ -11,7 +11,7 @@ use futures::StreamExt;
 use super::blobs::parse_digest;
 use super::{
     AppState, CONTENT_LENGTH, Call, DOCKER_CONTENT_DIGEST, DOCKER_UPLOAD_UUID, LOCATION, RANGE,
-    quota_guard, reply,
+    quota_guard, reply, upload_limits,
 };
 use crate::auth::Caller;
 use crate::auth::accounts::Action;
@@ -50,25 +50,67 @@ fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
     )
 }
 
-/// The request body as a byte stream. With `exact_len`, a body of any
-/// other length ends in an error, so storage rolls the chunk back.
-fn body_stream(body: Body, exact_len: Option<u64>) -> ByteStream {
+/// A body that sent nothing for too long: carried inside the body
+/// stream's `io::Error`, so the handler answers 408.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body sent nothing for {seconds} s")]
+pub(crate) struct BodyIdle {
+    pub seconds: u64,
+}
+
+/// The body's chunks, each awaited at most `idle`: hyper bounds the wait
+/// for headers, nothing bounds a body that stops sending.
+fn idle_bounded(body: Body, idle: Duration) -> ByteStream {
+    let chunks = body.into_data_stream();
+    Box::pin(futures::stream::unfold(
+        Some(chunks),
+        move |chunks| async move {
+            let mut chunks = chunks?;
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(item)) => Some((item.map_err(std::io::Error::other), Some(chunks))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(std::io::Error::other(BodyIdle {
+                        seconds: idle.as_secs(),
+                    })),
+                    None,
+                )),
+            }
+        },
+    ))
+}
+
+/// The request body as a byte stream, each chunk charged to the session's
+/// staged bytes as it arrives. With `exact_len`, a body of any other length
+/// ends in an error, so storage rolls the chunk back.
+fn body_stream(
+    body: Body,
+    exact_len: Option<u64>,
+    idle: Duration,
+    mut charge: impl FnMut(u64) -> Result<(), upload_limits::StagedBytesExceeded> + Send + 'static,
+) -> ByteStream {
     let mut seen: u64 = 0;
     let mut finished = false;
-    let inner = body
-        .into_data_stream()
-        .map(|r| r.map_err(std::io::Error::other));
-    let checked = inner
+    let checked = idle_bounded(body, idle)
         .map(Some)
         .chain(futures::stream::once(async { None }))
         .filter_map(move |item| {
             let out = match item {
-                Some(Ok(chunk)) => {
-                    seen += chunk.len() as u64;
-                    Some(Ok(chunk))
+                _ if finished => None,
+                Some(Ok(chunk)) => match charge(chunk.len() as u64) {
+                    Ok(()) => {
+                        seen += chunk.len() as u64;
+                        Some(Ok(chunk))
+                    }
+                    Err(over) => {
+                        finished = true;
+                        Some(Err(std::io::Error::other(over)))
+                    }
+                },
+                Some(Err(e)) => {
+                    finished = true;
+                    Some(Err(e))
                 }
-                Some(Err(e)) => Some(Err(e)),
-                None if finished => None,
                 None => {
                     finished = true;
                     match exact_len {
@@ -112,16 +154,45 @@ pub(crate) fn content_range(headers: &HeaderMap) -> ApiResult<Option<(u64, u64)>
     Ok(Some((start, end)))
 }
 
-/// Append the request body to a session, enforcing `Content-Range`.
+/// The body's announced length, when the client sent one.
+fn announced_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Append the request body to a session, enforcing `Content-Range` and
+/// the upload limits.
 async fn append(state: &AppState, call: Call, id: &str) -> ApiResult<u64> {
     let range = content_range(&call.headers)?;
     let before = state.storage.upload_status(&call.repo, id).await?.size;
-    let stream = body_stream(call.body, range.map(|(s, e)| e - s + 1));
-    match state
+    let config = state.config();
+    let limits = upload_limits::Limits::of(&config);
+    state.uploads.adopt(id, &call.client, before);
+    // A body announced too large is refused before a byte of it is read.
+    if let Some(length) = announced_length(&call.headers) {
+        state
+            .uploads
+            .check(&limits, id, length)
+            .map_err(|over| RegistryError::StagedBytesExceeded(over.to_string()))?;
+    }
+    let stream = body_stream(
+        call.body,
+        range.map(|(s, e)| e - s + 1),
+        Duration::from_secs(config.request_body_idle_timeout_seconds),
+        upload_limits::charger(state.uploads.clone(), limits, id.to_string()),
+    );
+    let appended = state
         .storage
         .upload_append(&call.repo, id, range.map(|(s, _)| s), stream)
-        .await
-    {
+        .await;
+    state
+        .uploads
+        .settle(id, appended.as_ref().map_or(before, |size| *size));
+    match appended {
         Ok(size) => {
             state
                 .metrics
@@ -175,12 +246,13 @@ pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
     } else if let Some(raw) = call.param("digest") {
         let digest = parse_digest(raw)?;
         let repo = call.repo.clone();
-        let id = state.storage.upload_start(&repo).await?;
+        let id = open_session(state, &call.repo, &call.client).await?;
         let result = async {
             append(state, call, &id).await?;
             commit(state, &repo, &id, &digest).await
         }
         .await;
+        state.uploads.close(&id);
         if let Err(e) = result {
             // A monolithic push that failed leaves no session behind.
             let _ = state.storage.upload_cancel(&repo, &id).await;
@@ -188,8 +260,21 @@ pub async fn start(state: &AppState, call: Call) -> ApiResult<Response> {
         }
         return Ok(blob_created(&repo, &digest));
     }
-    let id = state.storage.upload_start(&call.repo).await?;
+    let id = open_session(state, &call.repo, &call.client).await?;
     Ok(session_reply(StatusCode::ACCEPTED, &call.repo, &id, 0))
+}
+
+/// A new upload session, within the session limits.
+/// (Takes the parts of the call it needs: a `Call` holds the body, which
+/// is not `Sync`.)
+async fn open_session(state: &AppState, repo: &RepoName, client: &str) -> ApiResult<String> {
+    let id = state.storage.upload_start(repo).await?;
+    let limits = upload_limits::Limits::of(&state.config());
+    if let Err(refused) = state.uploads.open(&limits, &id, client) {
+        let _ = state.storage.upload_cancel(repo, &id).await;
+        return Err(refused);
+    }
+    Ok(id)
 }
 
 /// A blob may be mounted from `from` when that repository has it and the
@@ -251,11 +336,21 @@ pub async fn finish(state: &AppState, call: Call, id: &str) -> ApiResult<Respons
     };
     let repo = call.repo.clone();
     append(state, call, id).await?;
-    commit(state, &repo, id, &digest).await?;
+    match commit(state, &repo, id, &digest).await {
+        Ok(()) => state.uploads.close(id),
+        Err(e) => {
+            // Storage may have dropped the session (a digest mismatch).
+            if let Err(StorageError::UploadUnknown) = state.storage.upload_status(&repo, id).await {
+                state.uploads.close(id);
+            }
+            return Err(e);
+        }
+    }
     Ok(blob_created(&repo, &digest))
 }
 
 pub async fn cancel(state: &AppState, call: Call, id: &str) -> ApiResult<Response> {
+    state.uploads.close(id);
     state.storage.upload_cancel(&call.repo, id).await?;
     Ok(reply(
         StatusCode::NO_CONTENT,
