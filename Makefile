@@ -7,8 +7,9 @@ TOOLS := hack/tools.sh
 REGISTRY_ADDR ?= 127.0.0.1:5000
 REGISTRY_DATA ?= ./quarry-data
 VERSION ?= 0.1.0
+SOAK_SECONDS ?= 180
 
-.PHONY: help build run run-registry image static test-static lint-files kind-e2e e2e test test-unit test-e2e tools tools-test tools-k8s tools-kind tools-bench bench fuzz fmt lint crds
+.PHONY: help build run run-registry image static test-static lint-files kind-e2e e2e test test-unit test-e2e tools tools-test tools-k8s tools-kind tools-bench bench fuzz soak fmt lint crds
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +70,10 @@ bench: tools-bench tools-k8s ## Registry vs CNCF distribution (transfers, S3, ga
 fuzz: ## Fuzz every parser of untrusted input for FUZZ_SECONDS each (60; cargo-fuzz, nightly); make test replays fuzz/corpus and fuzz/regressions
 	$(TOOLS) install fuzz
 	eval "$$($(TOOLS) env)" && hack/fuzz.sh
+
+soak: tools-test ## Soak with faults for SOAK_SECONDS per backend (180): mixed load and GC while registries are killed -9 and MinIO restarted; make test runs 30 s
+	$(CARGO) build --locked -p quarry-registry -p quarry-operator
+	eval "$$($(TOOLS) env)" && QUARRY_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test --locked -p quarry-e2e --test soak -- --nocapture --test-threads=1
 
 image: $(if $(BUILD_IN_CONTAINER),,static) ## The registry and operator images, FROM scratch with the static binaries (podman or docker; nothing pulled)
 	hack/images.sh $(VERSION)

@@ -165,8 +165,26 @@ fn announced_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Append the request body to a session, enforcing `Content-Range` and
-/// the upload limits.
+/// the upload limits. A chunk over a staged-bytes limit also closes its
+/// session: clients do not resume after 413, and a session left open would
+/// count against the client's session limit until it went stale.
 async fn append(state: &AppState, call: Call, id: &str) -> ApiResult<u64> {
+    let repo = call.repo.clone();
+    match append_within_limits(state, call, id).await {
+        Err(RegistryError::StagedBytesExceeded(message)) => {
+            state.uploads.close(id);
+            if let Err(e) = state.storage.upload_cancel(&repo, id).await {
+                tracing::warn!(upload = id, error = %e, "could not close a refused upload session");
+            }
+            Err(RegistryError::StagedBytesExceeded(format!(
+                "{message}; this upload session was closed"
+            )))
+        }
+        other => other,
+    }
+}
+
+async fn append_within_limits(state: &AppState, call: Call, id: &str) -> ApiResult<u64> {
     let range = content_range(&call.headers)?;
     let before = state.storage.upload_status(&call.repo, id).await?.size;
     let config = state.config();
