@@ -15,9 +15,33 @@ pub const MINIO_PASSWORD: &str = "quarry-test-secret";
 pub struct Minio {
     child: Child,
     pub port: u16,
+    console: u16,
     pub bucket: String,
     pub log: PathBuf,
     _dir: tempfile::TempDir,
+}
+
+fn spawn_minio(dir: &std::path::Path, port: u16, console: u16, log: &PathBuf) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("minio log");
+    Command::new(tool("minio"))
+        .args(["server", "--quiet", "--address"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--console-address")
+        .arg(format!("127.0.0.1:{console}"))
+        .arg(dir.join("data"))
+        .env("MINIO_ROOT_USER", MINIO_USER)
+        .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
+        .env("MINIO_BROWSER", "off")
+        .env("MINIO_UPDATE", "off")
+        .env("HOME", dir)
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("start minio")
 }
 
 impl Minio {
@@ -26,25 +50,11 @@ impl Minio {
         let port = free_port();
         let console = free_port();
         let log = dir.path().join("minio.log");
-        let out = std::fs::File::create(&log).expect("minio log");
-        let child = Command::new(tool("minio"))
-            .args(["server", "--quiet", "--address"])
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--console-address")
-            .arg(format!("127.0.0.1:{console}"))
-            .arg(dir.path().join("data"))
-            .env("MINIO_ROOT_USER", MINIO_USER)
-            .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
-            .env("MINIO_BROWSER", "off")
-            .env("MINIO_UPDATE", "off")
-            .env("HOME", dir.path())
-            .stdout(out.try_clone().expect("log"))
-            .stderr(out)
-            .spawn()
-            .expect("start minio");
+        let child = spawn_minio(dir.path(), port, console, &log);
         let minio = Minio {
             child,
             port,
+            console,
             bucket: bucket.to_string(),
             log,
             _dir: dir,
@@ -52,6 +62,18 @@ impl Minio {
         minio.wait_ready();
         minio.create_bucket();
         minio
+    }
+
+    /// SIGKILL MinIO (its data stays).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start MinIO again on the same port and data after `kill9`.
+    pub fn start_again(&mut self) {
+        self.child = spawn_minio(self._dir.path(), self.port, self.console, &self.log);
+        self.wait_ready();
     }
 
     pub fn endpoint(&self) -> String {
@@ -134,20 +156,32 @@ impl Minio {
         response.bytes().expect("object").to_vec()
     }
 
-    /// Objects in the bucket under `prefix` (a listing through S3).
+    /// Objects in the bucket under `prefix` (a listing through S3, every
+    /// page of it).
     pub fn list(&self, prefix: &str) -> Vec<String> {
         let (bucket, credentials) = self.bucket();
-        let mut action = bucket.list_objects_v2(Some(&credentials));
-        action.with_prefix(prefix);
-        let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
-        let text = crate::http::blocking()
-            .get(url)
-            .send()
-            .expect("list objects")
-            .text()
-            .expect("listing");
-        let listing = rusty_s3::actions::ListObjectsV2::parse_response(&text).expect("parse");
-        listing.contents.into_iter().map(|o| o.key).collect()
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = bucket.list_objects_v2(Some(&credentials));
+            action.with_prefix(prefix);
+            if let Some(token) = &token {
+                action.with_continuation_token(token.clone());
+            }
+            let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
+            let text = crate::http::blocking()
+                .get(url)
+                .send()
+                .expect("list objects")
+                .text()
+                .expect("listing");
+            let listing = rusty_s3::actions::ListObjectsV2::parse_response(&text).expect("parse");
+            keys.extend(listing.contents.into_iter().map(|o| o.key));
+            match listing.next_continuation_token {
+                Some(next) => token = Some(next),
+                None => return keys,
+            }
+        }
     }
 
     /// Whether the multipart upload `upload_id` to `key` is still open (S3
