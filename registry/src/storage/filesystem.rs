@@ -574,6 +574,46 @@ mod tests {
         assert_eq!(store.blob_size(&d).await.unwrap(), Some(3));
     }
 
+    /// A blob several writeback steps long, sent in odd-sized chunks over
+    /// two requests, commits whole (the early writeback only moves disk
+    /// work earlier; what is stored is what was sent).
+    #[tokio::test]
+    async fn a_blob_of_several_writeback_steps_commits_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let r = repo("big");
+        let content: Vec<u8> = (0..(21 * 1024 * 1024 + 7))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let id = store.upload_start(&r).await.unwrap();
+        let half = content.len() / 2;
+        for (from, part) in [(0, &content[..half]), (half, &content[half..])] {
+            let chunks: Vec<std::io::Result<Bytes>> = part
+                .chunks(300_001)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            store
+                .upload_append(
+                    &r,
+                    &id,
+                    Some(from as u64),
+                    Box::pin(futures::stream::iter(chunks)),
+                )
+                .await
+                .unwrap();
+        }
+        let d = Digest::of_bytes(Algorithm::Sha256, &content);
+        assert_eq!(
+            store.upload_commit(&r, &id, &d).await.unwrap(),
+            content.len() as u64
+        );
+        let stored = std::fs::read(store.blob_path(&d)).unwrap();
+        assert!(
+            stored == content,
+            "the stored blob differs from what was sent"
+        );
+    }
+
     /// The contract every backend keeps (storage/contract.rs).
     #[tokio::test]
     async fn keeps_the_storage_contract() {
