@@ -17,17 +17,21 @@ use crate::{Registry, free_port, tool};
 
 pub struct ControlPlane {
     dir: tempfile::TempDir,
-    children: Vec<(String, Child)>,
+    children: Vec<Component>,
     pub kubeconfig: PathBuf,
     pub api_port: u16,
 }
 
-/// Start `cmd` so that it is killed when the calling thread ends.
-fn spawn_tied(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
-    let out = std::fs::File::create(log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
+/// A process of the control plane (or one a test started beside it).
+struct Component {
+    name: String,
+    child: Child,
+    /// Its command line, to start it again the same (`revive`).
+    cmd: Command,
+}
+
+/// Make `cmd`'s processes die when the thread that starts them ends.
+fn tie_to_thread(cmd: &mut Command) {
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork
     // and exec here.
     unsafe {
@@ -36,6 +40,17 @@ fn spawn_tied(mut cmd: Command, log: &Path) -> anyhow::Result<Child> {
             Ok(())
         });
     }
+}
+
+/// Start `cmd` with its output appended to `log`.
+fn spawn_logged(cmd: &mut Command, log: &Path) -> anyhow::Result<Child> {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
     cmd.spawn().with_context(|| format!("starting {cmd:?}"))
 }
 
@@ -159,21 +174,7 @@ impl ControlPlane {
                 cp.api_port
             ),
         )?;
-        let mut gone = None;
-        wait_for("kube-apiserver", Duration::from_secs(90), || {
-            gone = cp.exited();
-            gone.is_some()
-                || cp
-                    .kubectl()
-                    .args(["get", "--raw", "/readyz"])
-                    .output()
-                    .map(|o| o.status.success())
-                    .unwrap_or(false)
-        })
-        .with_context(|| cp.logs("kube-apiserver"))?;
-        if let Some(name) = gone {
-            bail!("{name} exited during start-up\n{}", cp.logs(&name));
-        }
+        cp.wait_api_ready(Duration::from_secs(90))?;
 
         let mut kcm = Command::new(tool("kube-controller-manager"));
         kcm.arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
@@ -206,8 +207,11 @@ impl ControlPlane {
             .arg(format!("--config={}", stages.display()))
             .arg("--manage-all-nodes=false")
             .arg("--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake")
-            .arg("--cidr=10.244.0.0/16")
-            .arg("--node-ip=10.244.0.1");
+            // Pod and node addresses on loopback: the operator connects to
+            // ready pods (their GC journals), and such connections must
+            // not leave this machine.
+            .arg("--cidr=127.1.0.0/16")
+            .arg("--node-ip=127.1.0.1");
         cp.spawn("kwok", kwok)?;
 
         cp.apply_yaml(NODE_YAML)?;
@@ -240,20 +244,93 @@ impl ControlPlane {
         Ok(cp)
     }
 
-    /// The first component that is no longer running, if any.
+    /// Whichever of etcd and the API server is no longer running, if any.
     fn exited(&mut self) -> Option<String> {
-        for (name, child) in self.children.iter_mut() {
-            if !matches!(child.try_wait(), Ok(None)) {
-                return Some(name.clone());
+        for c in self.children.iter_mut() {
+            if matches!(c.name.as_str(), "etcd" | "kube-apiserver")
+                && !matches!(c.child.try_wait(), Ok(None))
+            {
+                return Some(c.name.clone());
             }
         }
         None
     }
 
-    fn spawn(&mut self, name: &str, cmd: Command) -> anyhow::Result<()> {
-        let child = spawn_tied(cmd, &self.log_path(name))?;
-        self.children.push((name.to_string(), child));
+    /// Wait until the API server answers /readyz (which checks etcd too);
+    /// fail at once when etcd or the API server exits meanwhile.
+    fn wait_api_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let mut gone = None;
+        wait_for("kube-apiserver", timeout, || {
+            gone = self.exited();
+            gone.is_some()
+                || self
+                    .kubectl()
+                    .args(["get", "--raw", "/readyz"])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false)
+        })
+        .with_context(|| self.logs("kube-apiserver"))?;
+        if let Some(name) = gone {
+            bail!("{name} exited\n{}", self.logs(&name));
+        }
         Ok(())
+    }
+
+    fn spawn(&mut self, name: &str, mut cmd: Command) -> anyhow::Result<()> {
+        tie_to_thread(&mut cmd);
+        let child = spawn_logged(&mut cmd, &self.log_path(name))?;
+        self.children.push(Component {
+            name: name.to_string(),
+            child,
+            cmd,
+        });
+        Ok(())
+    }
+
+    fn component(&mut self, name: &str) -> anyhow::Result<&mut Component> {
+        self.children
+            .iter_mut()
+            .find(|c| c.name == name)
+            .with_context(|| format!("no component {name}"))
+    }
+
+    /// SIGKILL component `name` (etcd, kube-apiserver, an operator started
+    /// with `start_process`); it stays known, for `revive`.
+    pub fn kill(&mut self, name: &str) -> anyhow::Result<()> {
+        let c = self.component(name)?;
+        // An error only means it has exited already.
+        let _ = c.child.kill();
+        c.child.wait()?;
+        Ok(())
+    }
+
+    /// Start killed component `name` again with the command line it had
+    /// (the same ports, etcd the same data dir), its log appended; after
+    /// etcd or the API server, wait until the API server is ready again.
+    pub fn revive(&mut self, name: &str) -> anyhow::Result<()> {
+        let log = self.log_path(name);
+        let c = self.component(name)?;
+        if c.child.try_wait()?.is_none() {
+            bail!("{name} is still running");
+        }
+        c.child = spawn_logged(&mut c.cmd, &log)?;
+        if matches!(name, "etcd" | "kube-apiserver") {
+            self.wait_api_ready(Duration::from_secs(90))?;
+        }
+        Ok(())
+    }
+
+    /// `kill` then `revive`.
+    pub fn restart(&mut self, name: &str) -> anyhow::Result<()> {
+        self.kill(name)?;
+        self.revive(name)
+    }
+
+    /// Whether component `name` is running (false once it has exited).
+    pub fn running(&mut self, name: &str) -> bool {
+        self.component(name)
+            .is_ok_and(|c| matches!(c.child.try_wait(), Ok(None)))
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -423,16 +500,16 @@ impl ControlPlane {
         Ok(self
             .children
             .last()
-            .map(|(_, c)| c.id())
+            .map(|c| c.child.id())
             .unwrap_or_default())
     }
 
     /// Stop a process started with `start_process`.
     pub fn stop_process(&mut self, name: &str) {
-        if let Some(pos) = self.children.iter().position(|(n, _)| n == name) {
-            let (_, mut child) = self.children.remove(pos);
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(pos) = self.children.iter().position(|c| c.name == name) {
+            let mut c = self.children.remove(pos);
+            let _ = c.child.kill();
+            let _ = c.child.wait();
         }
     }
 }
@@ -440,9 +517,9 @@ impl ControlPlane {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         // Reverse order: clients first, etcd last.
-        while let Some((_, mut child)) = self.children.pop() {
-            let _ = child.kill();
-            let _ = child.wait();
+        while let Some(mut c) = self.children.pop() {
+            let _ = c.child.kill();
+            let _ = c.child.wait();
         }
     }
 }
