@@ -1,7 +1,30 @@
 # shellcheck shell=bash
-# Helpers shared by hack/bench.sh and hack/bench-s3.sh (sourced). They read
-# the caller's globals: blob (file), digest, bytes (its size), runs.
+# Helpers shared by the hack/bench*.sh scripts (sourced). They read the
+# caller's globals: blob (file), digest, bytes (its size), runs.
 # shellcheck disable=SC2154  # those globals are set by the sourcing script
+
+# Wait until something answers HTTP on 127.0.0.1:$1.
+wait_port() {
+  for _ in $(seq 1 200); do
+    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
+    sleep 0.05
+  done
+  echo "${0##*/}: nothing listening on port $1" >&2; return 1
+}
+
+# CNCF distribution serving a filesystem store under $1 on port $2, in the
+# background of the calling shell (its pid is then in $!).
+start_distribution_fs() { # work-dir port
+  cat >"$1/distribution.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $1/distribution}
+  delete: {enabled: true}
+http: {addr: 127.0.0.1:$2}
+YAML
+  "$QUARRY_TOOL_DISTRIBUTION" serve "$1/distribution.yml" >"$1/distribution.log" 2>&1 &
+}
 
 # MiB/s for $bytes moved in $1 seconds.
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }

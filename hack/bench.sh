@@ -36,27 +36,11 @@ trap cleanup EXIT
 q_port=15101 d_port=15102 n_port=15104
 log() { echo "bench: $*" >&2; }
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
-    sleep 0.05
-  done
-  echo "bench: nothing listening on port $1" >&2; return 1
-}
-
 # --- servers ------------------------------------------------------------
 "$quarry_bin" --listen 127.0.0.1:$q_port --storage-path "$work/quarry" 2>"$work/quarry.log" &
 q_pid=$!; pids+=("$q_pid")
 
-cat >"$work/distribution.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work/distribution}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$d_port}
-YAML
-"$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
+start_distribution_fs "$work" "$d_port"
 d_pid=$!; pids+=("$d_pid")
 
 mkdir -p "$work/static" "$work/nginx"
