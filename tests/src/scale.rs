@@ -156,6 +156,23 @@ impl Minio {
         response.bytes().expect("object").to_vec()
     }
 
+    /// The content of one object, or `None` when it is not there (404).
+    pub fn get_if_present(&self, key: &str) -> Option<Vec<u8>> {
+        let (bucket, credentials) = self.bucket();
+        let action = bucket.get_object(Some(&credentials), key);
+        let url = rusty_s3::S3Action::sign(&action, Duration::from_secs(60));
+        let response = crate::http::blocking().get(url).send().expect("get object");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
+        assert!(
+            response.status().is_success(),
+            "get {key}: {}",
+            response.status()
+        );
+        Some(response.bytes().expect("object").to_vec())
+    }
+
     /// Objects in the bucket under `prefix` (a listing through S3, every
     /// page of it).
     pub fn list(&self, prefix: &str) -> Vec<String> {

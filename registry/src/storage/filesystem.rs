@@ -351,23 +351,20 @@ impl Storage for FilesystemStorage {
             });
         }
         // Keep hashing only if the running hash covers everything so far.
-        let mut hasher = match cache.hasher.take() {
+        let hasher = match cache.hasher.take() {
             Some((len, h)) if len == start => Some(h),
             None if start == 0 => Some(DigestHasher::new(Algorithm::Sha256)),
             _ => None,
         };
         let before = hasher.clone();
-        // Receiving and hashing happen here while a blocking thread writes,
+        // Receiving happens here while a blocking thread hashes and writes,
         // so the network, the hash and the disk overlap.
-        let (tx, writer) = write_in_background(file, start);
+        let (tx, writer) = write_in_background(file, start, hasher);
         let mut written: u64 = 0;
         let mut outcome: StorageResult<()> = Ok(());
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&chunk);
-                    }
                     written += chunk.len() as u64;
                     if tx.send(chunk).await.is_err() {
                         break; // the writer failed; its error is reported below
@@ -384,9 +381,13 @@ impl Storage for FilesystemStorage {
             .await
             .map_err(|e| std::io::Error::other(format!("writer thread: {e}")))
             .and_then(|r| r);
-        if let Err(e) = write_result {
-            outcome = outcome.and(Err(StorageError::Io(e)));
-        }
+        let hasher = match write_result {
+            Ok(hasher) => hasher,
+            Err(e) => {
+                outcome = outcome.and(Err(StorageError::Io(e)));
+                None
+            }
+        };
         if let Err(e) = outcome {
             // Roll the session back to where this request found it.
             fs::OpenOptions::new()

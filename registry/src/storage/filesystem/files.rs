@@ -119,6 +119,19 @@ impl Writeback {
         self.previous_from = Some(self.started_to);
         self.started_to = self.written_to;
     }
+
+    /// Start the writeback of the bytes not yet handed to the disk.
+    fn finish(&mut self, file: &fs::File) {
+        if self.written_to > self.started_to {
+            range_writeback(
+                file,
+                self.started_to,
+                self.written_to - self.started_to,
+                false,
+            );
+            self.started_to = self.written_to;
+        }
+    }
 }
 
 /// `sync_file_range(2)`: start writing a range of dirty pages to disk
@@ -149,13 +162,17 @@ fn range_writeback(file: &fs::File, from: u64, len: u64, wait: bool) {
 #[cfg(not(target_os = "linux"))]
 fn range_writeback(_file: &fs::File, _from: u64, _len: u64, _wait: bool) {}
 
-/// A blocking thread that writes what it is sent at `offset` onwards.
+/// A blocking thread that writes what it is sent at `offset` onwards,
+/// and feeds it to `hasher` (returned at the end). Hashing here rather
+/// than where the body is received keeps SHA-256 — about 20 ms of CPU per
+/// 10 MB — off the async workers that serve every other request.
 pub(super) fn write_in_background(
     file: fs::File,
     offset: u64,
+    mut hasher: Option<DigestHasher>,
 ) -> (
     tokio::sync::mpsc::Sender<Bytes>,
-    tokio::task::JoinHandle<std::io::Result<()>>,
+    tokio::task::JoinHandle<std::io::Result<Option<DigestHasher>>>,
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(PIPELINE_DEPTH);
     let handle = tokio::task::spawn_blocking(move || {
@@ -164,13 +181,20 @@ pub(super) fn write_in_background(
         let mut out = std::io::BufWriter::with_capacity(IO_CHUNK, file);
         let mut writeback = Writeback::from(offset);
         while let Some(chunk) = rx.blocking_recv() {
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             out.write_all(&chunk)?;
             if writeback.wrote(chunk.len() as u64) {
                 out.flush()?;
                 writeback.kick(out.get_ref());
             }
         }
-        out.flush()
+        out.flush()?;
+        // A chunked upload's PATCHes are each shorter than a step: start
+        // the writeback of what this request wrote before it answers.
+        writeback.finish(out.get_ref());
+        Ok(hasher)
     });
     (tx, handle)
 }
