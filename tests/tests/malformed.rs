@@ -347,6 +347,8 @@ fn corpus(blob: &str, session: &dyn Fn() -> String) -> Vec<Case> {
         ("100 KiB header", request("GET", "/v2/", &[("X-Long", &long_header)], b""), &[431]),
         ("101 headers", request("GET", "/v2/", &many_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(), b""), &[431]),
         ("5 MiB manifest without a Content-Length (chunked)", chunked_big, &[413]),
+        ("70 KiB request target", request("GET", &format!("/v2/{}x/tags/list", "a/".repeat(35 * 1024)), &[], b""), &[414]),
+        ("20 KiB repository name", request("GET", &format!("/v2/{}x/tags/list", "a/".repeat(10 * 1024)), &[], b""), &[400]),
         ("absolute-form target", request("GET", "http://elsewhere/v2/", &[], b""), &[200, 400, 404]),
         ("asterisk target", request("OPTIONS", "*", &[], b""), &[400, 404, 405]),
         (
