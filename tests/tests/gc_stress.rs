@@ -23,6 +23,7 @@ const WRITERS: usize = 4;
 const POOL: usize = 300;
 const LAYERS_PER_IMAGE: usize = 3;
 const WRITE_FOR: Duration = Duration::from_secs(15);
+const MIN_PUSHES_PER_WRITER: usize = 16;
 
 /// An acknowledged push and whether its tag was deleted afterwards.
 struct Pushed {
@@ -79,7 +80,28 @@ async fn ensure_blob(
         tally.mounted += 1;
         return Ok(digest);
     }
-    // Not mountable: the answer opened a session this client leaves.
+    // Not mountable: the answer opened a session, which this client
+    // uploads into, as docker and crane do (left open, it would count
+    // against the client's MAXIMUM_UPLOAD_SESSIONS_PER_CLIENT).
+    if let Some(location) = mount
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+    {
+        tally.uploaded += 1;
+        let put = client
+            .put(format!("{base}{location}?digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(content.to_vec())
+            .send()
+            .await?;
+        anyhow::ensure!(
+            put.status() == 201,
+            "upload into the mount's session: {}",
+            put.status()
+        );
+        return Ok(digest);
+    }
     tally.uploaded += 1;
     push_blob(client, base, repo, content.to_vec(), false).await
 }
@@ -89,8 +111,13 @@ async fn writer(bases: Arc<Vec<String>>, id: usize, pool: Arc<Vec<Vec<u8>>>) -> 
     let repo = format!("stress/w{id}");
     let mut tally = Tally::default();
     let until = Instant::now() + WRITE_FOR;
+    // On a busy machine, write on (up to three times as long) until this
+    // writer has enough pushes for the checks to mean something.
+    let hard_stop = Instant::now() + 3 * WRITE_FOR;
     let mut n = 0usize;
-    while Instant::now() < until {
+    while Instant::now() < until
+        || (tally.pushed.len() < MIN_PUSHES_PER_WRITER && Instant::now() < hard_stop)
+    {
         n += 1;
         // Requests of one push go to the replicas in turn.
         let base = |step: usize| bases[(n + step) % bases.len()].as_str();
