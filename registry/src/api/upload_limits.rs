@@ -66,20 +66,78 @@ struct Session {
     touched: Instant,
 }
 
+/// The sessions, with running totals kept beside them: bytes are charged
+/// for every chunk of every upload, so a charge must not walk the map.
 #[derive(Default)]
 struct Book {
     sessions: HashMap<String, Session>,
+    staged_total: u64,
+    /// Per client: sessions held and bytes they stage.
+    by_client: HashMap<String, (usize, u64)>,
 }
 
 impl Book {
-    fn forget_stale(&mut self, stale_after: Duration) {
-        let now = Instant::now();
-        self.sessions
-            .retain(|_, s| now.duration_since(s.touched) < stale_after);
+    /// Add a session unless `id` is already known.
+    fn insert(&mut self, id: &str, client: &str, staged: u64) {
+        if self.sessions.contains_key(id) {
+            return;
+        }
+        let totals = self.by_client.entry(client.to_string()).or_default();
+        totals.0 += 1;
+        totals.1 += staged;
+        self.staged_total += staged;
+        self.sessions.insert(
+            id.to_string(),
+            Session {
+                client: client.to_string(),
+                staged,
+                touched: Instant::now(),
+            },
+        );
     }
 
-    fn of_client<'a>(&'a self, client: &'a str) -> impl Iterator<Item = &'a Session> + 'a {
-        self.sessions.values().filter(move |s| s.client == client)
+    fn remove(&mut self, id: &str) {
+        let Some(session) = self.sessions.remove(id) else {
+            return;
+        };
+        self.staged_total -= session.staged;
+        if let Some(totals) = self.by_client.get_mut(&session.client) {
+            totals.0 -= 1;
+            totals.1 -= session.staged;
+            if totals.0 == 0 {
+                self.by_client.remove(&session.client);
+            }
+        }
+    }
+
+    /// Set what session `id` stages (and note it active).
+    fn set_staged(&mut self, id: &str, staged: u64) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        self.staged_total = self.staged_total - session.staged + staged;
+        if let Some(totals) = self.by_client.get_mut(&session.client) {
+            totals.1 = totals.1 - session.staged + staged;
+        }
+        session.staged = staged;
+        session.touched = Instant::now();
+    }
+
+    fn forget_stale(&mut self, stale_after: Duration) {
+        let now = Instant::now();
+        let stale: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.touched) >= stale_after)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.remove(&id);
+        }
+    }
+
+    fn of_client(&self, client: &str) -> (usize, u64) {
+        self.by_client.get(client).copied().unwrap_or_default()
     }
 }
 
@@ -113,33 +171,21 @@ impl UploadLedger {
                 book.sessions.len()
             )));
         }
-        let held = book.of_client(client).count();
+        let (held, _) = book.of_client(client);
         if held >= limits.sessions_per_client {
             return Err(RegistryError::UploadSessionsBusy(format!(
                 "{client} holds {held} unfinished upload sessions, the limit MAXIMUM_UPLOAD_SESSIONS_PER_CLIENT; finish or cancel some (idle sessions expire after {} s)",
                 limits.stale_after.as_secs()
             )));
         }
-        book.sessions.insert(
-            id.to_string(),
-            Session {
-                client: client.to_string(),
-                staged: 0,
-                touched: Instant::now(),
-            },
-        );
+        book.insert(id, client, 0);
         Ok(())
     }
 
     /// Note a session this replica did not open (it resumes an upload
     /// started before a restart or on another replica), holding `size`.
     pub(crate) fn adopt(&self, id: &str, client: &str, size: u64) {
-        let mut book = self.book();
-        book.sessions.entry(id.to_string()).or_insert(Session {
-            client: client.to_string(),
-            staged: size,
-            touched: Instant::now(),
-        });
+        self.book().insert(id, client, size);
     }
 
     /// Whether session `id` may hold `n` more bytes.
@@ -161,9 +207,8 @@ impl UploadLedger {
     ) -> Result<(), StagedBytesExceeded> {
         let mut book = self.book();
         Self::fits(&book, limits, id, n)?;
-        if let Some(session) = book.sessions.get_mut(id) {
-            session.staged += n;
-            session.touched = Instant::now();
+        if let Some(staged) = book.sessions.get(id).map(|s| s.staged) {
+            book.set_staged(id, staged + n);
         }
         Ok(())
     }
@@ -173,7 +218,7 @@ impl UploadLedger {
         let Some(client) = book.sessions.get(id).map(|s| s.client.as_str()) else {
             return Ok(());
         };
-        let of_client: u64 = book.of_client(client).map(|s| s.staged).sum();
+        let (_, of_client) = book.of_client(client);
         if of_client + n > limits.staged_bytes_per_client {
             return Err(StagedBytesExceeded {
                 holder: client.to_string(),
@@ -182,7 +227,7 @@ impl UploadLedger {
                 would_hold: of_client + n,
             });
         }
-        let total: u64 = book.sessions.values().map(|s| s.staged).sum();
+        let total = book.staged_total;
         if total + n > limits.staged_bytes {
             return Err(StagedBytesExceeded {
                 holder: "all unfinished uploads of this registry".into(),
@@ -197,15 +242,12 @@ impl UploadLedger {
     /// Set what session `id` holds after a request, as storage reports it
     /// (a refused or broken chunk was rolled back).
     pub(crate) fn settle(&self, id: &str, size: u64) {
-        if let Some(session) = self.book().sessions.get_mut(id) {
-            session.staged = size;
-            session.touched = Instant::now();
-        }
+        self.book().set_staged(id, size);
     }
 
     /// The session ended: committed, cancelled or failed.
     pub(crate) fn close(&self, id: &str) {
-        self.book().sessions.remove(id);
+        self.book().remove(id);
     }
 }
 
@@ -245,6 +287,25 @@ mod tests {
         assert!(e.contains("MAXIMUM_UPLOAD_SESSIONS;"), "{e}");
         ledger.close("a1");
         ledger.open(&l, "c1", "carol").unwrap();
+    }
+
+    #[test]
+    fn stale_sessions_are_forgotten_with_their_bytes() {
+        let ledger = UploadLedger::default();
+        let l = Limits {
+            stale_after: Duration::ZERO,
+            ..limits()
+        };
+        ledger.open(&l, "a1", "alice").unwrap();
+        ledger.charge(&l, "a1", 60).unwrap();
+        // Opening a2 forgets a1 (idle for longer than zero): its bytes and
+        // its place no longer count.
+        ledger.open(&l, "a2", "alice").unwrap();
+        ledger.open(&l, "a3", "alice").unwrap();
+        ledger.charge(&l, "a3", 60).unwrap();
+        let book = ledger.book();
+        assert_eq!(book.staged_total, 60);
+        assert_eq!(book.of_client("alice"), (1, 60));
     }
 
     #[test]
