@@ -2,6 +2,7 @@
 //! a free loopback port, find the third-party tools `make tools-test`
 //! built, and run them with their output kept for failure messages.
 
+pub mod bench_options;
 pub mod clients;
 pub mod cluster;
 pub mod conformance;

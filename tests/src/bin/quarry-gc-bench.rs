@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
+use quarry_e2e::bench_options::Options;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
@@ -38,39 +39,12 @@ const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Layers every repository shares (the second layer of each image).
 const GLOBAL_LAYERS: usize = 10;
 
-/// Command-line options: `--key value` pairs after the subcommand.
-struct Options(BTreeMap<String, String>);
+/// What this benchmark reads from its options beyond the shared kinds.
+trait GcOptions {
+    fn base(&self) -> anyhow::Result<Url>;
+}
 
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Options> {
-        let mut map = BTreeMap::new();
-        let mut it = args.iter();
-        while let Some(key) = it.next() {
-            let Some(name) = key.strip_prefix("--") else {
-                bail!("unexpected argument {key:?} (options are --name value)");
-            };
-            let value = it.next().with_context(|| format!("{key} needs a value"))?;
-            map.insert(name.to_string(), value.clone());
-        }
-        Ok(Options(map))
-    }
-
-    fn string(&self, name: &str) -> anyhow::Result<String> {
-        self.0
-            .get(name)
-            .cloned()
-            .with_context(|| format!("--{name} is required"))
-    }
-
-    fn number(&self, name: &str, default: usize) -> anyhow::Result<usize> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .with_context(|| format!("--{name} {v:?} is not a number")),
-        }
-    }
-
+impl GcOptions for Options {
     fn base(&self) -> anyhow::Result<Url> {
         let base = self.string("base")?;
         Url::parse(&base).with_context(|| format!("--base {base:?} is not a URL"))
@@ -462,7 +436,7 @@ async fn latency(o: &Options) -> anyhow::Result<()> {
     let base = o.base()?;
     let seconds = o.number("seconds", 20)?;
     let samples_file = o.string("samples")?;
-    let repo = o.0.get("repo").cloned().unwrap_or("latency/app".into());
+    let repo = o.string_or("repo", "latency/app");
     let client = client()?;
     // Labels unique to this run, so every push uploads new blobs.
     let run = format!("{:?}", std::time::SystemTime::now());
@@ -507,7 +481,7 @@ async fn main() -> anyhow::Result<()> {
     let Some((command, rest)) = args.split_first() else {
         bail!("usage: quarry-gc-bench populate|verify|latency --base URL ... (see the source)");
     };
-    let options = Options::parse(rest)?;
+    let options = Options::parse(rest, &[])?;
     match command.as_str() {
         "populate" => populate(&options).await,
         "verify" => verify(&options).await,

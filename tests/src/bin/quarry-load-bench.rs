@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use quarry_e2e::bench_options::Options;
 use rand::Rng as _;
 use reqwest::{Client, StatusCode, header};
 use serde_json::json;
@@ -55,50 +56,17 @@ const SUFFIX: usize = 16;
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 
-/// Command-line options: `--key value` pairs after the subcommand; the
-/// names in `FLAGS` take no value.
-struct Options(BTreeMap<String, String>);
-
+/// Options that take no value.
 const FLAGS: &[&str] = &["chunked"];
 
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Options> {
-        let mut map = BTreeMap::new();
-        let mut it = args.iter();
-        while let Some(key) = it.next() {
-            let Some(name) = key.strip_prefix("--") else {
-                bail!("unexpected argument {key:?} (options are --name value)");
-            };
-            if FLAGS.contains(&name) {
-                map.insert(name.to_string(), "true".to_string());
-                continue;
-            }
-            let value = it.next().with_context(|| format!("{key} needs a value"))?;
-            map.insert(name.to_string(), value.clone());
-        }
-        Ok(Options(map))
-    }
+/// What this benchmark reads from its options beyond the shared kinds.
+trait LoadOptions {
+    fn url(&self, name: &str) -> anyhow::Result<Url>;
+    fn target(&self, default: &str) -> String;
+    fn requests(&self, size_mb: usize) -> anyhow::Result<usize>;
+}
 
-    fn string(&self, name: &str) -> anyhow::Result<String> {
-        self.0
-            .get(name)
-            .cloned()
-            .with_context(|| format!("--{name} is required"))
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    fn number(&self, name: &str, default: usize) -> anyhow::Result<usize> {
-        match self.0.get(name) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .with_context(|| format!("--{name} {v:?} is not a number")),
-        }
-    }
-
+impl LoadOptions for Options {
     fn url(&self, name: &str) -> anyhow::Result<Url> {
         let text = self.string(name)?;
         // A base without a trailing slash would lose its last segment in join().
@@ -111,10 +79,7 @@ impl Options {
     }
 
     fn target(&self, default: &str) -> String {
-        self.0
-            .get("target")
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
+        self.string_or("target", default)
     }
 
     /// Requests per case when not given: about 1 GiB moved for large blobs,
@@ -530,7 +495,7 @@ async fn pull(o: &Options) -> anyhow::Result<()> {
     let requests = o.requests(size_mb)?;
     let mut job = Job::new(client()?, vec![Op::Pull]);
     job.content = Some(Content::new(size_mb * MIB)?);
-    if o.0.contains_key("plain-url") {
+    if o.flag("plain-url") {
         job.gets = vec![o.url("plain-url")?];
     } else {
         job.base = Some(o.url("url")?);
@@ -703,7 +668,7 @@ async fn main() -> anyhow::Result<()> {
             "usage: quarry-load-bench push|pull|mix|catalog|write --url URL ... (see the source)"
         );
     };
-    let options = Options::parse(rest)?;
+    let options = Options::parse(rest, FLAGS)?;
     match command.as_str() {
         "push" => push(&options).await,
         "pull" => pull(&options).await,
