@@ -227,6 +227,19 @@ pub struct RegistryConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub default_system_reject_quota_bytes: Option<u64>,
+
+    /// Quay's key: serve the namespaces of PROXY_CACHE_NAMESPACES as
+    /// pull-through caches of their upstreams.
+    #[serde(rename = "FEATURE_PROXY_CACHE")]
+    pub feature_proxy_cache: bool,
+
+    /// Namespaces that are caches of an upstream registry, with Quay's
+    /// fields of a proxy-cache organization (docs/proxy-cache.md).
+    #[serde(
+        rename = "PROXY_CACHE_NAMESPACES",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub proxy_cache_namespaces: Vec<crate::proxy_cache::ProxyCacheNamespace>,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -283,6 +296,8 @@ impl Default for RegistryConfig {
             feature_quota_management: false,
             namespace_quotas: Vec::new(),
             default_system_reject_quota_bytes: None,
+            feature_proxy_cache: false,
+            proxy_cache_namespaces: Vec::new(),
         }
     }
 }
@@ -339,6 +354,11 @@ static HOSTNAME_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*(:[0-9]{1,5})?$")
         .expect("static regex")
 });
+
+/// Whether `s` is a host name with an optional `:port`.
+pub fn is_host_name(s: &str) -> bool {
+    HOSTNAME_RE.is_match(s)
+}
 
 /// Whether `s` is a syntactically valid media type (RFC 6838 names).
 pub fn is_media_type(s: &str) -> bool {
@@ -581,6 +601,17 @@ impl RegistryConfig {
                 issue(
                     &format!("NAMESPACE_QUOTAS[{i}]"),
                     format!("namespace {:?} has a quota already", quota.namespace),
+                );
+            }
+        }
+        let mut cache_namespaces = std::collections::BTreeSet::new();
+        for (i, cache) in self.proxy_cache_namespaces.iter().enumerate() {
+            if let Some(problem) = cache.problem() {
+                issue(&format!("PROXY_CACHE_NAMESPACES[{i}]"), problem);
+            } else if !cache_namespaces.insert(cache.namespace.as_str()) {
+                issue(
+                    &format!("PROXY_CACHE_NAMESPACES[{i}]"),
+                    format!("namespace {:?} is listed twice", cache.namespace),
                 );
             }
         }

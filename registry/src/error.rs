@@ -81,6 +81,13 @@ pub enum RegistryError {
         "the request body sent nothing for {seconds} s (REQUEST_BODY_IDLE_TIMEOUT_SECONDS); the upload is unchanged, resume from its current size"
     )]
     BodyIdle { seconds: u64 },
+    /// 502: a cache namespace needed its upstream, which failed; the
+    /// message names the upstream and what it answered.
+    #[error("{0}")]
+    Upstream(String),
+    /// 429: a cache namespace needed its upstream, which is rate-limiting.
+    #[error("{message}")]
+    UpstreamRateLimited { message: String, retry_after: u64 },
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed on this endpoint")]
@@ -126,6 +133,8 @@ impl RegistryError {
             UploadSessionsBusy(_) => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             StagedBytesExceeded(_) => ("SIZE_INVALID", StatusCode::PAYLOAD_TOO_LARGE),
             BodyIdle { .. } => ("BLOB_UPLOAD_INVALID", StatusCode::REQUEST_TIMEOUT),
+            Upstream(_) => ("UNAVAILABLE", StatusCode::BAD_GATEWAY),
+            UpstreamRateLimited { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             NotFound => ("NOT_FOUND", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             Internal(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
@@ -165,6 +174,9 @@ impl IntoResponse for RegistryError {
                 }
             }
             RegistryError::TooManyRequests { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            RegistryError::UpstreamRateLimited { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             RegistryError::LoginsBusy => {

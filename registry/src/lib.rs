@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod names;
 pub mod policy;
+pub mod proxy_cache;
 pub mod quota;
 pub mod reload;
 pub mod retention;

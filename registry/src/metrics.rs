@@ -67,6 +67,19 @@ pub struct Metrics {
     pub gc_rescued: Counter,
     pub gc_errors: Counter,
     pub gc_last_success: Gauge,
+    /// Pulls of cache namespaces by result: hit (fresh in storage),
+    /// revalidated (the upstream confirmed a tag by HEAD), miss (fetched
+    /// from the upstream), stale (cached, served while the upstream failed).
+    pub proxy_cache_requests: Family<ResultLabels, Counter>,
+    /// Failed upstream requests of cache namespaces, by reason.
+    pub proxy_cache_upstream_errors: Family<ReasonLabels, Counter>,
+    /// Blob bytes downloaded from upstreams.
+    pub proxy_cache_upstream_bytes: Counter,
+    /// Blob downloads started, and requests that joined one running.
+    pub proxy_cache_downloads: Counter,
+    pub proxy_cache_joined: Counter,
+    /// Upstream content whose digest did not match (nothing was cached).
+    pub proxy_cache_corrupt: Counter,
 }
 
 impl Default for Metrics {
@@ -206,6 +219,42 @@ impl Metrics {
             "When the last successful garbage collection sweep ended (Unix time)",
             gc_last_success.clone(),
         );
+        let proxy_cache_requests = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "proxy_cache_requests",
+            "Pulls of cache namespaces by result (hit, revalidated, miss, stale)",
+            proxy_cache_requests.clone(),
+        );
+        let proxy_cache_upstream_errors = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "proxy_cache_upstream_errors",
+            "Failed upstream requests of cache namespaces, by reason",
+            proxy_cache_upstream_errors.clone(),
+        );
+        let proxy_cache_upstream_bytes = Counter::default();
+        registry.register(
+            "proxy_cache_upstream_bytes",
+            "Blob bytes downloaded from upstream registries",
+            proxy_cache_upstream_bytes.clone(),
+        );
+        let proxy_cache_downloads = Counter::default();
+        registry.register(
+            "proxy_cache_downloads",
+            "Blob downloads from upstream registries started",
+            proxy_cache_downloads.clone(),
+        );
+        let proxy_cache_joined = Counter::default();
+        registry.register(
+            "proxy_cache_joined_downloads",
+            "Blob requests that joined a download already running",
+            proxy_cache_joined.clone(),
+        );
+        let proxy_cache_corrupt = Counter::default();
+        registry.register(
+            "proxy_cache_corrupt",
+            "Upstream content whose digest did not match; nothing was cached",
+            proxy_cache_corrupt.clone(),
+        );
         Metrics {
             registry,
             gc_runs,
@@ -229,6 +278,12 @@ impl Metrics {
             bytes_received,
             bytes_sent,
             upload_seconds,
+            proxy_cache_requests,
+            proxy_cache_upstream_errors,
+            proxy_cache_upstream_bytes,
+            proxy_cache_downloads,
+            proxy_cache_joined,
+            proxy_cache_corrupt,
         }
     }
 

@@ -5,10 +5,10 @@
 pub(crate) mod access;
 pub(crate) mod blobs;
 mod listing;
-mod manifests;
+pub(crate) mod manifests;
 mod ops;
 mod quota_guard;
-mod referrers;
+pub(crate) mod referrers;
 pub mod route;
 mod tag_guard;
 mod token;
@@ -54,6 +54,8 @@ pub struct AppState {
     pub gc_sweeps: Arc<crate::gc::journal::Journal>,
     /// Unfinished uploads and the bytes they hold, for the upload limits.
     pub uploads: Arc<upload_limits::UploadLedger>,
+    /// Upstream clients and downloads of the pull-through cache namespaces.
+    pub proxy: Arc<crate::proxy_cache::ProxyCaches>,
 }
 
 impl AppState {
@@ -67,6 +69,7 @@ impl AppState {
             quota_usage: Arc::default(),
             gc_sweeps: Arc::default(),
             uploads: Arc::default(),
+            proxy: Arc::default(),
         }
     }
 
@@ -298,6 +301,46 @@ async fn admit(
 
 async fn handle(state: &AppState, endpoint: Endpoint, call: Call) -> ApiResult<Response> {
     use Endpoint::*;
+    let config = state.config();
+    if let Some(cache) = state
+        .proxy
+        .for_repo(&config, &call.repo)
+        .map_err(|e| RegistryError::Internal(anyhow::anyhow!(e)))?
+    {
+        use crate::proxy_cache::serve;
+        return match (&call.method, endpoint) {
+            (&Method::GET | &Method::HEAD, Blob(d)) => {
+                serve::blob(state, &state.proxy, cache, call, &d).await
+            }
+            (&Method::GET | &Method::HEAD, Manifest(r)) => {
+                serve::manifest(state, cache, call, &r).await
+            }
+            (&Method::GET, Referrers(d)) => serve::referrers(state, cache, call, &d).await,
+            (&Method::GET, Tags) => listing::tags(state, call).await,
+            // Evicting what is cached is allowed; the next pull fetches it.
+            (&Method::DELETE, Manifest(r)) => manifests::delete(state, call, &r).await,
+            (&Method::DELETE, Blob(d)) => blobs::delete(state, call, &d).await,
+            (&Method::POST | &Method::PUT | &Method::PATCH, _) => {
+                Err(RegistryError::Denied(format!(
+                    "{} is in namespace {:?}, a pull-through cache of {}: pushes are refused (push to another namespace)",
+                    call.repo,
+                    call.repo.as_str().split('/').next().unwrap_or_default(),
+                    cache.upstream.name()
+                )))
+            }
+            _ => Err(RegistryError::MethodNotAllowed),
+        };
+    }
+    if let Some(namespace) =
+        crate::proxy_cache::ProxyCaches::is_cache_namespace(&config, call.repo.as_str())
+        && matches!(call.method, Method::POST | Method::PUT | Method::PATCH)
+    {
+        return Err(RegistryError::Denied(format!(
+            "{:?} is a pull-through cache of {}: its repositories are named <namespace>/<path>, and pushes are refused",
+            call.repo.as_str(),
+            namespace.upstream_registry
+        )));
+    }
     match (&call.method, endpoint) {
         (&Method::GET | &Method::HEAD, Blob(d)) => blobs::get(state, call, &d).await,
         (&Method::DELETE, Blob(d)) => blobs::delete(state, call, &d).await,

@@ -10,6 +10,7 @@
 //! repositories/<name>/_tags/<tag>                          tag -> digest
 //! repositories/<name>/_referrers/<alg>/<hex>/<alg>-<hex>.json   referrer descriptor
 //! repositories/<name>/_retention/<tag>                     a tag removal's mark (retention/removal.rs)
+//! repositories/<name>/_proxy/<tag>                         a cached tag's last upstream check (proxy_cache)
 //! _gc/condemned/<hex>                                      garbage collection's
 //! _gc/deleting/<hex>                                         markers (gc/markers.rs)
 //! ```
@@ -74,6 +75,11 @@ impl Key {
 
     pub fn retention_marks(repo: &RepoName) -> Key {
         Key::in_repo(repo, "_retention")
+    }
+
+    /// When a tag of a cache namespace was last found current upstream.
+    pub fn proxy_tag_check(repo: &RepoName, tag: &Tag) -> Key {
+        Key::in_repo(repo, &format!("_proxy/{tag}"))
     }
 
     pub fn tags(repo: &RepoName) -> Key {
