@@ -53,7 +53,7 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo shellcheck hadolint cargo-deny minio nginx openssl)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo distribution shellcheck hadolint cargo-deny minio nginx openssl)
 BENCH_TOOLS=(distribution nginx wrk ab minio strace)
 FUZZ_TOOLS=(cargo-fuzz)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)

@@ -12,6 +12,7 @@ pub mod oci;
 pub mod scale;
 pub mod secure;
 pub mod uploads;
+pub mod upstreams;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

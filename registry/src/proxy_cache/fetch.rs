@@ -1,0 +1,320 @@
+//! One upstream download per missing blob, however many clients want it at
+//! once (single flight), streamed to each of them as it arrives.
+//!
+//! The first request for a blob starts a download task that writes the
+//! bytes to an unnamed temporary file (it vanishes when the last reader
+//! closes it) and hashes them. Every request, the first included, streams
+//! from that file as it grows, so a slow client never slows the download or
+//! the others, and a client that hangs up does not cancel it. The blob's
+//! last byte is held back until its digest matched: no client receives a
+//! complete wrong blob, and one whose upstream lied gets a broken body.
+//! Once verified, the blob is committed to storage like an upload (hash,
+//! atomic commit) and linked into the repository; only then does the
+//! download leave the table, so a request arriving meanwhile still joins
+//! it rather than reading a half-committed store.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use super::upstream::{Upstream, UpstreamError};
+use crate::digest::{Digest, DigestHasher};
+use crate::metrics::Metrics;
+use crate::names::RepoName;
+use crate::storage::{ByteStream, Storage};
+
+/// Bytes read from the spool file per chunk sent to a client.
+const READ_CHUNK: u64 = 256 * 1024;
+/// Upstream chunks already waiting are written together up to this size.
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Where a download is.
+#[derive(Clone)]
+pub enum Progress {
+    /// Asking the upstream.
+    Connecting,
+    /// `written` of `size` bytes are in `spool`.
+    Streaming {
+        spool: Arc<File>,
+        size: u64,
+        written: u64,
+    },
+    /// Complete and the digest matched.
+    Verified {
+        spool: Arc<File>,
+        size: u64,
+    },
+    Failed(Arc<UpstreamError>),
+}
+
+struct Download {
+    progress: watch::Sender<Progress>,
+}
+
+type DownloadKey = (RepoName, Digest);
+
+/// The downloads in flight, by repository and digest.
+#[derive(Default)]
+pub struct Downloads {
+    running: Mutex<HashMap<DownloadKey, Arc<Download>>>,
+}
+
+/// What a download needs besides its upstream.
+pub struct Target {
+    pub storage: Arc<dyn Storage>,
+    pub metrics: Arc<Metrics>,
+    pub repo: RepoName,
+    pub remote: String,
+    pub digest: Digest,
+}
+
+impl Downloads {
+    /// Join the download of `target.digest`, starting it when none runs.
+    pub fn join(
+        self: &Arc<Self>,
+        upstream: Arc<Upstream>,
+        target: Target,
+    ) -> watch::Receiver<Progress> {
+        let key = (target.repo.clone(), target.digest.clone());
+        let Ok(mut running) = self.running.lock() else {
+            // A panic elsewhere poisoned the table: answer this request
+            // with a failure rather than taking the process down.
+            let (_, rx) = watch::channel(Progress::Failed(Arc::new(UpstreamError::Unreachable {
+                upstream: upstream.name().to_string(),
+                reason: "the download table is unusable after an earlier crash".into(),
+            })));
+            return rx;
+        };
+        if let Some(download) = running.get(&key) {
+            target.metrics.proxy_cache_joined.inc();
+            return download.progress.subscribe();
+        }
+        let (progress, rx) = watch::channel(Progress::Connecting);
+        let download = Arc::new(Download { progress });
+        running.insert(key.clone(), download.clone());
+        drop(running);
+        let downloads = self.clone();
+        tokio::spawn(async move {
+            run(&upstream, &target, &download.progress).await;
+            if let Ok(mut running) = downloads.running.lock()
+                && running.get(&key).is_some_and(|d| Arc::ptr_eq(d, &download))
+            {
+                running.remove(&key);
+            }
+        });
+        rx
+    }
+}
+
+async fn run(upstream: &Upstream, target: &Target, progress: &watch::Sender<Progress>) {
+    target.metrics.proxy_cache_downloads.inc();
+    let spool = match download(upstream, target, progress).await {
+        Ok(spool) => spool,
+        Err(e) => {
+            tracing::warn!(repository = %target.repo, digest = %target.digest, error = %e, "pull-through download failed");
+            target
+                .metrics
+                .proxy_cache_upstream_errors
+                .get_or_create(&crate::metrics::ReasonLabels { reason: e.label() })
+                .inc();
+            progress.send_replace(Progress::Failed(Arc::new(e)));
+            return;
+        }
+    };
+    if let Err(e) = commit(target, spool).await {
+        // The clients got their bytes; the next pull downloads again.
+        tracing::error!(repository = %target.repo, digest = %target.digest, error = %e, "could not store a pulled-through blob");
+    }
+}
+
+/// Download into a spool file, publishing progress; the verified file.
+async fn download(
+    upstream: &Upstream,
+    target: &Target,
+    progress: &watch::Sender<Progress>,
+) -> Result<Arc<File>, UpstreamError> {
+    let (size, mut response) = upstream.blob_get(&target.remote, &target.digest).await?;
+    let what = || format!("blob {} of {}", target.digest, target.remote);
+    let invalid = |reason: String| UpstreamError::Invalid {
+        upstream: upstream.name().to_string(),
+        what: what(),
+        reason,
+    };
+    let spool = Arc::new(tempfile::tempfile().map_err(|e| {
+        invalid(format!(
+            "no spool file in {}: {e}",
+            std::env::temp_dir().display()
+        ))
+    })?);
+    let mut hasher = Some(DigestHasher::new(target.digest.algorithm()));
+    let mut written = 0u64;
+    progress.send_replace(Progress::Streaming {
+        spool: spool.clone(),
+        size,
+        written,
+    });
+    loop {
+        let Some(first) = response
+            .chunk()
+            .await
+            .map_err(|e| UpstreamError::Unreachable {
+                upstream: upstream.name().to_string(),
+                reason: format!("{} broke off after {written} of {size} bytes: {e}", what()),
+            })?
+        else {
+            break;
+        };
+        // Take what else is already here, so a fast upstream costs one
+        // write per megabyte, a slow one a write per chunk.
+        let mut batch = BytesMut::from(first.as_ref());
+        while batch.len() < WRITE_BATCH {
+            match response.chunk().now_or_never() {
+                Some(Ok(Some(more))) => batch.extend_from_slice(&more),
+                _ => break,
+            }
+        }
+        let batch: Bytes = batch.freeze();
+        if written + batch.len() as u64 > size {
+            return Err(invalid(format!(
+                "more bytes than its Content-Length of {size}"
+            )));
+        }
+        let file = spool.clone();
+        let mut h = hasher.take();
+        let at = written;
+        let len = batch.len() as u64;
+        let (h, result) = tokio::task::spawn_blocking(move || {
+            if let Some(h) = h.as_mut() {
+                h.update(&batch);
+            }
+            let result = file.write_all_at(&batch, at);
+            (h, result)
+        })
+        .await
+        .map_err(|e| invalid(format!("the spool writer stopped: {e}")))?;
+        hasher = h;
+        result.map_err(|e| invalid(format!("could not write the spool file: {e}")))?;
+        written += len;
+        target.metrics.proxy_cache_upstream_bytes.inc_by(len);
+        progress.send_replace(Progress::Streaming {
+            spool: spool.clone(),
+            size,
+            written,
+        });
+    }
+    if written != size {
+        return Err(UpstreamError::Unreachable {
+            upstream: upstream.name().to_string(),
+            reason: format!("{} ended after {written} of {size} bytes", what()),
+        });
+    }
+    let actual = hasher.map(DigestHasher::finish);
+    if actual.as_ref() != Some(&target.digest) {
+        target.metrics.proxy_cache_corrupt.inc();
+        return Err(invalid(format!(
+            "its content hashes to {}; nothing was cached",
+            actual.map_or_else(|| "?".into(), |d| d.to_string())
+        )));
+    }
+    progress.send_replace(Progress::Verified {
+        spool: spool.clone(),
+        size,
+    });
+    Ok(spool)
+}
+
+/// Store a verified spool file as the blob, linked into the repository.
+async fn commit(target: &Target, spool: Arc<File>) -> crate::storage::StorageResult<()> {
+    let storage = &target.storage;
+    let id = storage.upload_start(&target.repo).await?;
+    let size = spool.metadata()?.len();
+    let body = spool_stream(spool, 0, size, None);
+    let result = async {
+        storage
+            .upload_append(&target.repo, &id, Some(0), body)
+            .await?;
+        storage
+            .upload_commit(&target.repo, &id, &target.digest)
+            .await
+    }
+    .await;
+    if result.is_err() {
+        let _ = storage.upload_cancel(&target.repo, &id).await;
+    }
+    result.map(drop)
+}
+
+/// The bytes `start..end` of a download, sent as they arrive. With
+/// `progress`, it waits for bytes not yet written and holds the blob's
+/// last byte back until the digest matched.
+pub fn spool_stream(
+    spool: Arc<File>,
+    start: u64,
+    end: u64,
+    progress: Option<watch::Receiver<Progress>>,
+) -> ByteStream {
+    struct State {
+        spool: Arc<File>,
+        pos: u64,
+        end: u64,
+        progress: Option<watch::Receiver<Progress>>,
+    }
+    let state = State {
+        spool,
+        pos: start,
+        end,
+        progress,
+    };
+    Box::pin(futures::stream::unfold(Some(state), |state| async move {
+        let mut state = state?;
+        loop {
+            // How far may be read now, and whether the end is final.
+            let (readable, verified) = match state.progress.as_mut() {
+                None => (state.end, true),
+                Some(rx) => match &*rx.borrow_and_update() {
+                    Progress::Connecting => (state.pos, false),
+                    Progress::Streaming { size, written, .. } => {
+                        ((*written).min(size.saturating_sub(1)).min(state.end), false)
+                    }
+                    Progress::Verified { .. } => (state.end, true),
+                    Progress::Failed(e) => {
+                        let e = std::io::Error::other(e.to_string());
+                        return Some((Err(e), None));
+                    }
+                },
+            };
+            if state.pos >= state.end && verified {
+                return None;
+            }
+            if readable > state.pos {
+                let len = (readable - state.pos).min(READ_CHUNK);
+                let file = state.spool.clone();
+                let at = state.pos;
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0; len as usize];
+                    file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r);
+                return Some(match read {
+                    Ok(bytes) => {
+                        state.pos += bytes.len() as u64;
+                        (Ok(bytes), Some(state))
+                    }
+                    Err(e) => (Err(e), None),
+                });
+            }
+            let rx = state.progress.as_mut()?;
+            if rx.changed().await.is_err() {
+                let e = std::io::Error::other("the upstream download stopped unexpectedly");
+                return Some((Err(e), None));
+            }
+        }
+    }))
+}
