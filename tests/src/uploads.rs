@@ -3,6 +3,15 @@
 
 use crate::sha256;
 
+/// A Location as a URL: Quarry answers a path, distribution a whole URL.
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else {
+        format!("{base}{location}")
+    }
+}
+
 /// `PATCH` one chunk starting at byte `from`; the session's next location.
 pub async fn patch_chunk(
     client: &reqwest::Client,
@@ -12,7 +21,7 @@ pub async fn patch_chunk(
     part: &[u8],
 ) -> anyhow::Result<String> {
     let r = client
-        .patch(format!("{base}{location}"))
+        .patch(absolute(base, location))
         .header(
             "content-range",
             format!("{}-{}", from, from + part.len() - 1),
@@ -46,8 +55,10 @@ pub async fn push_blob(
         for (from, part) in [(0, &content[..half]), (half, &content[half..])] {
             location = patch_chunk(client, base, &location, from, part).await?;
         }
+        let url = absolute(base, &location);
+        let separator = if url.contains('?') { '&' } else { '?' };
         client
-            .put(format!("{base}{location}?digest={digest}"))
+            .put(format!("{url}{separator}digest={digest}"))
             .send()
             .await?
     } else {

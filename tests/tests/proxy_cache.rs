@@ -7,10 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use quarry_e2e::clients::{
-    cosign, cosign_verify_plain_http, crane, oras, skopeo, skopeo_copy_layout,
+    cosign, cosign_verify_plain_http, crane, helm, oras, skopeo, skopeo_copy_layout,
 };
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{ADMIN, PASSWORD, SecureRegistry};
+use quarry_e2e::uploads::push_blob;
 use quarry_e2e::upstreams::{Distribution, StubEntry, StubMode, StubUpstream};
 use quarry_e2e::{Registry, http, run, run_refused, run_text, sha256};
 
@@ -121,6 +122,21 @@ fn pulls_through_distribution() {
     ));
     assert!(verified.contains(&image.manifest_digest), "{verified}");
 
+    // helm: a chart pushed upstream, pulled through the cache byte for byte.
+    run(helm(dir).args(["create", "cachedchart"]));
+    run(helm(dir).args(["package", "cachedchart"]));
+    run(helm(dir)
+        .args(["push", "--plain-http", "cachedchart-0.1.0.tgz"])
+        .arg(format!("oci://{}/charts", upstream.host())));
+    std::fs::create_dir_all(dir.join("charts")).unwrap();
+    run(helm(dir)
+        .args(["pull", "--plain-http", "--version", "0.1.0", "-d", "charts"])
+        .arg(format!("oci://{}/hub/charts/cachedchart", cache.host())));
+    assert_eq!(
+        std::fs::read(dir.join("charts/cachedchart-0.1.0.tgz")).unwrap(),
+        std::fs::read(dir.join("cachedchart-0.1.0.tgz")).unwrap()
+    );
+
     // Pushes into the cache namespace are refused, naming it.
     let refused = run_refused(&mut skopeo_copy_layout(
         &dir.join("v1"),
@@ -180,12 +196,18 @@ fn pulls_through_distribution() {
 
     // 8 concurrent pulls of one uncached 100 MiB blob: one upstream GET,
     // 8 identical bodies.
-    let big = write_image_layout(&dir.join("big"), "v1", 1, 100 * 1024 * 1024);
-    run(&mut skopeo_copy_layout(
-        &dir.join("big"),
-        &format!("{}/tools/big:v1", upstream.host()),
-    ));
-    let layer = big.layer_digests[0].clone();
+    let mut content = vec![0u8; 100 * 1024 * 1024];
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut content);
+    let layer = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(push_blob(
+            &http::client(),
+            &format!("http://{}", upstream.host()),
+            "tools/big",
+            content,
+            true,
+        ))
+        .expect("push the big blob upstream");
     let url = format!("http://{}/v2/hub/tools/big/blobs/{layer}", cache.host());
     let pulls: Vec<_> = (0..8)
         .map(|_| {
