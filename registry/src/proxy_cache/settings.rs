@@ -187,4 +187,58 @@ mod tests {
         assert!(UpstreamAddress::parse("quay.io/UPPER").is_err());
         assert!(UpstreamAddress::parse("bad host").is_err());
     }
+
+    #[test]
+    fn config_refuses_bad_entries_naming_them() {
+        let yaml = r#"
+FEATURE_PROXY_CACHE: true
+PROXY_CACHE_NAMESPACES:
+  - namespace: hub
+    upstream_registry: docker.io
+  - namespace: hub
+    upstream_registry: quay.io
+  - namespace: lab
+    upstream_registry: "http://10.0.0.5:5000"
+  - namespace: corp
+    upstream_registry: registry.corp.example
+    upstream_registry_username: robot
+  - namespace: "*"
+    upstream_registry: ghcr.io
+"#;
+        let error = crate::config::RegistryConfig::from_yaml(yaml, None).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("PROXY_CACHE_NAMESPACES[1]: namespace \"hub\" is listed twice"),
+            "{text}"
+        );
+        assert!(text.contains("PROXY_CACHE_NAMESPACES[2]: upstream_registry: \"http://10.0.0.5:5000\" has a scheme"), "{text}");
+        assert!(
+            text.contains("PROXY_CACHE_NAMESPACES[3]: upstream_registry_username is set without"),
+            "{text}"
+        );
+        assert!(
+            text.contains("PROXY_CACHE_NAMESPACES[4]: namespace \"*\""),
+            "{text}"
+        );
+        let good = crate::config::RegistryConfig::from_yaml(
+            "FEATURE_PROXY_CACHE: true\nPROXY_CACHE_NAMESPACES: [{namespace: hub, upstream_registry: docker.io}]\n",
+            None,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(
+            good.proxy_cache_namespaces[0].expiration_s,
+            DEFAULT_EXPIRATION_SECONDS
+        );
+        assert!(
+            !format!(
+                "{:?}",
+                ProxyCacheNamespace {
+                    upstream_registry_password: Some("hunter2".into()),
+                    ..good.proxy_cache_namespaces[0].clone()
+                }
+            )
+            .contains("hunter2")
+        );
+    }
 }
