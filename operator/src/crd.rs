@@ -119,6 +119,46 @@ pub struct QuarryRegistrySpec {
     /// Unset: the bundle's keys, else on, every 10m, grace 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub garbage_collection: Option<GarbageCollection>,
+
+    /// Namespaces that are pull-through caches of upstream registries
+    /// (docs/proxy-cache.md): a pull of <namespace>/<path> is answered from
+    /// storage, or fetched from the upstream and kept; while the upstream
+    /// is down or rate-limiting, what is cached is served. Pushes into them
+    /// are refused. Maps to FEATURE_PROXY_CACHE and PROXY_CACHE_NAMESPACES.
+    /// The operator logs in to each upstream before anything rolls out: a
+    /// wrong password or an upstream nobody answers sets ConfigValid=False
+    /// naming it, and what runs stays as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub proxy_cache: Vec<ProxyCache>,
+}
+
+/// One cache namespace and its upstream.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyCache {
+    /// The namespace that caches (the first segment of repository names).
+    #[schemars(length(min = 1, max = 255))]
+    pub namespace: String,
+    /// The upstream registry: host[:port] with an optional path prefix,
+    /// e.g. quay.io/prometheus (then <namespace>/node-exporter is
+    /// quay.io/prometheus/node-exporter). docker.io means Docker Hub, with
+    /// one-segment names under library/.
+    #[schemars(length(min = 1, max = 512))]
+    pub upstream: String,
+    /// A Secret in this namespace with the keys `username` and `password`
+    /// of an account at the upstream. Unset: anonymous pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// How long a cached tag is served before the upstream is asked again
+    /// whether it moved: a number and s, m, h or d (expiration_s). Default
+    /// 24h; 0s asks on every pull.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]$"))]
+    pub expiration: Option<String>,
+    /// Talk plain HTTP to the upstream (Quay's insecure). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// Garbage collection: the switch, how often it sweeps, and how long new

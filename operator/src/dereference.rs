@@ -15,7 +15,7 @@ use crate::crd::QuarryRegistry;
 use crate::error::Error;
 use crate::generated::{self, Existing};
 use crate::names;
-use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced};
+use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced, UpstreamCheck};
 
 /// How long the operator waits for the object store when it probes it.
 const OBJECT_STORAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -60,6 +60,7 @@ pub async fn dereference(
         accounts: secrets.referenced(accounts_secret).await?,
         certificate: secrets.referenced(certificate_secret).await?,
         object_storage: check_object_storage(cr, &secrets).await?,
+        proxy_cache: check_upstreams(cr, &secrets).await?,
         now: Timestamp::now().as_second(),
     };
     let data = |s: Option<Secret>| s.as_ref().map(generated::secret_data);
@@ -165,4 +166,67 @@ async fn check_object_storage(
         result,
         credentials_hash,
     })
+}
+
+/// How long the operator waits for an upstream registry's login.
+const UPSTREAM_PROBE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Read each spec.proxyCache entry's credentials and log in to its upstream
+/// with them, so a cache the registry could not fill is refused before
+/// anything rolls out.
+async fn check_upstreams(
+    cr: &QuarryRegistry,
+    secrets: &Secrets<'_>,
+) -> Result<Vec<UpstreamCheck>, Error> {
+    let mut checks = Vec::new();
+    for entry in &cr.spec.proxy_cache {
+        let mut check = UpstreamCheck {
+            credentials: None,
+            credentials_problem: None,
+            result: Ok(()),
+        };
+        if let Some(name) = &entry.credentials_secret {
+            match secrets.referenced(Some(name)).await? {
+                Referenced::Found(data) => {
+                    let key = |k: &str| {
+                        data.get(k)
+                            .map(|v| String::from_utf8_lossy(v).trim().to_string())
+                            .filter(|v| !v.is_empty())
+                    };
+                    match (key("username"), key("password")) {
+                        (Some(user), Some(password)) => check.credentials = Some((user, password)),
+                        _ => {
+                            check.credentials_problem = Some(format!(
+                                "Secret {name:?} needs the keys username and password"
+                            ))
+                        }
+                    }
+                }
+                Referenced::Missing(why) => check.credentials_problem = Some(why),
+                Referenced::None => {}
+            }
+        }
+        if check.credentials_problem.is_none() {
+            let settings =
+                crate::components::proxy_cache::settings(entry, check.credentials.clone(), 0);
+            check.result = probe_upstream(&settings).await;
+        }
+        checks.push(check);
+    }
+    Ok(checks)
+}
+
+async fn probe_upstream(
+    settings: &quarry_registry::proxy_cache::ProxyCacheNamespace,
+) -> Result<(), String> {
+    let upstream = quarry_registry::proxy_cache::upstream::Upstream::new(settings)?;
+    let remote = upstream.address.remote_name("quarry-login-check");
+    match tokio::time::timeout(UPSTREAM_PROBE, upstream.check(&remote)).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "upstream {} did not answer within {} s",
+            settings.upstream_registry,
+            UPSTREAM_PROBE.as_secs()
+        )),
+    }
 }

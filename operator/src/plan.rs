@@ -90,6 +90,17 @@ pub enum ObjectStorageCheck {
     },
 }
 
+/// What dereference learned about one spec.proxyCache entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamCheck {
+    /// The username and password from the credentials Secret.
+    pub credentials: Option<(String, String)>,
+    /// The credentials Secret is missing or incomplete: why.
+    pub credentials_problem: Option<String>,
+    /// The login at the upstream (`GET /v2/`, with the token flow).
+    pub result: Result<(), String>,
+}
+
 /// Everything the resource points at, read by dereference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Inputs {
@@ -100,6 +111,9 @@ pub struct Inputs {
     pub certificate: Referenced,
     /// spec.objectStorage: its credentials and the probe of the bucket.
     pub object_storage: ObjectStorageCheck,
+    /// spec.proxyCache, entry by entry: the credentials read and the login
+    /// at the upstream.
+    pub proxy_cache: Vec<UpstreamCheck>,
     /// Unix seconds now (to judge certificate expiry).
     pub now: i64,
 }
@@ -112,6 +126,7 @@ impl Inputs {
             accounts: Referenced::None,
             certificate: Referenced::None,
             object_storage: ObjectStorageCheck::NotSet,
+            proxy_cache: Vec::new(),
             now: 0,
         }
     }

@@ -16,6 +16,7 @@ pub mod hpa;
 pub mod immutable_tags;
 pub mod ingress;
 pub mod monitoring;
+pub mod proxy_cache;
 pub mod quotas;
 pub mod registry;
 pub mod route;
@@ -114,6 +115,10 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         component: &quotas::Quotas,
+        kind: None,
+    },
+    Row {
+        component: &proxy_cache::ProxyCache,
         kind: None,
     },
     Row {

@@ -252,6 +252,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
         "auth: {accountsSecret: acc, anonymousPull: [public, 'Bad/Name']}\ntls: {certificateSecret: cert}\ncomponents: [{kind: tls, managed: true}]\n",
     );
     let inputs = Inputs {
+        proxy_cache: Vec::new(),
         accounts: found(
             "accounts.yaml",
             "accounts:\n  alice: {password_hash: nope, access: {'*': [pull]}}\n",
@@ -284,6 +285,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
         (found("tls.key", "x"), "has no key tls.crt"),
     ] {
         let inputs = Inputs {
+            proxy_cache: Vec::new(),
             certificate,
             ..Inputs::bundle(Bundle::None)
         };
@@ -294,6 +296,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
         );
     }
     let missing_accounts = Inputs {
+        proxy_cache: Vec::new(),
         accounts: Referenced::Missing("Secret \"acc\" not found in namespace ns".into()),
         ..Inputs::bundle(Bundle::None)
     };
@@ -313,6 +316,7 @@ fn provided_certificate_and_switches() {
     let leaf =
         crate::pki::issue(&ca, "x", &["registry.example.com".into()], 1_800_000_000).unwrap();
     let inputs = Inputs {
+        proxy_cache: Vec::new(),
         certificate: Referenced::Found(BTreeMap::from([
             ("tls.crt".to_string(), leaf.cert_pem.into_bytes()),
             ("tls.key".to_string(), leaf.key_pem.into_bytes()),
@@ -394,6 +398,7 @@ fn provided_certificate_and_switches() {
 
 fn probed(result: Result<(), String>) -> Inputs {
     Inputs {
+        proxy_cache: Vec::new(),
         object_storage: ObjectStorageCheck::Probed {
             result,
             credentials_hash: "abc".into(),
@@ -464,6 +469,7 @@ fn object_storage_problems_are_refused_precisely() {
     assert_eq!(errors[0].path, "spec.objectStorage");
     assert!(errors[0].reason.contains("access denied"), "{errors:?}");
     let missing = Inputs {
+        proxy_cache: Vec::new(),
         object_storage: ObjectStorageCheck::CredentialsUnusable("Secret \"s3\" not found".into()),
         ..Inputs::bundle(Bundle::None)
     };
@@ -851,6 +857,7 @@ fn on_object_storage(components: &str) -> (QuarryRegistry, Plan) {
         "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: demo, namespace: ns}}\nspec:\n  objectStorage: {{bucket: quarry, credentialsSecret: s3}}\n  components: {components}\n"
     ));
     let inputs = crate::plan::Inputs {
+        proxy_cache: Vec::new(),
         object_storage: crate::plan::ObjectStorageCheck::Probed {
             result: Ok(()),
             credentials_hash: "abc".into(),
@@ -936,4 +943,56 @@ fn disruption_budget_only_when_several_pods_can_run() {
 
 fn cr_min() -> QuarryRegistry {
     cr(MINIMAL)
+}
+
+fn upstream_checked(result: Result<(), String>) -> Inputs {
+    Inputs {
+        proxy_cache: vec![crate::plan::UpstreamCheck {
+            credentials: Some(("robot".into(), "s3cret".into())),
+            credentials_problem: None,
+            result,
+        }],
+        ..Inputs::bundle(Bundle::None)
+    }
+}
+
+#[test]
+fn proxy_cache_renders_the_login_and_refuses_a_failed_one() {
+    let s = spec(
+        "proxyCache: [{namespace: hub, upstream: docker.io, credentialsSecret: hub-login, expiration: 2h}]
+",
+    );
+    let plan = validate_with(&s, &upstream_checked(Ok(())), "v", Offers::default()).unwrap();
+    let config = &plan.registry_config;
+    assert!(config.feature_proxy_cache);
+    let cache = &config.proxy_cache_namespaces[0];
+    assert_eq!(
+        (
+            cache.namespace.as_str(),
+            cache.upstream_registry.as_str(),
+            cache.expiration_s
+        ),
+        ("hub", "docker.io", 7200)
+    );
+    assert_eq!(cache.upstream_registry_username.as_deref(), Some("robot"));
+    assert_eq!(cache.upstream_registry_password.as_deref(), Some("s3cret"));
+
+    let errors = validate_with(
+        &s,
+        &upstream_checked(Err("upstream docker.io refused the credentials".into())),
+        "v",
+        Offers::default(),
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].path, "spec.proxyCache[0].upstream");
+    assert!(
+        errors[0].reason.contains("refused the credentials"),
+        "{errors:?}"
+    );
+
+    let bad = spec("proxyCache: [{namespace: hub, upstream: 'https://quay.io'}]\n");
+    let errors =
+        validate_with(&bad, &upstream_checked(Ok(())), "v", Offers::default()).unwrap_err();
+    assert_eq!(errors[0].path, "spec.proxyCache[0]");
+    assert!(errors[0].reason.contains("has a scheme"), "{errors:?}");
 }

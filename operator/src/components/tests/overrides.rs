@@ -69,6 +69,7 @@ fn built_with(kind: ComponentKind, overrides: &str, keep: &Existing) -> (Built, 
         kind.name()
     ));
     let inputs = Inputs {
+        proxy_cache: Vec::new(),
         object_storage: ObjectStorageCheck::Probed {
             result: Ok(()),
             credentials_hash: "abc".into(),

@@ -1,0 +1,109 @@
+//! Pull-through cache namespaces (`spec.proxyCache`), rendered as
+//! FEATURE_PROXY_CACHE and PROXY_CACHE_NAMESPACES with each upstream's
+//! credentials from its Secret. Dereference logged in to every upstream
+//! with them; a failed login is an issue under the entry, so nothing rolls
+//! out with a cache the registry could not fill.
+
+use quarry_registry::proxy_cache::{DEFAULT_EXPIRATION_SECONDS, ProxyCacheNamespace};
+use quarry_registry::retention::parse_duration;
+
+use super::{Component, RenderedKey};
+use crate::crd::{ProxyCache as ProxyCacheSpec, QuarryRegistrySpec};
+use crate::plan::{Issues, Plan, PlanInput};
+
+pub struct ProxyCache;
+
+/// The registry's settings of one entry.
+pub fn settings(
+    entry: &ProxyCacheSpec,
+    credentials: Option<(String, String)>,
+    expiration_s: u64,
+) -> ProxyCacheNamespace {
+    let (user, password) = credentials.unzip();
+    ProxyCacheNamespace {
+        namespace: entry.namespace.clone(),
+        upstream_registry: entry.upstream.clone(),
+        upstream_registry_username: user,
+        upstream_registry_password: password,
+        expiration_s,
+        insecure: entry.insecure.unwrap_or(false),
+        upstream_ca_file: None,
+    }
+}
+
+impl Component for ProxyCache {
+    fn plan(&self, input: &PlanInput<'_>, plan: &mut Plan, issues: &mut Issues) {
+        let entries = &input.spec.proxy_cache;
+        if entries.is_empty() {
+            return;
+        }
+        let mut rendered = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let field = |name: &str| format!("spec.proxyCache[{i}].{name}");
+            let expiration_s = match &entry.expiration {
+                None => DEFAULT_EXPIRATION_SECONDS,
+                Some(text) => match parse_duration(text) {
+                    Some(d) => d.as_secs(),
+                    None => {
+                        issues.error(
+                            field("expiration"),
+                            format!("{text:?} is not a duration such as 24h or 30m"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            let Some(check) = input.inputs.proxy_cache.get(i) else {
+                issues.error(
+                    field("upstream"),
+                    "was not checked (the resource changed while it was read); retrying",
+                );
+                continue;
+            };
+            if let Some(why) = &check.credentials_problem {
+                issues.error(field("credentialsSecret"), why.clone());
+                continue;
+            }
+            let settings = settings(entry, check.credentials.clone(), expiration_s);
+            if let Some(problem) = settings.problem() {
+                issues.error(format!("spec.proxyCache[{i}]"), problem);
+                continue;
+            }
+            if let Err(why) = &check.result {
+                issues.error(
+                    field("upstream"),
+                    format!("the login at the upstream failed: {why}"),
+                );
+                continue;
+            }
+            rendered.push(settings);
+        }
+        if rendered.len() != entries.len() {
+            return;
+        }
+        let config = &mut plan.registry_config;
+        if plan.bundle_keys.contains("PROXY_CACHE_NAMESPACES")
+            && config.proxy_cache_namespaces != rendered
+        {
+            issues.warn("spec.proxyCache overrides PROXY_CACHE_NAMESPACES from the config bundle");
+        }
+        config.feature_proxy_cache = true;
+        config.proxy_cache_namespaces = rendered;
+    }
+
+    fn renders(&self, spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
+        if spec.proxy_cache.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            RenderedKey {
+                key: "FEATURE_PROXY_CACHE",
+                field: "spec.proxyCache",
+            },
+            RenderedKey {
+                key: "PROXY_CACHE_NAMESPACES",
+                field: "spec.proxyCache",
+            },
+        ]
+    }
+}
