@@ -47,6 +47,10 @@ fn references(cr: &QuarryRegistry, name: &str) -> bool {
             .map(|o| o.credentials_secret.as_str()),
     ]
     .contains(&Some(name))
+        || spec
+            .proxy_cache
+            .iter()
+            .any(|p| p.credentials_secret.as_deref() == Some(name))
 }
 
 /// The pause after a watch error. The controller merges its eleven

@@ -1,0 +1,114 @@
+//! The operator with spec.proxyCache on a real control plane: the
+//! credentials Secret is rendered into the registry's config, and that
+//! config really pulls through a Quarry upstream with accounts; a wrong
+//! password is refused in ConfigValid, naming the upstream, with the
+//! Deployment untouched.
+
+use std::time::Duration;
+
+use quarry_e2e::kube::{Cluster, secret_yaml};
+use quarry_e2e::secure::{ADMIN, PASSWORD, accounts_yaml, client_trusting, hash_password};
+use quarry_e2e::{Registry, http, sha256};
+
+const NS: &str = "cache";
+
+fn login_yaml(password: &str) -> String {
+    secret_yaml(
+        NS,
+        "upstream-login",
+        &[("username", ADMIN), ("password", password)],
+    )
+}
+
+#[test]
+fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
+    // The upstream: a Quarry with accounts (token flow) on plain HTTP.
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.yaml");
+    std::fs::write(&accounts, accounts_yaml(&hash_password(PASSWORD))).unwrap();
+    let key = dir.path().join("token.key");
+    std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).unwrap();
+    let upstream = Registry::start_with_config(Some(&format!(
+        "AUTH_ACCOUNTS_FILE: {}\nAUTH_TOKEN_KEY_FILE: {}\n",
+        accounts.display(),
+        key.display()
+    )));
+    let content = b"a layer that lives upstream".to_vec();
+    let digest = sha256(&content);
+    let pushed = http::blocking()
+        .post(format!(
+            "{}/v2/team/app/blobs/uploads/?digest={digest}",
+            upstream.url()
+        ))
+        .basic_auth(ADMIN, Some(PASSWORD))
+        .body(content.clone())
+        .send()
+        .unwrap();
+    assert_eq!(pushed.status(), 201, "{}", upstream.log_text());
+
+    let mut c = Cluster::start();
+    c.cp.install_crd().expect("CRD installed");
+    c.start_operator();
+    c.create_namespace(NS);
+    c.apply(&login_yaml(PASSWORD));
+    c.apply(&format!(
+        "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  components:\n  - {{kind: storage, managed: false}}\n",
+        upstream.host()
+    ));
+    c.wait("Ready", Duration::from_secs(120), || c.ready(NS, "edge"));
+
+    // The rendered config pulls through the upstream with the Secret's login.
+    let work = tempfile::tempdir().unwrap();
+    let files = c.cp.pod_files(NS, "edge", work.path()).unwrap();
+    assert!(
+        files.config.contains("FEATURE_PROXY_CACHE: true"),
+        "{}",
+        files.config
+    );
+    assert!(
+        files.config.contains("expiration_s: 3600"),
+        "{}",
+        files.config
+    );
+    let env = files.registry_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let edge = Registry::start_with(Some(&files.config), &env);
+    let (user, password) = files.admin.clone().expect("the generated admin");
+    let ca = files.ca_file.clone().expect("the managed CA");
+    let pulled = client_trusting(&ca)
+        .get(format!(
+            "https://{}/v2/mirror/team/app/blobs/{digest}",
+            edge.host()
+        ))
+        .basic_auth(&user, Some(&password))
+        .send()
+        .unwrap();
+    assert_eq!(pulled.status(), 200, "{}", edge.log_text());
+    assert_eq!(pulled.bytes().unwrap().as_ref(), content.as_slice());
+
+    // A wrong password: refused before rollout, naming the upstream.
+    let deployment = "deployment/edge-registry";
+    let before = c.jsonpath(NS, deployment, "{.metadata.resourceVersion}");
+    c.apply(&login_yaml("not the password"));
+    c.wait("ConfigValid=False", Duration::from_secs(60), || {
+        c.condition(NS, "edge", "ConfigValid").status == "False"
+    });
+    let message = c.condition(NS, "edge", "ConfigValid").message;
+    assert!(
+        message.contains("spec.proxyCache[0].upstream")
+            && message.contains(&upstream.host())
+            && message.contains("refused the credentials"),
+        "{message}"
+    );
+    assert_eq!(
+        c.jsonpath(NS, deployment, "{.metadata.resourceVersion}"),
+        before
+    );
+    assert!(!c.config_yaml(NS, "edge").contains("not the password"));
+
+    // Fixed again: valid, and the running config is the good one.
+    c.apply(&login_yaml(PASSWORD));
+    c.wait("ConfigValid=True", Duration::from_secs(60), || {
+        c.condition(NS, "edge", "ConfigValid").status == "True"
+    });
+}
