@@ -29,9 +29,11 @@ use crate::names::RepoName;
 use crate::storage::{ByteStream, Storage};
 
 /// Bytes read from the spool file per chunk sent to a client.
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: u64 = 1024 * 1024;
 /// Upstream chunks already waiting are written together up to this size.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// Batches queued for the writer and the hasher (memory: this many MiB).
+const STAGE_QUEUE: usize = 8;
 
 /// Where a download is.
 #[derive(Clone)]
@@ -151,74 +153,102 @@ async fn download(
             std::env::temp_dir().display()
         ))
     })?);
-    let mut hasher = Some(DigestHasher::new(target.digest.algorithm()));
-    let mut written = 0u64;
     progress.send_replace(Progress::Streaming {
         spool: spool.clone(),
         size,
-        written,
+        written: 0,
     });
-    loop {
-        let Some(first) = response
-            .chunk()
-            .await
-            .map_err(|e| UpstreamError::Unreachable {
-                upstream: upstream.name().to_string(),
-                reason: format!("{} broke off after {written} of {size} bytes: {e}", what()),
-            })?
-        else {
-            break;
-        };
-        // Take what else is already here, so a fast upstream costs one
-        // write per megabyte, a slow one a write per chunk.
-        let mut batch = BytesMut::from(first.as_ref());
-        while batch.len() < WRITE_BATCH {
-            match response.chunk().now_or_never() {
-                Some(Ok(Some(more))) => batch.extend_from_slice(&more),
-                _ => break,
+    // Three stages at once, so the blob moves at the pace of the slowest
+    // rather than of all of them in turn: this task reads the network, one
+    // thread writes the spool file (and tells the readers), one hashes.
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(STAGE_QUEUE);
+    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(STAGE_QUEUE);
+    let writer = {
+        let spool = spool.clone();
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            let mut written = 0u64;
+            while let Some(batch) = writer_rx.blocking_recv() {
+                spool.write_all_at(&batch, written)?;
+                written += batch.len() as u64;
+                progress.send_replace(Progress::Streaming {
+                    spool: spool.clone(),
+                    size,
+                    written,
+                });
             }
-        }
-        let batch: Bytes = batch.freeze();
-        if written + batch.len() as u64 > size {
-            return Err(invalid(format!(
-                "more bytes than its Content-Length of {size}"
-            )));
-        }
-        let file = spool.clone();
-        let mut h = hasher.take();
-        let at = written;
-        let len = batch.len() as u64;
-        let (h, result) = tokio::task::spawn_blocking(move || {
-            if let Some(h) = h.as_mut() {
-                h.update(&batch);
-            }
-            let result = file.write_all_at(&batch, at);
-            (h, result)
+            Ok(written)
         })
-        .await
-        .map_err(|e| invalid(format!("the spool writer stopped: {e}")))?;
-        hasher = h;
-        result.map_err(|e| invalid(format!("could not write the spool file: {e}")))?;
-        written += len;
-        target.metrics.proxy_cache_upstream_bytes.inc_by(len);
-        progress.send_replace(Progress::Streaming {
-            spool: spool.clone(),
-            size,
-            written,
-        });
+    };
+    let algorithm = target.digest.algorithm();
+    let hasher = tokio::task::spawn_blocking(move || {
+        let mut hasher = DigestHasher::new(algorithm);
+        while let Some(batch) = hasher_rx.blocking_recv() {
+            hasher.update(&batch);
+        }
+        hasher.finish()
+    });
+    let mut received = 0u64;
+    let read = async {
+        loop {
+            let Some(first) = response
+                .chunk()
+                .await
+                .map_err(|e| UpstreamError::Unreachable {
+                    upstream: upstream.name().to_string(),
+                    reason: format!("{} broke off after {received} of {size} bytes: {e}", what()),
+                })?
+            else {
+                return Ok(());
+            };
+            // Take what else is already here, so a fast upstream costs one
+            // hand-over per megabyte, a slow one one per chunk.
+            let mut batch = BytesMut::from(first.as_ref());
+            while batch.len() < WRITE_BATCH {
+                match response.chunk().now_or_never() {
+                    Some(Ok(Some(more))) => batch.extend_from_slice(&more),
+                    _ => break,
+                }
+            }
+            let batch: Bytes = batch.freeze();
+            received += batch.len() as u64;
+            if received > size {
+                return Err(invalid(format!(
+                    "more bytes than its Content-Length of {size}"
+                )));
+            }
+            target
+                .metrics
+                .proxy_cache_upstream_bytes
+                .inc_by(batch.len() as u64);
+            // A stage that stopped has failed; its join below says why.
+            if to_hasher.send(batch.clone()).await.is_err() || to_writer.send(batch).await.is_err()
+            {
+                return Ok(());
+            }
+        }
     }
+    .await;
+    drop((to_writer, to_hasher));
+    // Both stages end before anything else is published: a late progress
+    // report must not overwrite the failure.
+    let written = writer.await;
+    let actual = hasher.await;
+    read?;
+    let written = written
+        .map_err(|e| invalid(format!("the spool writer stopped: {e}")))?
+        .map_err(|e| invalid(format!("could not write the spool file: {e}")))?;
+    let actual = actual.map_err(|e| invalid(format!("the hasher stopped: {e}")))?;
     if written != size {
         return Err(UpstreamError::Unreachable {
             upstream: upstream.name().to_string(),
             reason: format!("{} ended after {written} of {size} bytes", what()),
         });
     }
-    let actual = hasher.map(DigestHasher::finish);
-    if actual.as_ref() != Some(&target.digest) {
+    if actual != target.digest {
         target.metrics.proxy_cache_corrupt.inc();
         return Err(invalid(format!(
-            "its content hashes to {}; nothing was cached",
-            actual.map_or_else(|| "?".into(), |d| d.to_string())
+            "its content hashes to {actual}; nothing was cached"
         )));
     }
     progress.send_replace(Progress::Verified {
