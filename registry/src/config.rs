@@ -240,6 +240,20 @@ pub struct RegistryConfig {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub proxy_cache_namespaces: Vec<crate::proxy_cache::ProxyCacheNamespace>,
+
+    /// Quay's key: keep the repositories of REPO_MIRRORS in step with their
+    /// upstreams (docs/mirroring.md).
+    #[serde(rename = "FEATURE_REPO_MIRROR")]
+    pub feature_repo_mirror: bool,
+
+    /// Seconds between two syncs of a mirror (one replica syncs each).
+    #[serde(rename = "REPO_MIRROR_INTERVAL")]
+    pub repo_mirror_interval: u64,
+
+    /// Repositories mirrored from another registry, with Quay's fields
+    /// where Quay has them.
+    #[serde(rename = "REPO_MIRRORS", skip_serializing_if = "Vec::is_empty")]
+    pub repo_mirrors: Vec<crate::mirror::RepoMirror>,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -298,6 +312,9 @@ impl Default for RegistryConfig {
             default_system_reject_quota_bytes: None,
             feature_proxy_cache: false,
             proxy_cache_namespaces: Vec::new(),
+            feature_repo_mirror: false,
+            repo_mirror_interval: 300,
+            repo_mirrors: Vec::new(),
         }
     }
 }
@@ -612,6 +629,31 @@ impl RegistryConfig {
                 issue(
                     &format!("PROXY_CACHE_NAMESPACES[{i}]"),
                     format!("namespace {:?} is listed twice", cache.namespace),
+                );
+            }
+        }
+        if self.repo_mirror_interval == 0 {
+            issue("REPO_MIRROR_INTERVAL", "must be at least 1".into());
+        }
+        let mut mirrored = std::collections::BTreeSet::new();
+        for (i, mirror) in self.repo_mirrors.iter().enumerate() {
+            let key = format!("REPO_MIRRORS[{i}]");
+            if let Some(problem) = mirror.problem() {
+                issue(&key, problem);
+            } else if !mirrored.insert(mirror.repository.as_str()) {
+                issue(
+                    &key,
+                    format!("repository {:?} is mirrored twice", mirror.repository),
+                );
+            } else if let Some(namespace) = mirror.repository.split('/').next()
+                && cache_namespaces.contains(namespace)
+            {
+                issue(
+                    &key,
+                    format!(
+                        "repository {:?} is in the pull-through cache namespace {namespace:?}",
+                        mirror.repository
+                    ),
                 );
             }
         }

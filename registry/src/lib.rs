@@ -13,6 +13,7 @@ pub mod immutable_tags;
 pub mod logging;
 pub mod manifest;
 pub mod metrics;
+pub mod mirror;
 pub mod names;
 pub mod policy;
 pub mod proxy_cache;

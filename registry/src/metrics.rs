@@ -80,6 +80,9 @@ pub struct Metrics {
     pub proxy_cache_joined: Counter,
     /// Upstream content whose digest did not match (nothing was cached).
     pub proxy_cache_corrupt: Counter,
+    /// Mirror syncs by result (ok, partial, failed), and the bytes copied.
+    pub mirror_runs: Family<ResultLabels, Counter>,
+    pub mirror_bytes: Counter,
 }
 
 impl Default for Metrics {
@@ -249,6 +252,18 @@ impl Metrics {
             "Blob requests that joined a download already running",
             proxy_cache_joined.clone(),
         );
+        let mirror_runs = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "mirror_runs",
+            "Mirror syncs run by this replica, by result (ok, partial, failed)",
+            mirror_runs.clone(),
+        );
+        let mirror_bytes = Counter::default();
+        registry.register(
+            "mirror_bytes",
+            "Blob bytes copied by mirror syncs",
+            mirror_bytes.clone(),
+        );
         let proxy_cache_corrupt = Counter::default();
         registry.register(
             "proxy_cache_corrupt",
@@ -284,6 +299,8 @@ impl Metrics {
             proxy_cache_downloads,
             proxy_cache_joined,
             proxy_cache_corrupt,
+            mirror_runs,
+            mirror_bytes,
         }
     }
 

@@ -85,6 +85,11 @@ pub async fn serve(
         state.metrics.clone(),
         state.gc_sweeps.clone(),
     ));
+    let mirrors = tokio::spawn(crate::mirror::run(
+        state.storage.clone(),
+        state.config.clone(),
+        state.metrics.clone(),
+    ));
     let result = match tls {
         Some(tls) => serve_tls(listener, state, tls, shutdown).await,
         None => serve_plain(listener, state, shutdown).await,
@@ -92,6 +97,7 @@ pub async fn serve(
     sweeper.abort();
     retention.abort();
     collector.abort();
+    mirrors.abort();
     result
 }
 

@@ -202,6 +202,33 @@ impl Upstream {
         })
     }
 
+    /// Every tag of a repository, following `Link` pages.
+    pub async fn tags(&self, remote: &str) -> Result<Vec<String>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("the tags of {remote}");
+        let mut url = format!("{}/v2/{remote}/tags/list", self.base);
+        let mut all = Vec::new();
+        // A bound, so an upstream whose Link loops cannot keep us forever.
+        for _ in 0..10_000 {
+            let response = self.send(Method::GET, &url, remote, None, &what).await?;
+            let next = header_str(response.headers(), "link").and_then(next_link);
+            let body = self.read_limited(response, 64 << 20, &what).await?;
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| self.invalid(&what, &format!("a tag list that is not JSON ({e})")))?;
+            all.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(path) if path.starts_with('/') => url = format!("{}{path}", self.base),
+                Some(absolute) => url = absolute,
+                None => return Ok(all),
+            }
+        }
+        Err(self.invalid(&what, "more than 10000 pages"))
+    }
+
     /// A blob's size, by HEAD.
     pub async fn blob_head(&self, remote: &str, digest: &Digest) -> Result<u64, UpstreamError> {
         let what = format!("blob {digest} in {remote}");
@@ -498,6 +525,20 @@ struct TokenAnswer {
     token: Option<String>,
     access_token: Option<String>,
     expires_in: Option<u64>,
+}
+
+/// The target of `Link: <…>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params.contains("rel=\"next\"").then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+    })
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

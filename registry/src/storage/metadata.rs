@@ -13,6 +13,7 @@
 //! repositories/<name>/_proxy/<tag>                         a cached tag's last upstream check (proxy_cache)
 //! _gc/condemned/<hex>                                      garbage collection's
 //! _gc/deleting/<hex>                                         markers (gc/markers.rs)
+//! _mirror/<name>/<period>                                  a mirror sync period's claim (mirror/mod.rs)
 //! ```
 //! Repository path segments never start with `_`, so the `_` folders cannot
 //! collide with nested repositories. Blob content and upload sessions are
@@ -94,6 +95,17 @@ impl Key {
     /// named by the hash of what it marks.
     pub fn gc_marker(phase: &str, id: &Digest) -> Key {
         Key(format!("_gc/{phase}/{}", id.hex()))
+    }
+
+    /// The claim of one sync period of a mirror (mirror/mod.rs): whoever
+    /// creates it first syncs that period.
+    pub fn mirror_claim(repo: &RepoName, period: u64) -> Key {
+        Key(format!("_mirror/{repo}/{period}"))
+    }
+
+    /// Every sync-period claim of a mirror.
+    pub fn mirror_claims(repo: &RepoName) -> Key {
+        Key(format!("_mirror/{repo}"))
     }
 
     /// Every garbage collection marker of one phase.

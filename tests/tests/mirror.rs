@@ -1,0 +1,197 @@
+//! Repository mirroring from CNCF distribution: a tag regex selects exactly
+//! the right tags, cosign signatures and an SBOM come along (`cosign verify`
+//! and `oras discover` against the mirror), a tag moved upstream is
+//! followed on the next sync; two replicas sharing a bucket sync each
+//! period once, not twice.
+
+use std::time::{Duration, Instant};
+
+use quarry_e2e::clients::{cosign, cosign_verify_plain_http, oras, skopeo_copy_layout};
+use quarry_e2e::oci::write_image_layout;
+use quarry_e2e::scale::{Minio, replicas};
+use quarry_e2e::upstreams::Distribution;
+use quarry_e2e::{Registry, http, run, run_text};
+
+fn mirror_config(upstream: &str, interval: u64) -> String {
+    format!(
+        "FEATURE_REPO_MIRROR: true\nREPO_MIRROR_INTERVAL: {interval}\nREPO_MIRRORS:\n  - repository: mirrors/app\n    external_reference: \"{upstream}/tools/app\"\n    insecure: true\n    tag_regex: 'v1\\.[0-9]+'\n"
+    )
+}
+
+fn metric(registry: &Registry, name: &str) -> f64 {
+    let text = http::blocking()
+        .get(format!("{}/metrics", registry.url()))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn tags(registry: &Registry) -> Vec<String> {
+    let list: serde_json::Value = http::blocking()
+        .get(format!("{}/v2/mirrors/app/tags/list", registry.url()))
+        .send()
+        .and_then(|r| r.json())
+        .unwrap_or_default();
+    list["tags"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut holds: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !holds() {
+        assert!(Instant::now() < deadline, "{what}: not after {timeout:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn mirrors_selected_tags_with_signatures_and_sboms() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let upstream = Distribution::start();
+    let mut digests = std::collections::BTreeMap::new();
+    for tag in ["v1.0", "v1.1", "v2.0", "latest", "v1.1-rc1"] {
+        let layout = dir.join(tag);
+        let image = write_image_layout(&layout, "v1", 1, 32 * 1024);
+        run(&mut skopeo_copy_layout(
+            &layout,
+            &format!("{}/tools/app:{tag}", upstream.host()),
+        ));
+        digests.insert(tag, image.manifest_digest);
+    }
+    run(cosign(dir).arg("generate-key-pair"));
+    run(cosign(dir)
+        .args([
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+        ])
+        .arg(format!("{}/tools/app@{}", upstream.host(), digests["v1.0"])));
+    std::fs::write(
+        dir.join("sbom.json"),
+        br#"{"spdxVersion":"SPDX-2.3","packages":[]}"#,
+    )
+    .unwrap();
+    run(oras(dir)
+        .args([
+            "attach",
+            "--plain-http",
+            "--artifact-type",
+            "application/spdx+json",
+        ])
+        .arg(format!("{}/tools/app:v1.1", upstream.host()))
+        .arg("sbom.json"));
+
+    let mirror = Registry::start_with_config(Some(&mirror_config(&upstream.host(), 2)));
+    wait_for("a first sync", Duration::from_secs(60), || {
+        metric(&mirror, "quarry_mirror_runs_total{result=\"ok\"}") >= 1.0
+    });
+    let got = tags(&mirror);
+    let plain: Vec<&String> = got.iter().filter(|t| !t.starts_with("sha256-")).collect();
+    assert_eq!(
+        plain,
+        ["v1.0", "v1.1"],
+        "exactly the tags the regex selects: {got:?}"
+    );
+    let sig_tag = format!("{}.sig", digests["v1.0"].replace(':', "-"));
+    assert!(
+        got.contains(&sig_tag),
+        "cosign's signature tag came along: {got:?}"
+    );
+
+    let reference = format!("{}/mirrors/app@{}", mirror.host(), digests["v1.0"]);
+    let verified = run_text(&mut cosign_verify_plain_http(dir, &reference));
+    assert!(verified.contains(&digests["v1.0"]), "{verified}");
+    let tree = run_text(
+        oras(dir)
+            .args(["discover", "--plain-http", "--format", "tree"])
+            .arg(format!("{}/mirrors/app:v1.1", mirror.host())),
+    );
+    assert!(tree.contains("application/spdx+json"), "{tree}");
+
+    // A tag moved upstream is followed on a later sync.
+    let moved = write_image_layout(&dir.join("moved"), "v1", 1, 16 * 1024);
+    run(&mut skopeo_copy_layout(
+        &dir.join("moved"),
+        &format!("{}/tools/app:v1.0", upstream.host()),
+    ));
+    let digest_of = |tag: &str| {
+        http::blocking()
+            .head(format!("{}/v2/mirrors/app/manifests/{tag}", mirror.url()))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .ok()
+            .and_then(|r| {
+                r.headers()
+                    .get("docker-content-digest")?
+                    .to_str()
+                    .ok()
+                    .map(str::to_string)
+            })
+    };
+    wait_for("the moved tag followed", Duration::from_secs(30), || {
+        digest_of("v1.0").as_deref() == Some(moved.manifest_digest.as_str())
+    });
+    // The image the tag left is still there by digest.
+    assert!(
+        http::blocking()
+            .get(format!(
+                "{}/v2/mirrors/app/manifests/{}",
+                mirror.url(),
+                digests["v1.0"]
+            ))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+            .status()
+            .is_success()
+    );
+}
+
+#[test]
+fn two_replicas_on_one_bucket_sync_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let upstream = Distribution::start();
+    let layout = dir.join("v1.0");
+    write_image_layout(&layout, "v1", 1, 32 * 1024);
+    run(&mut skopeo_copy_layout(
+        &layout,
+        &format!("{}/tools/app:v1.0", upstream.host()),
+    ));
+    let minio = Minio::start("mirror");
+    // One period of an hour: both replicas reach for the same claim.
+    let config = mirror_config(&upstream.host(), 3600);
+    let pair = replicas(&minio, 2, &config);
+    let runs = || -> f64 {
+        pair.iter()
+            .map(|r| metric(r, "quarry_mirror_runs_total"))
+            .sum()
+    };
+    wait_for("a sync by one of them", Duration::from_secs(60), || {
+        runs() >= 1.0
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        runs(),
+        1.0,
+        "the two replicas synced the period {} times",
+        runs()
+    );
+    for r in &pair {
+        assert_eq!(tags(r), ["v1.0"]);
+    }
+}
