@@ -30,6 +30,10 @@ pub struct RepoMirror {
     /// And, when set, only tags this regular expression matches whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_regex: Option<String>,
+    /// And, when set, only tags that are versions in this semver range,
+    /// e.g. `>=1.2, <2` (a leading `v` is allowed in tags: `v1.4.0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
     /// Copy only images with a signature upstream (a cosign `.sig` tag or
     /// a signature among the referrers).
     #[serde(default)]
@@ -68,6 +72,7 @@ impl std::fmt::Debug for RepoMirror {
             )
             .field("tags", &self.tags)
             .field("tag_regex", &self.tag_regex)
+            .field("semver", &self.semver)
             .field("signed_only", &self.signed_only)
             .field("prune_vanished_tags", &self.prune_vanished_tags)
             .field("insecure", &self.insecure)
@@ -108,6 +113,13 @@ impl RepoMirror {
             && let Err(e) = Regex::new(re)
         {
             return Some(format!("tag_regex {re:?} is not a regular expression: {e}"));
+        }
+        if let Some(range) = &self.semver
+            && let Err(e) = semver::VersionReq::parse(range)
+        {
+            return Some(format!(
+                "semver {range:?} is not a version range such as \">=1.2, <2\": {e}"
+            ));
         }
         None
     }
@@ -151,7 +163,17 @@ impl RepoMirror {
             .tag_regex
             .as_ref()
             .is_none_or(|re| Regex::new(&format!("^(?:{re})$")).is_ok_and(|r| r.is_match(tag)));
-        globbed && matched
+        let in_range = self.semver.as_ref().is_none_or(|range| {
+            let version = tag.strip_prefix('v').unwrap_or(tag);
+            match (
+                semver::VersionReq::parse(range),
+                semver::Version::parse(version),
+            ) {
+                (Ok(range), Ok(version)) => range.matches(&version),
+                _ => false,
+            }
+        });
+        globbed && matched && in_range
     }
 }
 
@@ -190,6 +212,7 @@ mod tests {
             external_registry_password: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             tag_regex: regex.map(str::to_string),
+            semver: None,
             signed_only: false,
             prune_vanished_tags: false,
             insecure: false,
@@ -211,5 +234,23 @@ mod tests {
         assert_eq!(m.upstream_settings().upstream_registry, "docker.io");
         assert!(mirror(&[], None).problem().is_some());
         assert!(mirror(&["*"], Some("(")).problem().is_some());
+        let ranged = RepoMirror {
+            semver: Some(">=1.2, <2".into()),
+            ..mirror(&["*"], None)
+        };
+        assert!(ranged.selects("v1.2.0") && ranged.selects("1.9.3"));
+        assert!(!ranged.selects("v2.0.0") && !ranged.selects("1.1.9") && !ranged.selects("latest"));
+        assert!(
+            !ranged.selects("v1.3.0-rc.1"),
+            "pre-releases only when the range names one"
+        );
+        assert!(
+            RepoMirror {
+                semver: Some("not a range".into()),
+                ..mirror(&["*"], None)
+            }
+            .problem()
+            .is_some()
+        );
     }
 }
