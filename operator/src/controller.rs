@@ -51,6 +51,11 @@ fn references(cr: &QuarryRegistry, name: &str) -> bool {
             .proxy_cache
             .iter()
             .any(|p| p.credentials_secret.as_deref() == Some(name))
+        || spec
+            .mirroring
+            .iter()
+            .flat_map(|m| &m.repositories)
+            .any(|r| r.credentials_secret.as_deref() == Some(name))
 }
 
 /// The pause after a watch error. The controller merges its eleven

@@ -131,6 +131,67 @@ pub struct QuarryRegistrySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub proxy_cache: Vec<ProxyCache>,
+
+    /// Repositories kept in step with repositories of other registries
+    /// (docs/mirroring.md): every interval, the selected tags that are new
+    /// or moved upstream are copied with their signatures, SBOMs and
+    /// attestations; one replica syncs each period. Maps to
+    /// FEATURE_REPO_MIRROR, REPO_MIRROR_INTERVAL and REPO_MIRRORS. Each
+    /// upstream is logged in to before anything rolls out, as for
+    /// proxyCache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirroring: Option<Mirroring>,
+}
+
+/// Mirroring: how often, and which repositories.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirroring {
+    /// Time between two syncs of each mirror: a number and s, m, h or d
+    /// (REPO_MIRROR_INTERVAL). Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+[smhd]$"))]
+    pub interval: Option<String>,
+    /// The mirrored repositories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    pub repositories: Vec<MirroredRepository>,
+}
+
+/// One local repository and the upstream repository it follows.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MirroredRepository {
+    /// The local repository, e.g. mirrors/node-exporter.
+    #[schemars(length(min = 1, max = 255))]
+    pub repository: String,
+    /// The upstream repository: host[:port]/path, e.g.
+    /// quay.io/prometheus/node-exporter (Quay's external_reference).
+    #[schemars(length(min = 1, max = 512))]
+    pub upstream: String,
+    /// A Secret in this namespace with the keys `username` and `password`
+    /// of an account at the upstream. Unset: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<String>,
+    /// Shell globs of the tags to copy. Default: every tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// And only tags this regular expression matches whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_regex: Option<String>,
+    /// And only tags that are versions in this semver range, e.g.
+    /// ">=1.2, <2" (a leading v is allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// Copy only images signed upstream. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_only: Option<bool>,
+    /// Delete local tags the upstream no longer has. Default false (kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prune_vanished_tags: Option<bool>,
+    /// Talk plain HTTP to the upstream. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insecure: Option<bool>,
 }
 
 /// One cache namespace and its upstream.

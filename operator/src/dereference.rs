@@ -61,6 +61,7 @@ pub async fn dereference(
         certificate: secrets.referenced(certificate_secret).await?,
         object_storage: check_object_storage(cr, &secrets).await?,
         proxy_cache: check_upstreams(cr, &secrets).await?,
+        mirrors: check_mirrors(cr, &secrets).await?,
         now: Timestamp::now().as_second(),
     };
     let data = |s: Option<Secret>| s.as_ref().map(generated::secret_data);
@@ -180,40 +181,71 @@ async fn check_upstreams(
 ) -> Result<Vec<UpstreamCheck>, Error> {
     let mut checks = Vec::new();
     for entry in &cr.spec.proxy_cache {
-        let mut check = UpstreamCheck {
-            credentials: None,
-            credentials_problem: None,
-            result: Ok(()),
-        };
-        if let Some(name) = &entry.credentials_secret {
-            match secrets.referenced(Some(name)).await? {
-                Referenced::Found(data) => {
-                    let key = |k: &str| {
-                        data.get(k)
-                            .map(|v| String::from_utf8_lossy(v).trim().to_string())
-                            .filter(|v| !v.is_empty())
-                    };
-                    match (key("username"), key("password")) {
-                        (Some(user), Some(password)) => check.credentials = Some((user, password)),
-                        _ => {
-                            check.credentials_problem = Some(format!(
-                                "Secret {name:?} needs the keys username and password"
-                            ))
-                        }
-                    }
-                }
-                Referenced::Missing(why) => check.credentials_problem = Some(why),
-                Referenced::None => {}
-            }
-        }
-        if check.credentials_problem.is_none() {
-            let settings =
-                crate::components::proxy_cache::settings(entry, check.credentials.clone(), 0);
-            check.result = probe_upstream(&settings).await;
-        }
-        checks.push(check);
+        checks.push(
+            check_upstream(secrets, entry.credentials_secret.as_ref(), |credentials| {
+                crate::components::proxy_cache::settings(entry, credentials, 0)
+            })
+            .await?,
+        );
     }
     Ok(checks)
+}
+
+/// The same for each mirrored repository.
+async fn check_mirrors(
+    cr: &QuarryRegistry,
+    secrets: &Secrets<'_>,
+) -> Result<Vec<UpstreamCheck>, Error> {
+    let mut checks = Vec::new();
+    let repositories = cr.spec.mirroring.iter().flat_map(|m| &m.repositories);
+    for entry in repositories {
+        checks.push(
+            check_upstream(secrets, entry.credentials_secret.as_ref(), |credentials| {
+                crate::components::mirroring::settings(entry, credentials).upstream_settings()
+            })
+            .await?,
+        );
+    }
+    Ok(checks)
+}
+
+/// Read a credentials Secret (keys username and password) and log in to
+/// the upstream `settings` describes with them.
+async fn check_upstream(
+    secrets: &Secrets<'_>,
+    credentials_secret: Option<&String>,
+    settings: impl FnOnce(Option<(String, String)>) -> quarry_registry::proxy_cache::ProxyCacheNamespace,
+) -> Result<UpstreamCheck, Error> {
+    let mut check = UpstreamCheck {
+        credentials: None,
+        credentials_problem: None,
+        result: Ok(()),
+    };
+    if let Some(name) = credentials_secret {
+        match secrets.referenced(Some(name)).await? {
+            Referenced::Found(data) => {
+                let key = |k: &str| {
+                    data.get(k)
+                        .map(|v| String::from_utf8_lossy(v).trim().to_string())
+                        .filter(|v| !v.is_empty())
+                };
+                match (key("username"), key("password")) {
+                    (Some(user), Some(password)) => check.credentials = Some((user, password)),
+                    _ => {
+                        check.credentials_problem = Some(format!(
+                            "Secret {name:?} needs the keys username and password"
+                        ))
+                    }
+                }
+            }
+            Referenced::Missing(why) => check.credentials_problem = Some(why),
+            Referenced::None => {}
+        }
+    }
+    if check.credentials_problem.is_none() {
+        check.result = probe_upstream(&settings(check.credentials.clone())).await;
+    }
+    Ok(check)
 }
 
 async fn probe_upstream(

@@ -114,6 +114,8 @@ pub struct Inputs {
     /// spec.proxyCache, entry by entry: the credentials read and the login
     /// at the upstream.
     pub proxy_cache: Vec<UpstreamCheck>,
+    /// spec.mirroring.repositories, entry by entry, the same way.
+    pub mirrors: Vec<UpstreamCheck>,
     /// Unix seconds now (to judge certificate expiry).
     pub now: i64,
 }
@@ -127,6 +129,7 @@ impl Inputs {
             certificate: Referenced::None,
             object_storage: ObjectStorageCheck::NotSet,
             proxy_cache: Vec::new(),
+            mirrors: Vec::new(),
             now: 0,
         }
     }

@@ -15,6 +15,7 @@ pub mod garbage_collection;
 pub mod hpa;
 pub mod immutable_tags;
 pub mod ingress;
+pub mod mirroring;
 pub mod monitoring;
 pub mod proxy_cache;
 pub mod quotas;
@@ -119,6 +120,10 @@ pub const TABLE: &[Row] = &[
     },
     Row {
         component: &proxy_cache::ProxyCache,
+        kind: None,
+    },
+    Row {
+        component: &mirroring::Mirroring,
         kind: None,
     },
     Row {

@@ -253,6 +253,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
     );
     let inputs = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         accounts: found(
             "accounts.yaml",
             "accounts:\n  alice: {password_hash: nope, access: {'*': [pull]}}\n",
@@ -286,6 +287,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
     ] {
         let inputs = Inputs {
             proxy_cache: Vec::new(),
+            mirrors: Vec::new(),
             certificate,
             ..Inputs::bundle(Bundle::None)
         };
@@ -297,6 +299,7 @@ fn auth_and_tls_inputs_are_checked_precisely() {
     }
     let missing_accounts = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         accounts: Referenced::Missing("Secret \"acc\" not found in namespace ns".into()),
         ..Inputs::bundle(Bundle::None)
     };
@@ -317,6 +320,7 @@ fn provided_certificate_and_switches() {
         crate::pki::issue(&ca, "x", &["registry.example.com".into()], 1_800_000_000).unwrap();
     let inputs = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         certificate: Referenced::Found(BTreeMap::from([
             ("tls.crt".to_string(), leaf.cert_pem.into_bytes()),
             ("tls.key".to_string(), leaf.key_pem.into_bytes()),
@@ -399,6 +403,7 @@ fn provided_certificate_and_switches() {
 fn probed(result: Result<(), String>) -> Inputs {
     Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         object_storage: ObjectStorageCheck::Probed {
             result,
             credentials_hash: "abc".into(),
@@ -470,6 +475,7 @@ fn object_storage_problems_are_refused_precisely() {
     assert!(errors[0].reason.contains("access denied"), "{errors:?}");
     let missing = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         object_storage: ObjectStorageCheck::CredentialsUnusable("Secret \"s3\" not found".into()),
         ..Inputs::bundle(Bundle::None)
     };
@@ -858,6 +864,7 @@ fn on_object_storage(components: &str) -> (QuarryRegistry, Plan) {
     ));
     let inputs = crate::plan::Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         object_storage: crate::plan::ObjectStorageCheck::Probed {
             result: Ok(()),
             credentials_hash: "abc".into(),
@@ -995,4 +1002,55 @@ fn proxy_cache_renders_the_login_and_refuses_a_failed_one() {
         validate_with(&bad, &upstream_checked(Ok(())), "v", Offers::default()).unwrap_err();
     assert_eq!(errors[0].path, "spec.proxyCache[0]");
     assert!(errors[0].reason.contains("has a scheme"), "{errors:?}");
+}
+
+#[test]
+fn mirroring_renders_the_repositories_and_refuses_a_failed_login() {
+    let s = spec(
+        "mirroring:
+  interval: 10m
+  repositories:
+  - {repository: mirrors/app, upstream: 'quay.io/team/app', credentialsSecret: login, tagRegex: 'v1\\..*', semver: '>=1.2'}
+",
+    );
+    let inputs = |result: Result<(), String>| Inputs {
+        mirrors: vec![crate::plan::UpstreamCheck {
+            credentials: Some(("robot".into(), "pw".into())),
+            credentials_problem: None,
+            result,
+        }],
+        ..Inputs::bundle(Bundle::None)
+    };
+    let plan = validate_with(&s, &inputs(Ok(())), "v", Offers::default()).unwrap();
+    let config = &plan.registry_config;
+    assert!(config.feature_repo_mirror);
+    assert_eq!(config.repo_mirror_interval, 600);
+    let m = &config.repo_mirrors[0];
+    assert_eq!(
+        (
+            m.repository.as_str(),
+            m.external_reference.as_str(),
+            m.tags.clone()
+        ),
+        ("mirrors/app", "quay.io/team/app", vec!["*".to_string()])
+    );
+    assert_eq!(m.external_registry_password.as_deref(), Some("pw"));
+    assert_eq!(m.semver.as_deref(), Some(">=1.2"));
+
+    let errors = validate_with(
+        &s,
+        &inputs(Err("upstream quay.io refused the credentials".into())),
+        "v",
+        Offers::default(),
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].path, "spec.mirroring.repositories[0].upstream");
+    let bad = spec("mirroring: {repositories: [{repository: mirrors/app, upstream: quay.io}]}\n");
+    let errors = validate_with(&bad, &inputs(Ok(())), "v", Offers::default()).unwrap_err();
+    assert!(
+        errors[0]
+            .reason
+            .contains("names a registry, not a repository"),
+        "{errors:?}"
+    );
 }

@@ -15,6 +15,7 @@ fn hpa_plan() -> (QuarryRegistry, Plan) {
     .unwrap();
     let inputs = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         object_storage: ObjectStorageCheck::Probed {
             result: Ok(()),
             credentials_hash: "abc".into(),

@@ -70,6 +70,7 @@ fn built_with(kind: ComponentKind, overrides: &str, keep: &Existing) -> (Built, 
     ));
     let inputs = Inputs {
         proxy_cache: Vec::new(),
+        mirrors: Vec::new(),
         object_storage: ObjectStorageCheck::Probed {
             result: Ok(()),
             credentials_hash: "abc".into(),

@@ -1,14 +1,15 @@
-//! The operator with spec.proxyCache on a real control plane: the
-//! credentials Secret is rendered into the registry's config, and that
-//! config really pulls through a Quarry upstream with accounts; a wrong
-//! password is refused in ConfigValid, naming the upstream, with the
-//! Deployment untouched.
+//! The operator with spec.proxyCache and spec.mirroring on a real control
+//! plane: the credentials Secret is rendered into the registry's config,
+//! and that config really pulls through, and mirrors from, a Quarry
+//! upstream with accounts; a wrong password is refused in ConfigValid,
+//! naming the upstream, with the Deployment untouched.
 
 use std::time::Duration;
 
+use quarry_e2e::clients::oras;
 use quarry_e2e::kube::{Cluster, secret_yaml};
 use quarry_e2e::secure::{ADMIN, PASSWORD, accounts_yaml, client_trusting, hash_password};
-use quarry_e2e::{Registry, http, sha256};
+use quarry_e2e::{Registry, http, run, sha256};
 
 const NS: &str = "cache";
 
@@ -21,7 +22,7 @@ fn login_yaml(password: &str) -> String {
 }
 
 #[test]
-fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
+fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     // The upstream: a Quarry with accounts (token flow) on plain HTTP.
     let dir = tempfile::tempdir().unwrap();
     let accounts = dir.path().join("accounts.yaml");
@@ -45,6 +46,16 @@ fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
         .send()
         .unwrap();
     assert_eq!(pushed.status(), 201, "{}", upstream.log_text());
+    // A tagged artifact for the mirror to copy.
+    let oras_home = tempfile::tempdir().unwrap();
+    run(oras(oras_home.path())
+        .args(["login", "--plain-http", "-u", ADMIN, "-p", PASSWORD])
+        .arg(upstream.host()));
+    std::fs::write(oras_home.path().join("notes.txt"), b"mirrored notes").unwrap();
+    run(oras(oras_home.path())
+        .args(["push", "--plain-http"])
+        .arg(format!("{}/team/notes:v1", upstream.host()))
+        .arg("notes.txt"));
 
     let mut c = Cluster::start();
     c.cp.install_crd().expect("CRD installed");
@@ -52,7 +63,8 @@ fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
     c.create_namespace(NS);
     c.apply(&login_yaml(PASSWORD));
     c.apply(&format!(
-        "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  components:\n  - {{kind: storage, managed: false}}\n",
+        "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  mirroring:\n    interval: 1m\n    repositories:\n    - {{repository: local/notes, upstream: '{}/team/notes', credentialsSecret: upstream-login, insecure: true}}\n  components:\n  - {{kind: storage, managed: false}}\n",
+        upstream.host(),
         upstream.host()
     ));
     c.wait("Ready", Duration::from_secs(120), || c.ready(NS, "edge"));
@@ -85,6 +97,25 @@ fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
         .unwrap();
     assert_eq!(pulled.status(), 200, "{}", edge.log_text());
     assert_eq!(pulled.bytes().unwrap().as_ref(), content.as_slice());
+    // ... and mirrors the tagged artifact with it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let tags = client_trusting(&ca)
+            .get(format!("https://{}/v2/local/notes/tags/list", edge.host()))
+            .basic_auth(&user, Some(&password))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        if tags.contains("\"v1\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not mirrored: {tags}\n{}",
+            edge.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // A wrong password: refused before rollout, naming the upstream.
     let deployment = "deployment/edge-registry";
@@ -94,6 +125,10 @@ fn proxy_cache_renders_logs_in_and_refuses_a_wrong_password() {
         c.condition(NS, "edge", "ConfigValid").status == "False"
     });
     let message = c.condition(NS, "edge", "ConfigValid").message;
+    assert!(
+        message.contains("spec.mirroring.repositories[0].upstream"),
+        "{message}"
+    );
     assert!(
         message.contains("spec.proxyCache[0].upstream")
             && message.contains(&upstream.host())

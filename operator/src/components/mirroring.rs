@@ -1,0 +1,117 @@
+//! Repository mirroring (`spec.mirroring`), rendered as FEATURE_REPO_MIRROR,
+//! REPO_MIRROR_INTERVAL and REPO_MIRRORS with each upstream's credentials
+//! from its Secret. Dereference logged in to every upstream with them; a
+//! failed login is an issue under the entry.
+
+use quarry_registry::mirror::RepoMirror;
+use quarry_registry::retention::parse_duration;
+
+use super::{Component, RenderedKey};
+use crate::crd::{MirroredRepository, QuarryRegistrySpec};
+use crate::plan::{Issues, Plan, PlanInput};
+
+pub struct Mirroring;
+
+/// The registry's settings of one mirrored repository.
+pub fn settings(entry: &MirroredRepository, credentials: Option<(String, String)>) -> RepoMirror {
+    let (user, password) = credentials.unzip();
+    RepoMirror {
+        repository: entry.repository.clone(),
+        external_reference: entry.upstream.clone(),
+        external_registry_username: user,
+        external_registry_password: password,
+        tags: if entry.tags.is_empty() {
+            vec!["*".into()]
+        } else {
+            entry.tags.clone()
+        },
+        tag_regex: entry.tag_regex.clone(),
+        semver: entry.semver.clone(),
+        signed_only: entry.signed_only.unwrap_or(false),
+        prune_vanished_tags: entry.prune_vanished_tags.unwrap_or(false),
+        insecure: entry.insecure.unwrap_or(false),
+        upstream_ca_file: None,
+    }
+}
+
+impl Component for Mirroring {
+    fn plan(&self, input: &PlanInput<'_>, plan: &mut Plan, issues: &mut Issues) {
+        let Some(spec) = &input.spec.mirroring else {
+            return;
+        };
+        let interval = match &spec.interval {
+            None => None,
+            Some(text) => match parse_duration(text).map(|d| d.as_secs()) {
+                Some(s) if s > 0 => Some(s),
+                _ => {
+                    issues.error(
+                        "spec.mirroring.interval",
+                        format!("{text:?} is not a duration above 0 such as 5m or 1h"),
+                    );
+                    return;
+                }
+            },
+        };
+        let mut rendered = Vec::new();
+        for (i, entry) in spec.repositories.iter().enumerate() {
+            let field = |name: &str| format!("spec.mirroring.repositories[{i}].{name}");
+            let Some(check) = input.inputs.mirrors.get(i) else {
+                issues.error(
+                    field("upstream"),
+                    "was not checked (the resource changed while it was read); retrying",
+                );
+                continue;
+            };
+            if let Some(why) = &check.credentials_problem {
+                issues.error(field("credentialsSecret"), why.clone());
+                continue;
+            }
+            let mirror = settings(entry, check.credentials.clone());
+            if let Some(problem) = mirror.problem() {
+                issues.error(format!("spec.mirroring.repositories[{i}]"), problem);
+                continue;
+            }
+            if let Err(why) = &check.result {
+                issues.error(
+                    field("upstream"),
+                    format!("the login at the upstream failed: {why}"),
+                );
+                continue;
+            }
+            rendered.push(mirror);
+        }
+        if rendered.len() != spec.repositories.len() {
+            return;
+        }
+        let config = &mut plan.registry_config;
+        if plan.bundle_keys.contains("REPO_MIRRORS") && config.repo_mirrors != rendered {
+            issues
+                .warn("spec.mirroring.repositories overrides REPO_MIRRORS from the config bundle");
+        }
+        config.feature_repo_mirror = !rendered.is_empty();
+        config.repo_mirrors = rendered;
+        if let Some(seconds) = interval {
+            config.repo_mirror_interval = seconds;
+        }
+    }
+
+    fn renders(&self, spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
+        if spec.mirroring.is_none() {
+            return Vec::new();
+        }
+        vec![
+            RenderedKey {
+                key: "FEATURE_REPO_MIRROR",
+                field: "spec.mirroring",
+            },
+            RenderedKey {
+                key: "REPO_MIRROR_INTERVAL",
+                field: "spec.mirroring.interval",
+            },
+            RenderedKey {
+                key: "REPO_MIRRORS",
+                field: "spec.mirroring.repositories",
+            },
+        ]
+    }
+}
