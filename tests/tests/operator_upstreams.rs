@@ -117,8 +117,15 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    // A wrong password: refused before rollout, naming the upstream.
+    // Downloads spool on the data volume: the root filesystem is read-only.
     let deployment = "deployment/edge-registry";
+    let env = c.jsonpath(NS, deployment, "{.spec.template.spec.containers[0].env}");
+    assert!(
+        env.contains("TMPDIR") && env.contains("/var/lib/quarry"),
+        "{env}"
+    );
+
+    // A wrong password: refused before rollout, naming the upstream.
     let before = c.jsonpath(NS, deployment, "{.metadata.resourceVersion}");
     c.apply(&login_yaml("not the password"));
     c.wait("ConfigValid=False", Duration::from_secs(60), || {

@@ -7,7 +7,9 @@
 use quarry_registry::proxy_cache::{DEFAULT_EXPIRATION_SECONDS, ProxyCacheNamespace};
 use quarry_registry::retention::parse_duration;
 
-use super::{Component, RenderedKey};
+use k8s_openapi::api::core::v1::EnvVar;
+
+use super::{BuildContext, Component, PodParts, RenderedKey};
 use crate::crd::{ProxyCache as ProxyCacheSpec, QuarryRegistrySpec};
 use crate::plan::{Issues, Plan, PlanInput};
 
@@ -89,6 +91,19 @@ impl Component for ProxyCache {
         }
         config.feature_proxy_cache = true;
         config.proxy_cache_namespaces = rendered;
+    }
+
+    /// The root filesystem is read-only: blobs being downloaded are spooled
+    /// on the data volume (the storage's, or an emptyDir with object
+    /// storage), as unnamed files nothing else sees.
+    fn pod(&self, cx: &BuildContext<'_>, pod: &mut PodParts) {
+        if cx.plan.registry_config.feature_proxy_cache {
+            pod.env.push(EnvVar {
+                name: "TMPDIR".into(),
+                value: Some(super::storage::DATA_DIR.into()),
+                ..EnvVar::default()
+            });
+        }
     }
 
     fn renders(&self, spec: &QuarryRegistrySpec) -> Vec<RenderedKey> {
