@@ -8,8 +8,9 @@
 //! the others, and a client that hangs up does not cancel it. The blob's
 //! last byte is held back until its digest matched: no client receives a
 //! complete wrong blob, and one whose upstream lied gets a broken body.
-//! Once verified, the blob is committed to storage like an upload (hash,
-//! atomic commit) and linked into the repository; only then does the
+//! Once verified and sent (the commit waits, up to 30 s, for the clients
+//! still streaming), the blob is committed to storage like an upload
+//! (hash, atomic commit) and linked into the repository; only then does the
 //! download leave the table, so a request arriving meanwhile still joins
 //! it rather than reading a half-committed store.
 
@@ -32,6 +33,8 @@ use crate::storage::{ByteStream, Storage};
 const READ_CHUNK: u64 = 1024 * 1024;
 /// Upstream chunks already waiting are written together up to this size.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// Longest wait for the clients of a download before it is committed.
+const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Batches queued for the writer and the hasher (memory: this many MiB).
 const STAGE_QUEUE: usize = 8;
 
@@ -128,6 +131,14 @@ async fn run(upstream: &Upstream, target: &Target, progress: &watch::Sender<Prog
             return;
         }
     };
+    // Commit once the clients have their bytes: committing hashes and
+    // writes the blob again, which on a small machine would slow the
+    // transfers still running. Bounded, so a stalled client cannot keep
+    // the blob out of storage.
+    let waiting_since = std::time::Instant::now();
+    while progress.receiver_count() > 0 && waiting_since.elapsed() < COMMIT_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     if let Err(e) = commit(target, spool).await {
         // The clients got their bytes; the next pull downloads again.
         tracing::error!(repository = %target.repo, digest = %target.digest, error = %e, "could not store a pulled-through blob");
