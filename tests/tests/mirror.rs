@@ -95,7 +95,12 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         .arg(format!("{}/tools/app:v1.1", upstream.host()))
         .arg("sbom.json"));
 
-    let mirror = Registry::start_with_config(Some(&mirror_config(&upstream.host(), 2)));
+    // v1.1 is immutable here: the mirror must not move it.
+    let immutable = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES: [{namespace: mirrors, tagPattern: 'v1\\.1'}]\n";
+    let mirror = Registry::start_with_config(Some(&format!(
+        "{}{immutable}",
+        mirror_config(&upstream.host(), 2)
+    )));
     wait_for("a first sync", Duration::from_secs(60), || {
         metric(&mirror, "quarry_mirror_runs_total{result=\"ok\"}") >= 1.0
     });
@@ -122,12 +127,15 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
     );
     assert!(tree.contains("application/spdx+json"), "{tree}");
 
-    // A tag moved upstream is followed on a later sync.
+    // A tag moved upstream is followed on a later sync; an immutable one
+    // is not.
     let moved = write_image_layout(&dir.join("moved"), "v1", 1, 16 * 1024);
-    run(&mut skopeo_copy_layout(
-        &dir.join("moved"),
-        &format!("{}/tools/app:v1.0", upstream.host()),
-    ));
+    for tag in ["v1.1", "v1.0"] {
+        run(&mut skopeo_copy_layout(
+            &dir.join("moved"),
+            &format!("{}/tools/app:{tag}", upstream.host()),
+        ));
+    }
     let digest_of = |tag: &str| {
         http::blocking()
             .head(format!("{}/v2/mirrors/app/manifests/{tag}", mirror.url()))
@@ -145,6 +153,16 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
     wait_for("the moved tag followed", Duration::from_secs(30), || {
         digest_of("v1.0").as_deref() == Some(moved.manifest_digest.as_str())
     });
+    // A whole sync after the one that moved v1.0 has seen v1.1 too.
+    let runs = metric(&mirror, "quarry_mirror_runs_total");
+    wait_for("one more sync", Duration::from_secs(30), || {
+        metric(&mirror, "quarry_mirror_runs_total") > runs
+    });
+    assert_eq!(
+        digest_of("v1.1").as_deref(),
+        Some(digests["v1.1"].as_str()),
+        "an immutable tag moved"
+    );
     // The image the tag left is still there by digest.
     assert!(
         http::blocking()

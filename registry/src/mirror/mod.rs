@@ -133,6 +133,7 @@ async fn run_period(
                 unchanged = report.tags_unchanged,
                 unsigned_skipped = report.tags_skipped_unsigned,
                 pruned = report.tags_pruned,
+                kept_immutable = report.tags_kept_immutable,
                 manifests = report.manifests_copied,
                 blobs = report.blobs_copied,
                 bytes = report.bytes_copied,

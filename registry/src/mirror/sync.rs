@@ -45,6 +45,8 @@ pub struct SyncReport {
     pub tags_unchanged: usize,
     pub tags_skipped_unsigned: usize,
     pub tags_pruned: usize,
+    /// Tags the upstream moved that are immutable here: left as they are.
+    pub tags_kept_immutable: usize,
     pub manifests_copied: usize,
     pub blobs_copied: usize,
     pub bytes_copied: u64,
@@ -98,6 +100,7 @@ pub async fn sync(
             if !all.contains(local.as_str())
                 && mirror.selects(&local)
                 && let Some(tag) = Tag::parse(&local)
+                && !run.immutable(&tag)
                 && storage.tag_delete(&run.repo, &tag).await?
             {
                 run.report.tags_pruned += 1;
@@ -161,8 +164,18 @@ impl Sync<'_> {
                 return Ok(());
             }
         }
-        let unchanged =
-            self.storage.tag_get(&self.repo, &local_tag).await?.as_ref() == Some(&digest);
+        let current = self.storage.tag_get(&self.repo, &local_tag).await?;
+        let unchanged = current.as_ref() == Some(&digest);
+        let immutable = self.immutable(&local_tag);
+        if let Some(current) = &current
+            && !unchanged
+            && immutable
+        {
+            // An immutable tag never moves, not even for a mirror.
+            tracing::warn!(repository = %self.repo, tag, %current, upstream = %digest, "mirror keeps an immutable tag the upstream moved");
+            self.report.tags_kept_immutable += 1;
+            return Ok(());
+        }
         self.manifest(&digest).await?;
         // Signatures may come after the image: looked for on every sync.
         self.referrers(referrers, REFERRER_DEPTH).await?;
@@ -175,6 +188,17 @@ impl Sync<'_> {
         }
         if unchanged {
             self.report.tags_unchanged += 1;
+        } else if immutable {
+            // Created, never overwritten: a push may have won meanwhile.
+            if self
+                .storage
+                .tag_create(&self.repo, &local_tag, &digest)
+                .await?
+            {
+                self.report.tags_copied += 1;
+            } else {
+                self.report.tags_kept_immutable += 1;
+            }
         } else {
             self.storage
                 .tag_set(&self.repo, &local_tag, &digest)
@@ -182,6 +206,18 @@ impl Sync<'_> {
             self.report.tags_copied += 1;
         }
         Ok(())
+    }
+
+    /// Whether an IMMUTABLE_TAGS_POLICIES policy covers `tag` here (the
+    /// `quay.immutable` label is not looked at by mirrors).
+    fn immutable(&self, tag: &Tag) -> bool {
+        self.config.feature_immutable_tags
+            && crate::immutable_tags::policy_for(
+                &self.config.immutable_tags_policies,
+                &self.repo,
+                tag,
+            )
+            .is_some()
     }
 
     /// The upstream's referrers of `digest` (empty without a referrers API:
