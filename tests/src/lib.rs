@@ -183,6 +183,20 @@ impl Registry {
         format!("http://{}", self.host())
     }
 
+    /// The sum of the `/metrics` samples whose line starts with `name`
+    /// (0 when none, or when the registry does not answer).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = http::blocking()
+            .get(format!("{}/metrics", self.url()))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -18,18 +18,6 @@ fn mirror_config(upstream: &str, interval: u64) -> String {
     )
 }
 
-fn metric(registry: &Registry, name: &str) -> f64 {
-    let text = http::blocking()
-        .get(format!("{}/metrics", registry.url()))
-        .send()
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn tags(registry: &Registry) -> Vec<String> {
     let list: serde_json::Value = http::blocking()
         .get(format!("{}/v2/mirrors/app/tags/list", registry.url()))
@@ -102,7 +90,7 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         mirror_config(&upstream.host(), 2)
     )));
     wait_for("a first sync", Duration::from_secs(60), || {
-        metric(&mirror, "quarry_mirror_runs_total{result=\"ok\"}") >= 1.0
+        mirror.metric("quarry_mirror_runs_total{result=\"ok\"}") >= 1.0
     });
     let got = tags(&mirror);
     let plain: Vec<&String> = got.iter().filter(|t| !t.starts_with("sha256-")).collect();
@@ -154,9 +142,9 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         digest_of("v1.0").as_deref() == Some(moved.manifest_digest.as_str())
     });
     // A whole sync after the one that moved v1.0 has seen v1.1 too.
-    let runs = metric(&mirror, "quarry_mirror_runs_total");
+    let runs = mirror.metric("quarry_mirror_runs_total");
     wait_for("one more sync", Duration::from_secs(30), || {
-        metric(&mirror, "quarry_mirror_runs_total") > runs
+        mirror.metric("quarry_mirror_runs_total") > runs
     });
     assert_eq!(
         digest_of("v1.1").as_deref(),
@@ -196,7 +184,7 @@ fn two_replicas_on_one_bucket_sync_once() {
     let pair = replicas(&minio, 2, &config);
     let runs = || -> f64 {
         pair.iter()
-            .map(|r| metric(r, "quarry_mirror_runs_total"))
+            .map(|r| r.metric("quarry_mirror_runs_total"))
             .sum()
     };
     wait_for("a sync by one of them", Duration::from_secs(60), || {

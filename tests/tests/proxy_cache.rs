@@ -21,18 +21,6 @@ fn cache_config(namespace: &str, upstream: &str, expiration_s: u64, extra: &str)
     )
 }
 
-fn metric(registry: &Registry, name: &str) -> f64 {
-    let text = http::blocking()
-        .get(format!("{}/metrics", registry.url()))
-        .send()
-        .and_then(|r| r.text())
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 const MANIFEST_ACCEPT: &str =
     "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
@@ -187,12 +175,7 @@ fn pulls_through_distribution() {
         gets,
         "a fresh GET for an unchanged tag"
     );
-    assert!(
-        metric(
-            &cache,
-            "quarry_proxy_cache_requests_total{result=\"revalidated\"}"
-        ) >= 1.0
-    );
+    assert!(cache.metric("quarry_proxy_cache_requests_total{result=\"revalidated\"}") >= 1.0);
 
     // 8 concurrent pulls of one uncached 100 MiB blob: one upstream GET,
     // 8 identical bodies.
@@ -265,12 +248,7 @@ fn pulls_through_distribution() {
         body.contains(&upstream.host()) && body.contains("could not be reached"),
         "{body}"
     );
-    assert!(
-        metric(
-            &cache,
-            "quarry_proxy_cache_requests_total{result=\"stale\"}"
-        ) >= 1.0
-    );
+    assert!(cache.metric("quarry_proxy_cache_requests_total{result=\"stale\"}") >= 1.0);
 }
 
 /// A Quarry upstream with accounts: the token flow with the configured
@@ -401,7 +379,7 @@ fn lying_and_rate_limited_upstreams() {
             "attempt {attempt}: a corrupted blob was delivered whole"
         );
     }
-    assert_eq!(metric(&cache, "quarry_proxy_cache_corrupt_total"), 2.0);
+    assert_eq!(cache.metric("quarry_proxy_cache_corrupt_total"), 2.0);
     let stored = walk_files(&cache.data)
         .into_iter()
         .filter(|p| p.contains(layer_digest.trim_start_matches("sha256:")))

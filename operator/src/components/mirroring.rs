@@ -54,31 +54,17 @@ impl Component for Mirroring {
         };
         let mut rendered = Vec::new();
         for (i, entry) in spec.repositories.iter().enumerate() {
-            let field = |name: &str| format!("spec.mirroring.repositories[{i}].{name}");
-            let Some(check) = input.inputs.mirrors.get(i) else {
-                issues.error(
-                    field("upstream"),
-                    "was not checked (the resource changed while it was read); retrying",
-                );
-                continue;
-            };
-            if let Some(why) = &check.credentials_problem {
-                issues.error(field("credentialsSecret"), why.clone());
-                continue;
-            }
-            let mirror = settings(entry, check.credentials.clone());
-            if let Some(problem) = mirror.problem() {
-                issues.error(format!("spec.mirroring.repositories[{i}]"), problem);
-                continue;
-            }
-            if let Err(why) = &check.result {
-                issues.error(
-                    field("upstream"),
-                    format!("the login at the upstream failed: {why}"),
-                );
-                continue;
-            }
-            rendered.push(mirror);
+            let checked = super::proxy_cache::accept_checked(
+                &format!("spec.mirroring.repositories[{i}]"),
+                input.inputs.mirrors.get(i),
+                issues,
+                |credentials| {
+                    let mirror = settings(entry, credentials);
+                    let problem = mirror.problem();
+                    (mirror, problem)
+                },
+            );
+            rendered.extend(checked);
         }
         if rendered.len() != spec.repositories.len() {
             return;

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use super::{BuildContext, Component, PodParts, RenderedKey};
 use crate::crd::{ProxyCache as ProxyCacheSpec, QuarryRegistrySpec};
-use crate::plan::{Issues, Plan, PlanInput};
+use crate::plan::{Issues, Plan, PlanInput, UpstreamCheck};
 
 pub struct ProxyCache;
 
@@ -31,6 +31,42 @@ pub fn settings(
         insecure: entry.insecure.unwrap_or(false),
         upstream_ca_file: None,
     }
+}
+
+/// An entry's settings, built with the credentials dereference read, if
+/// the Secret, the settings and the login at the upstream were all good;
+/// else `None`, with an issue under `path` (`.credentialsSecret` or
+/// `.upstream` for those). Shared with mirroring.rs.
+pub fn accept_checked<T>(
+    path: &str,
+    check: Option<&UpstreamCheck>,
+    issues: &mut Issues,
+    build: impl FnOnce(Option<(String, String)>) -> (T, Option<String>),
+) -> Option<T> {
+    let Some(check) = check else {
+        issues.error(
+            format!("{path}.upstream"),
+            "was not checked (the resource changed while it was read); retrying",
+        );
+        return None;
+    };
+    if let Some(why) = &check.credentials_problem {
+        issues.error(format!("{path}.credentialsSecret"), why.clone());
+        return None;
+    }
+    let (settings, problem) = build(check.credentials.clone());
+    if let Some(problem) = problem {
+        issues.error(path, problem);
+        return None;
+    }
+    if let Err(why) = &check.result {
+        issues.error(
+            format!("{path}.upstream"),
+            format!("the login at the upstream failed: {why}"),
+        );
+        return None;
+    }
+    Some(settings)
 }
 
 impl Component for ProxyCache {
@@ -55,30 +91,17 @@ impl Component for ProxyCache {
                     }
                 },
             };
-            let Some(check) = input.inputs.proxy_cache.get(i) else {
-                issues.error(
-                    field("upstream"),
-                    "was not checked (the resource changed while it was read); retrying",
-                );
-                continue;
-            };
-            if let Some(why) = &check.credentials_problem {
-                issues.error(field("credentialsSecret"), why.clone());
-                continue;
-            }
-            let settings = settings(entry, check.credentials.clone(), expiration_s);
-            if let Some(problem) = settings.problem() {
-                issues.error(format!("spec.proxyCache[{i}]"), problem);
-                continue;
-            }
-            if let Err(why) = &check.result {
-                issues.error(
-                    field("upstream"),
-                    format!("the login at the upstream failed: {why}"),
-                );
-                continue;
-            }
-            rendered.push(settings);
+            let checked = accept_checked(
+                &format!("spec.proxyCache[{i}]"),
+                input.inputs.proxy_cache.get(i),
+                issues,
+                |credentials| {
+                    let s = settings(entry, credentials, expiration_s);
+                    let problem = s.problem();
+                    (s, problem)
+                },
+            );
+            rendered.extend(checked);
         }
         if rendered.len() != entries.len() {
             return;

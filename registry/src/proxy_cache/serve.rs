@@ -57,8 +57,8 @@ fn upstream_failed(state: &AppState, e: &UpstreamError) {
 }
 
 /// The answer to a client whose request the cache could not serve.
-fn miss_error(e: UpstreamError) -> RegistryError {
-    match &e {
+fn miss_error(e: &UpstreamError) -> RegistryError {
+    match e {
         UpstreamError::Answered {
             status: 429,
             retry_after,
@@ -68,6 +68,14 @@ fn miss_error(e: UpstreamError) -> RegistryError {
             retry_after: retry_after.unwrap_or(5),
         },
         _ => RegistryError::Upstream(e.to_string()),
+    }
+}
+
+/// The answer to a client whose blob the upstream could not give.
+fn blob_miss(e: &UpstreamError) -> RegistryError {
+    match e {
+        UpstreamError::NotFound { .. } => RegistryError::BlobUnknown(e.to_string()),
+        e => miss_error(e),
     }
 }
 
@@ -111,7 +119,7 @@ pub(crate) async fn manifest(
                         UpstreamError::NotFound { .. } => {
                             RegistryError::ManifestUnknown(e.to_string())
                         }
-                        e => miss_error(e),
+                        e => miss_error(&e),
                     }
                 })?;
             store_manifest(state, &cache, &repo, fetched, Some(&digest), None).await?;
@@ -190,7 +198,7 @@ async fn tag_manifest(
                 .await
                 .map_err(|e| {
                     upstream_failed(state, &e);
-                    miss_error(e)
+                    miss_error(&e)
                 })?;
             let digest = store_manifest(
                 state,
@@ -214,7 +222,7 @@ async fn tag_manifest(
             upstream_failed(state, &e);
             if local.is_none() {
                 count(state, "miss");
-                return Err(miss_error(e));
+                return Err(miss_error(&e));
             }
             count(state, "stale");
             tracing::warn!(repository = %repo, tag = %tag, error = %e, "serving a cached tag the upstream could not confirm");
@@ -307,36 +315,29 @@ pub(crate) async fn blob(
         count(state, "hit");
         return crate::api::blobs::get(state, call, raw).await;
     }
-    let unknown = |e: UpstreamError| match e {
-        UpstreamError::NotFound { .. } => RegistryError::BlobUnknown(e.to_string()),
-        e => miss_error(e),
-    };
-    if state.storage.blob_present(&digest).await? {
-        // Stored for another repository: serve it here once the upstream
-        // confirms this repository has it (a cache must not reveal what
-        // other namespaces hold).
+    // HEAD of the blob at the upstream: its size, or the client's error.
+    let upstream_size = || async {
         cache
             .upstream
             .blob_head(&cache.remote, &digest)
             .await
             .map_err(|e| {
                 upstream_failed(state, &e);
-                unknown(e)
-            })?;
+                blob_miss(&e)
+            })
+    };
+    if state.storage.blob_present(&digest).await? {
+        // Stored for another repository: serve it here once the upstream
+        // confirms this repository has it (a cache must not reveal what
+        // other namespaces hold).
+        upstream_size().await?;
         state.storage.repo_blob_link(&repo, &digest).await?;
         count(state, "hit");
         return crate::api::blobs::get(state, call, raw).await;
     }
     count(state, "miss");
     if call.method == Method::HEAD {
-        let size = cache
-            .upstream
-            .blob_head(&cache.remote, &digest)
-            .await
-            .map_err(|e| {
-                upstream_failed(state, &e);
-                unknown(e)
-            })?;
+        let size = upstream_size().await?;
         return Ok(reply(
             StatusCode::OK,
             &blob_headers(&digest, size),
@@ -351,15 +352,7 @@ pub(crate) async fn blob(
         digest: digest.clone(),
     };
     let mut progress = caches.downloads.join(cache.upstream.clone(), target);
-    let (spool, size) = started(&mut progress)
-        .await
-        .map_err(|e| match Arc::try_unwrap(e) {
-            Ok(e) => unknown(e),
-            Err(shared) => match shared.as_ref() {
-                UpstreamError::NotFound { .. } => RegistryError::BlobUnknown(shared.to_string()),
-                other => RegistryError::Upstream(other.to_string()),
-            },
-        })?;
+    let (spool, size) = started(&mut progress).await.map_err(|e| blob_miss(&e))?;
     let range = match call
         .headers
         .get(header::RANGE)
