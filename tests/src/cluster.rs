@@ -84,7 +84,25 @@ status:
 "#;
 
 impl ControlPlane {
+    /// Start etcd, the API server and the rest. A port `free_port` handed
+    /// out can be taken by another test before etcd or the API server binds
+    /// it; such a start is made again, on new ports, up to twice.
     pub fn start() -> anyhow::Result<ControlPlane> {
+        let mut retries = 2;
+        loop {
+            match Self::start_once() {
+                Err(e) if retries > 0 && format!("{e:#}").contains("address already in use") => {
+                    retries -= 1;
+                    eprintln!(
+                        "control plane: a port was taken meanwhile; starting again on new ports"
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once() -> anyhow::Result<ControlPlane> {
         let dir = tempfile::Builder::new()
             .prefix("quarry-cluster-")
             .tempdir()?;
