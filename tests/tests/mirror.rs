@@ -34,6 +34,16 @@ fn tags(registry: &Registry) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `GET /mirror/status`: each mirror's last sync.
+fn mirror_status(registry: &Registry) -> serde_json::Value {
+    http::blocking()
+        .get(format!("{}/mirror/status", registry.url()))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .expect("GET /mirror/status")
+}
+
 fn wait_for(what: &str, timeout: Duration, mut holds: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !holds() {
@@ -85,13 +95,32 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
 
     // v1.1 is immutable here: the mirror must not move it.
     let immutable = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES: [{namespace: mirrors, tagPattern: 'v1\\.1'}]\n";
+    // A second mirror whose upstream does not answer: its status says so.
+    let unreachable = "  - repository: mirrors/gone\n    external_reference: \"127.0.0.1:1/tools/gone\"\n    insecure: true\n";
     let mirror = Registry::start_with_config(Some(&format!(
-        "{}{immutable}",
+        "{}{unreachable}{immutable}",
         mirror_config(&upstream.host(), 2)
     )));
     wait_for("a first sync", Duration::from_secs(60), || {
         mirror.metric("quarry_mirror_runs_total{result=\"ok\"}") >= 1.0
     });
+    wait_for("the failed sync recorded", Duration::from_secs(30), || {
+        !mirror_status(&mirror)["mirrors"][1]["lastSync"].is_null()
+    });
+    let status = mirror_status(&mirror);
+    let (app, gone) = (&status["mirrors"][0], &status["mirrors"][1]);
+    assert_eq!(app["repository"], "mirrors/app", "{status}");
+    assert_eq!(app["lastSync"]["result"], "succeeded", "{status}");
+    assert_eq!(app["lastSync"]["tagsSelected"], 2, "{status}");
+    assert_eq!(app["lastSync"]["tagsCopied"], 2, "{status}");
+    assert!(app["lastSync"]["bytesCopied"].as_u64() > Some(64 * 1024), "{status}");
+    assert_eq!(gone["lastSync"]["result"], "failed", "{status}");
+    let why = gone["lastSync"]["summary"].as_str().unwrap_or_default();
+    assert!(why.contains("127.0.0.1:1"), "the failure names the upstream: {why}");
+    assert!(
+        mirror.metric("quarry_mirror_runs_total{result=\"failed\"}") >= 1.0,
+        "a failed sync is counted"
+    );
     let got = tags(&mirror);
     let plain: Vec<&String> = got.iter().filter(|t| !t.starts_with("sha256-")).collect();
     assert_eq!(
@@ -142,10 +171,9 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         digest_of("v1.0").as_deref() == Some(moved.manifest_digest.as_str())
     });
     // A whole sync after the one that moved v1.0 has seen v1.1 too.
-    let runs = mirror.metric("quarry_mirror_runs_total");
-    wait_for("one more sync", Duration::from_secs(30), || {
-        mirror.metric("quarry_mirror_runs_total") > runs
-    });
+    let ok_runs = || mirror.metric("quarry_mirror_runs_total{result=\"ok\"}");
+    let runs = ok_runs();
+    wait_for("one more sync", Duration::from_secs(30), || ok_runs() > runs);
     assert_eq!(
         digest_of("v1.1").as_deref(),
         Some(digests["v1.1"].as_str()),
@@ -197,6 +225,13 @@ fn two_replicas_on_one_bucket_sync_once() {
         "the two replicas synced the period {} times",
         runs()
     );
+    // Both tell the same last sync, whichever of them ran it.
+    let told: Vec<serde_json::Value> = pair
+        .iter()
+        .map(|r| mirror_status(r)["mirrors"][0]["lastSync"].clone())
+        .collect();
+    assert_eq!(told[0]["tagsCopied"], 1, "{told:?}");
+    assert_eq!(told[0], told[1], "the replicas disagree about the last sync");
     for r in &pair {
         assert_eq!(tags(r), ["v1.0"]);
     }

@@ -1,5 +1,5 @@
-//! Health, readiness and metrics endpoints, and the garbage-collection
-//! journal (gc/journal.rs).
+//! Health, readiness and metrics endpoints, the garbage-collection
+//! journal (gc/journal.rs) and the mirrors' last syncs (mirror/status.rs).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -36,4 +36,12 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 /// This replica's last garbage-collection sweeps (JSON), for the operator.
 pub async fn gc_sweeps(State(state): State<AppState>) -> Response {
     axum::Json(state.gc_sweeps.snapshot()).into_response()
+}
+
+/// The last sync of every configured mirror (JSON, mirror/status.rs),
+/// for the operator. Shared storage makes every replica answer the same.
+pub async fn mirror_status(State(state): State<AppState>) -> Response {
+    let config = state.config();
+    axum::Json(crate::mirror::status::load(state.storage.as_ref(), &config.repo_mirrors).await)
+        .into_response()
 }

@@ -11,6 +11,7 @@
 //! the winner of a later one.
 
 mod settings;
+pub mod status;
 pub mod sync;
 
 use std::sync::Arc;
@@ -112,16 +113,9 @@ async fn run_period(
     forget_old_claims(storage, &repo, period).await;
     let started = std::time::Instant::now();
     let result = sync::sync(storage, config, mirror, upstream).await;
-    let label = match &result {
-        Ok(report) if report.failures.is_empty() => "ok",
-        Ok(_) => "partial",
-        Err(_) => "failed",
-    };
-    metrics
-        .mirror_runs
-        .get_or_create(&ResultLabels { result: label })
-        .inc();
-    match result {
+    let finished_at = i64::try_from(now_unix()).unwrap_or(i64::MAX);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let record = match &result {
         Ok(report) => {
             metrics.mirror_bytes.inc_by(report.bytes_copied);
             tracing::info!(
@@ -140,11 +134,20 @@ async fn run_period(
                 failures = ?report.failures,
                 "mirror synced"
             );
+            status::SyncRecord::from_report(report, finished_at, duration_ms)
         }
         Err(e) => {
-            tracing::warn!(repository = %repo, upstream = %mirror.external_reference, error = %e, "mirror sync failed")
+            tracing::warn!(repository = %repo, upstream = %mirror.external_reference, error = %e, "mirror sync failed");
+            status::SyncRecord::failed(&e.to_string(), finished_at, duration_ms)
         }
-    }
+    };
+    metrics
+        .mirror_runs
+        .get_or_create(&ResultLabels {
+            result: record.result.label(),
+        })
+        .inc();
+    status::save(storage, &repo, &record).await;
 }
 
 /// Remove claims of periods before the previous one (nobody races for them

@@ -54,6 +54,38 @@ pub struct SyncReport {
     pub failures: Vec<String>,
 }
 
+impl SyncReport {
+    /// One line: what the sync changed.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!(
+            "{} of {} selected tags copied, {} unchanged",
+            self.tags_copied, self.tags_selected, self.tags_unchanged
+        )];
+        if self.tags_pruned > 0 {
+            parts.push(format!("{} pruned", self.tags_pruned));
+        }
+        if self.tags_kept_immutable > 0 {
+            parts.push(format!(
+                "{} immutable tags kept though moved upstream",
+                self.tags_kept_immutable
+            ));
+        }
+        if self.tags_skipped_unsigned > 0 {
+            parts.push(format!("{} unsigned skipped", self.tags_skipped_unsigned));
+        }
+        if self.bytes_copied > 0 {
+            parts.push(format!(
+                "{} manifests and {} blobs ({} bytes) copied",
+                self.manifests_copied, self.blobs_copied, self.bytes_copied
+            ));
+        }
+        if let Some(first) = self.failures.first() {
+            parts.push(format!("{} tags failed, first {first}", self.failures.len()));
+        }
+        parts.join("; ")
+    }
+}
+
 struct Sync<'a> {
     storage: &'a dyn Storage,
     config: &'a RegistryConfig,

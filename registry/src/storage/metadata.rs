@@ -103,6 +103,11 @@ impl Key {
         Key(format!("_mirror/{repo}/{period}"))
     }
 
+    /// The last sync of a mirror (mirror/status.rs).
+    pub fn mirror_last_sync(repo: &RepoName) -> Key {
+        Key::in_repo(repo, "_mirror/last_sync")
+    }
+
     /// Every sync-period claim of a mirror.
     pub fn mirror_claims(repo: &RepoName) -> Key {
         Key(format!("_mirror/{repo}"))
