@@ -285,8 +285,12 @@ grep -q FEATURE_HELM_OCI_SUPPORT "$work/refusal" || { cat "$work/refusal" >&2; d
 
 # --- garbage collection: a deleted image's blobs go; the operator tells ---------
 say "spec.garbageCollection every 5s: a deleted image's layer goes, an Event and a condition tell"
+say "(same rollout: spec.mirroring of e2e/pause from the registry's own Service, over HTTPS with its CA ConfigMap)"
 generation=$("$kubectl" get deploy -n "$ns" registry-registry -o jsonpath='{.metadata.generation}')
-"$kubectl" patch -n "$ns" qreg/registry --type merge -p '{"spec":{"garbageCollection":{"interval":"5s","gracePeriod":"5s"}}}'
+"$kubectl" create secret generic -n "$ns" mirror-login --from-literal=username="$user" --from-literal=password="$pass"
+"$kubectl" patch -n "$ns" qreg/registry --type merge -p '{"spec":{"garbageCollection":{"interval":"5s","gracePeriod":"5s"},
+  "mirroring":{"interval":"10s","repositories":[{"repository":"mirrored/pause","upstream":"'"$svc_host"':5000/e2e/pause",
+  "credentialsSecret":"mirror-login","caConfigMap":"registry-registry-ca"}]}}}'
 for _ in $(seq 1 60); do
   [ "$("$kubectl" get deploy -n "$ns" registry-registry -o jsonpath='{.metadata.generation}')" != "$generation" ] && break
   sleep 1
@@ -321,6 +325,28 @@ done
 [ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions[?(@.type=="GarbageCollection")].status}')" = True ] ||
   die "condition GarbageCollection is not True: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions}')"
 say "GC: $("$kubectl" get events -n "$ns" --field-selector reason=GarbageCollected -o jsonpath='{.items[-1:].message}')"
+
+# --- mirroring: the pod copies an image with its signature; the operator tells --
+say "spec.mirroring: mirrored/pause follows e2e/pause, signature included; an Event, status.mirrors and a condition tell"
+synced=
+for _ in $(seq 1 60); do
+  if "$kubectl" get events -n "$ns" --field-selector reason=MirrorSynced -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
+    grep -q "mirrored/pause from $svc_host:5000/e2e/pause: 2 of 2 selected tags copied"; then synced=yes; break; fi
+  sleep 2
+done
+[ -n "$synced" ] || { "$kubectl" get events -n "$ns" >&2; "$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status}' >&2; die "no MirrorSynced Event for mirrored/pause"; }
+[ "$("$crane" digest "$reg/mirrored/pause:1")" = "$digest" ] || die "mirrored/pause:1 is not e2e/pause:1 ($digest)"
+cosign_ verify --key "$work/cosign.pub" --insecure-ignore-tlog=true "$reg/mirrored/pause@$digest" >"$work/cosign.log" 2>&1 ||
+  { cat "$work/cosign.log" >&2; die "cosign verify of the mirrored image failed"; }
+for _ in $(seq 1 30); do
+  [ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.mirrors[0].lastResult}')" = Succeeded ] && break
+  sleep 2
+done
+[ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.mirrors[0].lastResult}')" = Succeeded ] ||
+  die "status.mirrors does not tell a succeeded sync: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.mirrors}')"
+[ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions[?(@.type=="Mirroring")].status}')" = True ] ||
+  die "condition Mirroring is not True: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions}')"
+say "mirror: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.mirrors[0]}')"
 
 # --- chart upgrade and uninstall; then kubectl apply -k deploy/ -----------------
 say "helm upgrade, then uninstall"

@@ -58,8 +58,21 @@ fn references(cr: &QuarryRegistry, name: &str) -> bool {
             .any(|r| r.credentials_secret.as_deref() == Some(name))
 }
 
-/// The pause after a watch error. The controller merges its eleven
-/// watches (the resources, nine owned kinds, the user's Secrets) into one
+/// Whether the resource points at the ConfigMap `name` (an upstream CA).
+fn references_config_map(cr: &QuarryRegistry, name: &str) -> bool {
+    let spec = &cr.spec;
+    spec.proxy_cache
+        .iter()
+        .any(|p| p.ca_config_map.as_deref() == Some(name))
+        || spec
+            .mirroring
+            .iter()
+            .flat_map(|m| &m.repositories)
+            .any(|r| r.ca_config_map.as_deref() == Some(name))
+}
+
+/// The pause after a watch error. The controller merges its twelve
+/// watches (the resources, nine owned kinds, the user's Secrets and ConfigMaps) into one
 /// stream with one backoff, which pauses all of them after an error from
 /// any. kube's default there, client-go's 0.8 s doubling up to 30 s (meant
 /// for one watch), doubled once per watch when they all lost the API
@@ -110,6 +123,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let controller = Controller::new(api(client.clone()), watcher::Config::default())
         .trigger_backoff(WatchRetry);
     let store = controller.store();
+    let config_map_store = store.clone();
     controller
         .owns(
             owned::<Deployment>(client.clone(), &namespace),
@@ -157,6 +171,21 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
                     .state()
                     .into_iter()
                     .filter(|cr| cr.namespace() == ns && references(cr, &name))
+                    .map(|cr| ObjectRef::from_obj(&*cr))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // The same for the user's ConfigMaps (upstream CAs).
+        .watches(
+            owned::<ConfigMap>(client.clone(), &namespace),
+            watcher::Config::default(),
+            move |map: ConfigMap| {
+                let ns = map.namespace();
+                let name = map.name_any();
+                config_map_store
+                    .state()
+                    .into_iter()
+                    .filter(|cr| cr.namespace() == ns && references_config_map(cr, &name))
                     .map(|cr| ObjectRef::from_obj(&*cr))
                     .collect::<Vec<_>>()
             },

@@ -192,6 +192,12 @@ pub struct MirroredRepository {
     /// Talk plain HTTP to the upstream. Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// A ConfigMap in this namespace whose key ca.crt holds the PEM
+    /// certificates of the CA that signs the upstream's serving
+    /// certificate, trusted besides the system's (upstream_ca). Unset: the
+    /// system's CAs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map: Option<String>,
 }
 
 /// One cache namespace and its upstream.
@@ -220,6 +226,12 @@ pub struct ProxyCache {
     /// Talk plain HTTP to the upstream (Quay's insecure). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
+    /// A ConfigMap in this namespace whose key ca.crt holds the PEM
+    /// certificates of the CA that signs the upstream's serving
+    /// certificate, trusted besides the system's (upstream_ca). Unset: the
+    /// system's CAs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_config_map: Option<String>,
 }
 
 /// Garbage collection: the switch, how often it sweeps, and how long new
@@ -643,6 +655,31 @@ pub struct QuarryRegistryStatus {
     /// When the serving certificate expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_not_after: Option<String>,
+    /// The last sync of each mirrored repository (spec.mirroring), as the
+    /// registry pods report it; Events tell each sync that changed
+    /// something (MirrorSynced) or failed (MirrorSyncFailed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorSyncStatus>,
+}
+
+/// The last sync of one mirrored repository, as the registry reports it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorSyncStatus {
+    /// The local repository.
+    pub repository: String,
+    /// The upstream repository it follows.
+    pub upstream: String,
+    /// When the last sync finished (RFC 3339). Unset: none yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// How the last sync ended: Succeeded, Partial (some tags failed) or
+    /// Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
+    /// What the last sync copied, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A component as the operator runs it.

@@ -3,7 +3,7 @@
 //! bucket) and the operator's own generated Secrets, which are kept across
 //! reconciles. The only reads before planning.
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DynamicObject;
 use kube::{Api, Client};
@@ -15,7 +15,7 @@ use crate::crd::QuarryRegistry;
 use crate::error::Error;
 use crate::generated::{self, Existing};
 use crate::names;
-use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced, UpstreamCheck};
+use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced, UpstreamAccess, UpstreamCheck};
 
 /// How long the operator waits for the object store when it probes it.
 const OBJECT_STORAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -37,6 +37,7 @@ pub async fn dereference(
 ) -> Result<Read, Error> {
     let secrets = Secrets {
         api: Api::namespaced(client.clone(), ns),
+        config_maps: Api::namespaced(client.clone(), ns),
         ns,
     };
     let spec = &cr.spec;
@@ -99,8 +100,10 @@ pub async fn dereference(
 }
 
 /// Secrets of one namespace, read with errors that name them.
+/// The user's Secrets and ConfigMaps in the resource's namespace.
 struct Secrets<'a> {
     api: Api<Secret>,
+    config_maps: Api<ConfigMap>,
     ns: &'a str,
 }
 
@@ -125,7 +128,42 @@ impl Secrets<'_> {
             Some(s) => Referenced::Found(generated::secret_data(&s)),
         })
     }
+
+    /// The PEM text under `key` of the ConfigMap `name`, or why there is
+    /// none.
+    async fn config_map_pem(&self, name: &str, key: &str) -> Result<Result<String, String>, Error> {
+        let map = self
+            .config_maps
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::Read {
+                object: format!("ConfigMap {}/{name}", self.ns),
+                source,
+            })?;
+        let Some(map) = map else {
+            return Ok(Err(format!(
+                "ConfigMap {name:?} not found in namespace {}",
+                self.ns
+            )));
+        };
+        let text = map
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty());
+        Ok(match text {
+            None => Err(format!("ConfigMap {name:?} has no key {key}")),
+            Some(pem) => match quarry_registry::proxy_cache::ca_problem(false, None, Some(&pem)) {
+                Some(why) => Err(format!("ConfigMap {name:?} key {key}: {why}")),
+                None => Ok(pem),
+            },
+        })
+    }
 }
+
+/// The key of a caConfigMap that holds the certificates.
+pub const CA_CONFIG_MAP_KEY: &str = "ca.crt";
 
 /// Read spec.objectStorage's credentials and probe the bucket with them
 /// (a write and a delete), so a bucket the registry could not use is
@@ -182,9 +220,12 @@ async fn check_upstreams(
     let mut checks = Vec::new();
     for entry in &cr.spec.proxy_cache {
         checks.push(
-            check_upstream(secrets, entry.credentials_secret.as_ref(), |credentials| {
-                crate::components::proxy_cache::settings(entry, credentials, 0)
-            })
+            check_upstream(
+                secrets,
+                entry.credentials_secret.as_ref(),
+                entry.ca_config_map.as_ref(),
+                |access| crate::components::proxy_cache::settings(entry, access, 0),
+            )
             .await?,
         );
     }
@@ -200,25 +241,30 @@ async fn check_mirrors(
     let repositories = cr.spec.mirroring.iter().flat_map(|m| &m.repositories);
     for entry in repositories {
         checks.push(
-            check_upstream(secrets, entry.credentials_secret.as_ref(), |credentials| {
-                crate::components::mirroring::settings(entry, credentials).upstream_settings()
-            })
+            check_upstream(
+                secrets,
+                entry.credentials_secret.as_ref(),
+                entry.ca_config_map.as_ref(),
+                |access| crate::components::mirroring::settings(entry, access).upstream_settings(),
+            )
             .await?,
         );
     }
     Ok(checks)
 }
 
-/// Read a credentials Secret (keys username and password) and log in to
-/// the upstream `settings` describes with them.
+/// Read a credentials Secret (keys username and password) and a CA
+/// ConfigMap (key ca.crt), and log in to the upstream `settings` describes
+/// with them.
 async fn check_upstream(
     secrets: &Secrets<'_>,
     credentials_secret: Option<&String>,
-    settings: impl FnOnce(Option<(String, String)>) -> quarry_registry::proxy_cache::ProxyCacheNamespace,
+    ca_config_map: Option<&String>,
+    settings: impl FnOnce(UpstreamAccess) -> quarry_registry::proxy_cache::ProxyCacheNamespace,
 ) -> Result<UpstreamCheck, Error> {
     let mut check = UpstreamCheck {
-        credentials: None,
-        credentials_problem: None,
+        access: UpstreamAccess::default(),
+        reference_problem: None,
         result: Ok(()),
     };
     if let Some(name) = credentials_secret {
@@ -230,20 +276,31 @@ async fn check_upstream(
                         .filter(|v| !v.is_empty())
                 };
                 match (key("username"), key("password")) {
-                    (Some(user), Some(password)) => check.credentials = Some((user, password)),
+                    (Some(user), Some(password)) => {
+                        check.access.credentials = Some((user, password))
+                    }
                     _ => {
-                        check.credentials_problem = Some(format!(
-                            "Secret {name:?} needs the keys username and password"
+                        check.reference_problem = Some((
+                            "credentialsSecret",
+                            format!("Secret {name:?} needs the keys username and password"),
                         ))
                     }
                 }
             }
-            Referenced::Missing(why) => check.credentials_problem = Some(why),
+            Referenced::Missing(why) => check.reference_problem = Some(("credentialsSecret", why)),
             Referenced::None => {}
         }
     }
-    if check.credentials_problem.is_none() {
-        check.result = probe_upstream(&settings(check.credentials.clone())).await;
+    if let Some(name) = ca_config_map
+        && check.reference_problem.is_none()
+    {
+        match secrets.config_map_pem(name, CA_CONFIG_MAP_KEY).await? {
+            Ok(pem) => check.access.ca = Some(pem),
+            Err(why) => check.reference_problem = Some(("caConfigMap", why)),
+        }
+    }
+    if check.reference_problem.is_none() {
+        check.result = probe_upstream(&settings(check.access.clone())).await;
     }
     Ok(check)
 }

@@ -8,45 +8,24 @@
 //!   sweep (components/garbage_collection.rs), so status is written when the
 //!   health of the sweeps changes, not on every sweep.
 //!
-//! Reports are best effort: a pod that cannot be reached (a network policy,
-//! a simulated node) is skipped with a debug log and never fails a
-//! reconcile. HTTPS is read without verifying the serving certificate, as
-//! the kubelet's probes read `/readyz`: the request carries no secret and
-//! the journal is informational.
+//! Reading is best effort (registry_pods.rs).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, ResourceExt};
 use quarry_registry::gc::journal::{SweepRecord, Sweeps};
 
 use crate::crd::QuarryRegistry;
-use crate::names::{REGISTRY_PORT, selector_labels};
 use crate::reconcile::Context;
+use crate::registry_pods::Health;
 use crate::status;
 
-/// How long one pod may take to answer, and to accept the connection
-/// (a pod IP this process cannot route to must not hold a reconcile up).
-const TIMEOUT: Duration = Duration::from_secs(3);
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Registry processes remembered before the memory starts over.
 const INSTANCES_KEPT: usize = 10_000;
 
-/// What the replicas' latest sweeps say, for the condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Health {
-    pub ok: bool,
-    pub reason: &'static str,
-    pub message: String,
-}
-
-/// Reads the journals and remembers which sweeps were reported.
+/// Remembers which sweeps were reported.
 pub struct Reporter {
-    http: reqwest::Client,
     /// Per registry process (its journal's `instance`): the last sequence
     /// already looked at.
     seen: Mutex<HashMap<String, u64>>,
@@ -56,20 +35,11 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(started_at: i64) -> Result<Reporter, String> {
-        // The client needs the process's TLS provider (idempotent).
-        quarry_registry::tls::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .danger_accept_invalid_certs(true)
-            .build()
-            .map_err(|e| format!("the HTTP client for garbage-collection journals: {e}"))?;
-        Ok(Reporter {
-            http,
+    pub fn new(started_at: i64) -> Reporter {
+        Reporter {
             seen: Mutex::default(),
             started_at,
-        })
+        }
     }
 
     /// Read every ready registry pod's journal, publish what is new, and
@@ -81,41 +51,16 @@ impl Reporter {
         ns: &str,
         https: bool,
     ) -> Option<Health> {
-        let selector = selector_labels(cr)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let pods = match Api::<Pod>::namespaced(ctx.client.clone(), ns)
-            .list(&ListParams::default().labels(&selector))
-            .await
-        {
-            Ok(pods) => pods,
-            Err(e) => {
-                tracing::debug!(namespace = ns, error = %e, "cannot list registry pods for their garbage-collection journals");
-                return None;
-            }
-        };
-        let scheme = if https { "https" } else { "http" };
-        let reads = pods.items.iter().filter(|p| is_ready(p)).filter_map(|pod| {
-            let ip = pod.status.as_ref()?.pod_ip.as_deref()?;
-            let host = if ip.contains(':') {
-                format!("[{ip}]")
-            } else {
-                ip.to_string()
-            };
-            let url = format!("{scheme}://{host}:{REGISTRY_PORT}/gc/sweeps");
-            Some(async move { (pod.name_any(), self.fetch(&url).await.map_err(|e| (url, e))) })
+        let endpoints = ctx.pods.ready(ctx, cr, ns, https, "/gc/sweeps").await;
+        let reads = endpoints.iter().map(|endpoint| async move {
+            (
+                endpoint.pod.clone(),
+                ctx.pods.fetch::<Sweeps>(endpoint).await,
+            )
         });
         let mut latest: Vec<(String, SweepRecord)> = Vec::new();
         for (pod, journal) in futures::future::join_all(reads).await {
-            let journal = match journal {
-                Ok(journal) => journal,
-                Err((url, e)) => {
-                    tracing::debug!(%pod, %url, error = %e, "garbage-collection journal not read");
-                    continue;
-                }
-            };
+            let Some(journal) = journal else { continue };
             for sweep in self.news(&journal) {
                 status::publish(ctx, cr, event(&pod, &sweep)).await;
             }
@@ -124,15 +69,6 @@ impl Reporter {
             }
         }
         health(&latest)
-    }
-
-    async fn fetch(&self, url: &str) -> Result<Sweeps, String> {
-        let response = self.http.get(url).send().await.map_err(|e| e.to_string())?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status()));
-        }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        serde_json::from_slice(&body).map_err(|e| format!("not a journal: {e}"))
     }
 
     /// The sweeps of `journal` not looked at before that are worth an
@@ -158,13 +94,6 @@ impl Reporter {
         }
         fresh
     }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The Event of one sweep.
@@ -233,7 +162,7 @@ mod tests {
 
     #[test]
     fn each_notable_sweep_is_reported_once_and_none_from_before_the_start() {
-        let reporter = Reporter::new(1000).unwrap();
+        let reporter = Reporter::new(1000);
         let mut journal = Sweeps {
             instance: "a".into(),
             sweeps: vec![sweep(1, 900, 5), sweep(2, 1100, 0), sweep(3, 1200, 2)],

@@ -81,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("leading");
     }
 
+    let started_at = k8s_openapi::jiff::Timestamp::now().as_second();
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(
@@ -94,10 +95,9 @@ async fn main() -> anyhow::Result<()> {
         image_repository: cli.registry_image.clone(),
         default_version: env!("CARGO_PKG_VERSION").to_string(),
         apis: Default::default(),
-        gc_reports: quarry_operator::gc_report::Reporter::new(
-            k8s_openapi::jiff::Timestamp::now().as_second(),
-        )
-        .map_err(anyhow::Error::msg)?,
+        gc_reports: quarry_operator::gc_report::Reporter::new(started_at),
+        mirror_reports: quarry_operator::mirror_report::Reporter::new(started_at),
+        pods: quarry_operator::registry_pods::PodReader::new().map_err(anyhow::Error::msg)?,
     });
     // OLM passes "" (all namespaces) or "a,b" through olm.targetNamespaces.
     let namespaces: Vec<String> = cli

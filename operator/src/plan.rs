@@ -90,13 +90,24 @@ pub enum ObjectStorageCheck {
     },
 }
 
-/// What dereference learned about one spec.proxyCache entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UpstreamCheck {
+/// What an upstream entry's references gave: the account to log in with
+/// and the CA to trust.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpstreamAccess {
     /// The username and password from the credentials Secret.
     pub credentials: Option<(String, String)>,
-    /// The credentials Secret is missing or incomplete: why.
-    pub credentials_problem: Option<String>,
+    /// PEM certificates from the CA ConfigMap.
+    pub ca: Option<String>,
+}
+
+/// What dereference learned about one spec.proxyCache or
+/// spec.mirroring.repositories entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamCheck {
+    pub access: UpstreamAccess,
+    /// A referenced Secret or ConfigMap is missing or incomplete: the
+    /// entry's field (`credentialsSecret`, `caConfigMap`) and why.
+    pub reference_problem: Option<(&'static str, String)>,
     /// The login at the upstream (`GET /v2/`, with the token flow).
     pub result: Result<(), String>,
 }

@@ -38,8 +38,12 @@ pub struct Context {
     pub default_version: String,
     /// Optional APIs of the cluster (Routes, ServiceMonitors).
     pub apis: crate::capabilities::ApiCache,
-    /// Reads the registry pods' garbage-collection journals.
+    /// Remembers the garbage-collection sweeps already reported.
     pub gc_reports: crate::gc_report::Reporter,
+    /// Remembers the mirror syncs already reported.
+    pub mirror_reports: crate::mirror_report::Reporter,
+    /// Reads what the registry pods publish for the operator.
+    pub pods: crate::registry_pods::PodReader,
 }
 
 /// Reconcile one resource.
@@ -80,6 +84,15 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
         }
         false => None,
     };
+    let mirroring = plan.registry_config.feature_repo_mirror && serving;
+    let mirrors = match mirroring {
+        true => {
+            ctx.mirror_reports
+                .poll(ctx, cr, &ns, plan.tls.serves_https())
+                .await
+        }
+        false => None,
+    };
     let new_status = status::valid(
         &StatusInput {
             cr,
@@ -89,6 +102,7 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
             hpa: hpa.as_ref(),
             route_host: rolled.route_host.as_deref(),
             gc_health: gc_health.as_ref(),
+            mirrors: mirrors.as_ref(),
             now,
         },
         &rolled.built.config_hash,
@@ -102,6 +116,11 @@ async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, E
     if plan.registry_config.feature_garbage_collection && serving {
         after = after.min(journal_poll_interval(
             plan.registry_config.garbage_collection_frequency,
+        ));
+    }
+    if mirroring {
+        after = after.min(journal_poll_interval(
+            plan.registry_config.repo_mirror_interval,
         ));
     }
     Ok(Action::requeue(after))
@@ -185,9 +204,10 @@ fn requeue_after(ready: bool, made: &Generated, now: i64) -> Duration {
     }
 }
 
-/// How often the sweep journals are read (gc_report.rs): about once per
-/// sweep interval, within 10 s to 5 min; the journal keeps 32 sweeps, so
-/// none is missed.
+/// How often the sweep journals (gc_report.rs) and the mirrors' last
+/// syncs (mirror_report.rs) are read: about once per interval, within 10 s
+/// to 5 min; the journal keeps 32 sweeps, so none is missed (a mirror
+/// synced more often than read is told by its latest sync).
 fn journal_poll_interval(sweep_every_seconds: u64) -> Duration {
     Duration::from_secs(sweep_every_seconds.clamp(10, 300))
 }

@@ -113,10 +113,16 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
     assert_eq!(app["lastSync"]["result"], "succeeded", "{status}");
     assert_eq!(app["lastSync"]["tagsSelected"], 2, "{status}");
     assert_eq!(app["lastSync"]["tagsCopied"], 2, "{status}");
-    assert!(app["lastSync"]["bytesCopied"].as_u64() > Some(64 * 1024), "{status}");
+    assert!(
+        app["lastSync"]["bytesCopied"].as_u64() > Some(64 * 1024),
+        "{status}"
+    );
     assert_eq!(gone["lastSync"]["result"], "failed", "{status}");
     let why = gone["lastSync"]["summary"].as_str().unwrap_or_default();
-    assert!(why.contains("127.0.0.1:1"), "the failure names the upstream: {why}");
+    assert!(
+        why.contains("127.0.0.1:1"),
+        "the failure names the upstream: {why}"
+    );
     assert!(
         mirror.metric("quarry_mirror_runs_total{result=\"failed\"}") >= 1.0,
         "a failed sync is counted"
@@ -173,7 +179,9 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
     // A whole sync after the one that moved v1.0 has seen v1.1 too.
     let ok_runs = || mirror.metric("quarry_mirror_runs_total{result=\"ok\"}");
     let runs = ok_runs();
-    wait_for("one more sync", Duration::from_secs(30), || ok_runs() > runs);
+    wait_for("one more sync", Duration::from_secs(30), || {
+        ok_runs() > runs
+    });
     assert_eq!(
         digest_of("v1.1").as_deref(),
         Some(digests["v1.1"].as_str()),
@@ -231,7 +239,10 @@ fn two_replicas_on_one_bucket_sync_once() {
         .map(|r| mirror_status(r)["mirrors"][0]["lastSync"].clone())
         .collect();
     assert_eq!(told[0]["tagsCopied"], 1, "{told:?}");
-    assert_eq!(told[0], told[1], "the replicas disagree about the last sync");
+    assert_eq!(
+        told[0], told[1],
+        "the replicas disagree about the last sync"
+    );
     for r in &pair {
         assert_eq!(tags(r), ["v1.0"]);
     }

@@ -62,11 +62,14 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     c.start_operator();
     c.create_namespace(NS);
     c.apply(&login_yaml(PASSWORD));
-    c.apply(&format!(
-        "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  mirroring:\n    interval: 1m\n    repositories:\n    - {{repository: local/notes, upstream: '{}/team/notes', credentialsSecret: upstream-login, insecure: true}}\n  components:\n  - {{kind: storage, managed: false}}\n",
-        upstream.host(),
-        upstream.host()
-    ));
+    let registry_yaml = |mirror_extra: &str| {
+        format!(
+            "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  mirroring:\n    interval: 1m\n    repositories:\n    - {{repository: local/notes, upstream: '{}/team/notes', credentialsSecret: upstream-login{mirror_extra}}}\n  components:\n  - {{kind: storage, managed: false}}\n",
+            upstream.host(),
+            upstream.host()
+        )
+    };
+    c.apply(&registry_yaml(", insecure: true"));
     c.wait("Ready", Duration::from_secs(120), || c.ready(NS, "edge"));
 
     // The rendered config pulls through the upstream with the Secret's login.
@@ -153,4 +156,31 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     c.wait("ConfigValid=True", Duration::from_secs(60), || {
         c.condition(NS, "edge", "ConfigValid").status == "True"
     });
+
+    // A CA ConfigMap that is missing, then not PEM: refused under the
+    // field, and the ConfigMap's creation alone wakes the operator (an
+    // invalid resource waits for a change).
+    c.apply(&registry_yaml(", caConfigMap: corp-ca"));
+    let ca_refused = |what: &str| {
+        let message = c.condition(NS, "edge", "ConfigValid").message;
+        message.contains("spec.mirroring.repositories[0].caConfigMap") && message.contains(what)
+    };
+    c.wait(
+        "the missing ConfigMap refused",
+        Duration::from_secs(60),
+        || ca_refused("ConfigMap \"corp-ca\" not found"),
+    );
+    c.apply(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: corp-ca, namespace: {NS}}}\ndata:\n  ca.crt: not a certificate\n"
+    ));
+    c.wait(
+        "the ConfigMap without PEM refused",
+        Duration::from_secs(60),
+        || ca_refused("is not PEM certificates"),
+    );
+    assert_eq!(
+        c.jsonpath(NS, deployment, "{.metadata.resourceVersion}"),
+        before,
+        "an invalid CA touched the Deployment"
+    );
 }

@@ -1,20 +1,26 @@
 //! Repository mirroring (`spec.mirroring`), rendered as FEATURE_REPO_MIRROR,
 //! REPO_MIRROR_INTERVAL and REPO_MIRRORS with each upstream's credentials
-//! from its Secret. Dereference logged in to every upstream with them; a
-//! failed login is an issue under the entry.
+//! from its Secret and CA from its ConfigMap. Dereference logged in to
+//! every upstream with them; a failed login is an issue under the entry.
+//! Status: `status.mirrors` and the `Mirroring` condition, from the pods'
+//! reports (mirror_report.rs), which also turns syncs into Events.
 
 use quarry_registry::mirror::RepoMirror;
 use quarry_registry::retention::parse_duration;
 
-use super::{Component, RenderedKey};
+use super::{Component, RenderedKey, StatusInput};
 use crate::crd::{MirroredRepository, QuarryRegistrySpec};
-use crate::plan::{Issues, Plan, PlanInput};
+use crate::plan::{Issues, Plan, PlanInput, UpstreamAccess};
+use crate::status::StatusDraft;
+
+/// The condition this component reports.
+pub const CONDITION: &str = "Mirroring";
 
 pub struct Mirroring;
 
 /// The registry's settings of one mirrored repository.
-pub fn settings(entry: &MirroredRepository, credentials: Option<(String, String)>) -> RepoMirror {
-    let (user, password) = credentials.unzip();
+pub fn settings(entry: &MirroredRepository, access: UpstreamAccess) -> RepoMirror {
+    let (user, password) = access.credentials.unzip();
     RepoMirror {
         repository: entry.repository.clone(),
         external_reference: entry.upstream.clone(),
@@ -31,6 +37,7 @@ pub fn settings(entry: &MirroredRepository, credentials: Option<(String, String)
         prune_vanished_tags: entry.prune_vanished_tags.unwrap_or(false),
         insecure: entry.insecure.unwrap_or(false),
         upstream_ca_file: None,
+        upstream_ca: access.ca,
     }
 }
 
@@ -58,8 +65,8 @@ impl Component for Mirroring {
                 &format!("spec.mirroring.repositories[{i}]"),
                 input.inputs.mirrors.get(i),
                 issues,
-                |credentials| {
-                    let mirror = settings(entry, credentials);
+                |access| {
+                    let mirror = settings(entry, access);
                     let problem = mirror.problem();
                     (mirror, problem)
                 },
@@ -78,6 +85,24 @@ impl Component for Mirroring {
         config.repo_mirrors = rendered;
         if let Some(seconds) = interval {
             config.repo_mirror_interval = seconds;
+        }
+    }
+
+    /// status.mirrors and the condition follow what the pods report
+    /// (mirror_report.rs); both go when mirroring is off, and stay as they
+    /// were when no pod could be read.
+    fn status(&self, cx: &StatusInput<'_>, draft: &mut StatusDraft) {
+        if !cx.plan.registry_config.feature_repo_mirror {
+            draft.status.conditions.retain(|c| c.type_ != CONDITION);
+            draft.status.mirrors.clear();
+            return;
+        }
+        let Some(report) = cx.mirrors else {
+            return;
+        };
+        draft.status.mirrors = report.mirrors.clone();
+        if let Some(health) = &report.health {
+            draft.set_condition(CONDITION, health.ok, health.reason, health.message.clone());
         }
     }
 

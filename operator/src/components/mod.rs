@@ -471,7 +471,9 @@ pub struct StatusInput<'a> {
     pub route_host: Option<&'a str>,
     /// What the registry pods' garbage-collection journals say, when one
     /// was read (gc_report.rs).
-    pub gc_health: Option<&'a crate::gc_report::Health>,
+    pub gc_health: Option<&'a crate::registry_pods::Health>,
+    /// The mirrors' last syncs, when a pod told them (mirror_report.rs).
+    pub mirrors: Option<&'a crate::mirror_report::MirrorReport>,
     /// Unix seconds.
     pub now: i64,
 }

@@ -11,17 +11,17 @@ use k8s_openapi::api::core::v1::EnvVar;
 
 use super::{BuildContext, Component, PodParts, RenderedKey};
 use crate::crd::{ProxyCache as ProxyCacheSpec, QuarryRegistrySpec};
-use crate::plan::{Issues, Plan, PlanInput, UpstreamCheck};
+use crate::plan::{Issues, Plan, PlanInput, UpstreamAccess, UpstreamCheck};
 
 pub struct ProxyCache;
 
 /// The registry's settings of one entry.
 pub fn settings(
     entry: &ProxyCacheSpec,
-    credentials: Option<(String, String)>,
+    access: UpstreamAccess,
     expiration_s: u64,
 ) -> ProxyCacheNamespace {
-    let (user, password) = credentials.unzip();
+    let (user, password) = access.credentials.unzip();
     ProxyCacheNamespace {
         namespace: entry.namespace.clone(),
         upstream_registry: entry.upstream.clone(),
@@ -30,18 +30,20 @@ pub fn settings(
         expiration_s,
         insecure: entry.insecure.unwrap_or(false),
         upstream_ca_file: None,
+        upstream_ca: access.ca,
     }
 }
 
-/// An entry's settings, built with the credentials dereference read, if
-/// the Secret, the settings and the login at the upstream were all good;
-/// else `None`, with an issue under `path` (`.credentialsSecret` or
-/// `.upstream` for those). Shared with mirroring.rs.
+/// An entry's settings, built with the credentials and CA dereference
+/// read, if the Secret, the ConfigMap, the settings and the login at the
+/// upstream were all good; else `None`, with an issue under `path`
+/// (`.credentialsSecret`, `.caConfigMap` or `.upstream` for those). Shared
+/// with mirroring.rs.
 pub fn accept_checked<T>(
     path: &str,
     check: Option<&UpstreamCheck>,
     issues: &mut Issues,
-    build: impl FnOnce(Option<(String, String)>) -> (T, Option<String>),
+    build: impl FnOnce(UpstreamAccess) -> (T, Option<String>),
 ) -> Option<T> {
     let Some(check) = check else {
         issues.error(
@@ -50,11 +52,11 @@ pub fn accept_checked<T>(
         );
         return None;
     };
-    if let Some(why) = &check.credentials_problem {
-        issues.error(format!("{path}.credentialsSecret"), why.clone());
+    if let Some((field, why)) = &check.reference_problem {
+        issues.error(format!("{path}.{field}"), why.clone());
         return None;
     }
-    let (settings, problem) = build(check.credentials.clone());
+    let (settings, problem) = build(check.access.clone());
     if let Some(problem) = problem {
         issues.error(path, problem);
         return None;
@@ -95,8 +97,8 @@ impl Component for ProxyCache {
                 &format!("spec.proxyCache[{i}]"),
                 input.inputs.proxy_cache.get(i),
                 issues,
-                |credentials| {
-                    let s = settings(entry, credentials, expiration_s);
+                |access| {
+                    let s = settings(entry, access, expiration_s);
                     let problem = s.problem();
                     (s, problem)
                 },

@@ -955,8 +955,11 @@ fn cr_min() -> QuarryRegistry {
 fn upstream_checked(result: Result<(), String>) -> Inputs {
     Inputs {
         proxy_cache: vec![crate::plan::UpstreamCheck {
-            credentials: Some(("robot".into(), "s3cret".into())),
-            credentials_problem: None,
+            access: crate::plan::UpstreamAccess {
+                credentials: Some(("robot".into(), "s3cret".into())),
+                ca: None,
+            },
+            reference_problem: None,
             result,
         }],
         ..Inputs::bundle(Bundle::None)
@@ -1015,8 +1018,11 @@ fn mirroring_renders_the_repositories_and_refuses_a_failed_login() {
     );
     let inputs = |result: Result<(), String>| Inputs {
         mirrors: vec![crate::plan::UpstreamCheck {
-            credentials: Some(("robot".into(), "pw".into())),
-            credentials_problem: None,
+            access: crate::plan::UpstreamAccess {
+                credentials: Some(("robot".into(), "pw".into())),
+                ca: None,
+            },
+            reference_problem: None,
             result,
         }],
         ..Inputs::bundle(Bundle::None)
@@ -1045,6 +1051,42 @@ fn mirroring_renders_the_repositories_and_refuses_a_failed_login() {
     )
     .unwrap_err();
     assert_eq!(errors[0].path, "spec.mirroring.repositories[0].upstream");
+
+    // The CA ConfigMap's certificates are rendered inline; a problem with
+    // the ConfigMap is reported under its field.
+    let with_ca = Inputs {
+        mirrors: vec![crate::plan::UpstreamCheck {
+            access: crate::plan::UpstreamAccess {
+                credentials: None,
+                ca: Some(
+                    rcgen::generate_simple_self_signed(vec!["quay.io".into()])
+                        .unwrap()
+                        .cert
+                        .pem(),
+                ),
+            },
+            reference_problem: None,
+            result: Ok(()),
+        }],
+        ..Inputs::bundle(Bundle::None)
+    };
+    let plan = validate_with(&s, &with_ca, "v", Offers::default()).unwrap();
+    let ca = plan.registry_config.repo_mirrors[0].upstream_ca.as_deref();
+    assert!(
+        ca.is_some_and(|pem| pem.contains("BEGIN CERTIFICATE")),
+        "{ca:?}"
+    );
+    let missing = Inputs {
+        mirrors: vec![crate::plan::UpstreamCheck {
+            access: Default::default(),
+            reference_problem: Some(("caConfigMap", "ConfigMap \"corp-ca\" not found".into())),
+            result: Ok(()),
+        }],
+        ..Inputs::bundle(Bundle::None)
+    };
+    let errors = validate_with(&s, &missing, "v", Offers::default()).unwrap_err();
+    assert_eq!(errors[0].path, "spec.mirroring.repositories[0].caConfigMap");
+
     let bad = spec("mirroring: {repositories: [{repository: mirrors/app, upstream: quay.io}]}\n");
     let errors = validate_with(&bad, &inputs(Ok(())), "v", Offers::default()).unwrap_err();
     assert!(

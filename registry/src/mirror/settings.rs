@@ -48,6 +48,9 @@ pub struct RepoMirror {
     /// PEM file of CAs trusted for the upstream, besides the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_ca_file: Option<PathBuf>,
+    /// The same, inline (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca: Option<String>,
 }
 
 fn every_tag() -> Vec<String> {
@@ -76,6 +79,8 @@ impl std::fmt::Debug for RepoMirror {
             .field("signed_only", &self.signed_only)
             .field("prune_vanished_tags", &self.prune_vanished_tags)
             .field("insecure", &self.insecure)
+            .field("upstream_ca_file", &self.upstream_ca_file)
+            .field("upstream_ca", &self.upstream_ca.as_ref().map(|_| "<PEM>"))
             .finish()
     }
 }
@@ -121,7 +126,11 @@ impl RepoMirror {
                 "semver {range:?} is not a version range such as \">=1.2, <2\": {e}"
             ));
         }
-        None
+        crate::proxy_cache::ca_problem(
+            self.insecure,
+            self.upstream_ca_file.as_deref(),
+            self.upstream_ca.as_deref(),
+        )
     }
 
     /// The upstream client's settings.
@@ -138,6 +147,7 @@ impl RepoMirror {
             expiration_s: 0,
             insecure: self.insecure,
             upstream_ca_file: self.upstream_ca_file.clone(),
+            upstream_ca: self.upstream_ca.clone(),
         }
     }
 
@@ -217,6 +227,7 @@ mod tests {
             prune_vanished_tags: false,
             insecure: false,
             upstream_ca_file: None,
+            upstream_ca: None,
         }
     }
 

@@ -77,7 +77,12 @@ impl SyncRecord {
             tags_unchanged: report.tags_unchanged,
             tags_pruned: report.tags_pruned,
             bytes_copied: report.bytes_copied,
-            failures: report.failures.iter().take(FAILURES_KEPT).cloned().collect(),
+            failures: report
+                .failures
+                .iter()
+                .take(FAILURES_KEPT)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -165,7 +170,9 @@ async fn read(storage: &dyn Storage, repo: &RepoName) -> Option<SyncRecord> {
         }
     };
     serde_json::from_slice(&bytes)
-        .map_err(|e| tracing::warn!(repository = %repo, error = %e, "mirror sync record unreadable"))
+        .map_err(
+            |e| tracing::warn!(repository = %repo, error = %e, "mirror sync record unreadable"),
+        )
         .ok()
 }
 

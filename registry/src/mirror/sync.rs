@@ -80,7 +80,10 @@ impl SyncReport {
             ));
         }
         if let Some(first) = self.failures.first() {
-            parts.push(format!("{} tags failed, first {first}", self.failures.len()));
+            parts.push(format!(
+                "{} tags failed, first {first}",
+                self.failures.len()
+            ));
         }
         parts.join("; ")
     }

@@ -22,7 +22,7 @@ pub mod upstream;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use settings::{DEFAULT_EXPIRATION_SECONDS, ProxyCacheNamespace, UpstreamAddress};
+pub use settings::{DEFAULT_EXPIRATION_SECONDS, ProxyCacheNamespace, UpstreamAddress, ca_problem};
 use upstream::Upstream;
 
 use crate::config::RegistryConfig;

@@ -38,6 +38,10 @@ pub struct ProxyCacheNamespace {
     /// besides the system's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_ca_file: Option<PathBuf>,
+    /// The same, inline: PEM certificates (the operator renders a
+    /// ConfigMap's CA here, so a new CA changes the config and reloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_ca: Option<String>,
 }
 
 fn default_expiration() -> u64 {
@@ -64,6 +68,7 @@ impl std::fmt::Debug for ProxyCacheNamespace {
             .field("expiration_s", &self.expiration_s)
             .field("insecure", &self.insecure)
             .field("upstream_ca_file", &self.upstream_ca_file)
+            .field("upstream_ca", &self.upstream_ca.as_ref().map(|_| "<PEM>"))
             .finish()
     }
 }
@@ -159,13 +164,36 @@ impl ProxyCacheNamespace {
             }
             _ => {}
         }
-        if self.insecure && self.upstream_ca_file.is_some() {
-            return Some(
-                "upstream_ca_file is for HTTPS, but insecure: true talks plain HTTP".into(),
-            );
-        }
-        None
+        ca_problem(
+            self.insecure,
+            self.upstream_ca_file.as_deref(),
+            self.upstream_ca.as_deref(),
+        )
     }
+}
+
+/// What is wrong with an upstream's CA settings, if anything.
+pub fn ca_problem(
+    insecure: bool,
+    ca_file: Option<&std::path::Path>,
+    ca_pem: Option<&str>,
+) -> Option<String> {
+    if insecure && (ca_file.is_some() || ca_pem.is_some()) {
+        return Some(
+            "upstream_ca_file and upstream_ca are for HTTPS, but insecure: true talks plain HTTP"
+                .into(),
+        );
+    }
+    if let Some(pem) = ca_pem {
+        match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+            Err(e) => return Some(format!("upstream_ca is not PEM certificates: {e}")),
+            Ok(certs) if certs.is_empty() => {
+                return Some("upstream_ca is not PEM certificates: none found".into());
+            }
+            Ok(_) => {}
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -186,6 +214,22 @@ mod tests {
         assert!(UpstreamAddress::parse("https://quay.io").is_err());
         assert!(UpstreamAddress::parse("quay.io/UPPER").is_err());
         assert!(UpstreamAddress::parse("bad host").is_err());
+    }
+
+    #[test]
+    fn an_inline_ca_must_hold_certificates_and_is_for_https() {
+        let cert = rcgen::generate_simple_self_signed(vec!["upstream.test".into()]).unwrap();
+        let pem = cert.cert.pem();
+        assert_eq!(ca_problem(false, None, Some(&pem)), None);
+        let none = ca_problem(false, None, Some("not a certificate")).unwrap();
+        assert!(none.contains("none found"), "{none}");
+        let broken = format!("{}garbage", &pem[..pem.len() / 2]);
+        assert!(
+            ca_problem(false, None, Some(&broken)).is_some(),
+            "a cut PEM was taken"
+        );
+        let plain = ca_problem(true, None, Some(&pem)).unwrap();
+        assert!(plain.contains("insecure: true"), "{plain}");
     }
 
     #[test]

@@ -131,6 +131,11 @@ impl Upstream {
                 .map_err(|e| format!("upstream_ca_file {}: {e}", path.display()))?;
             builder = builder.tls_certs_merge(certs);
         }
+        if let Some(pem) = &settings.upstream_ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| format!("upstream_ca: {e}"))?;
+            builder = builder.tls_certs_merge(certs);
+        }
         let http = builder
             .build()
             .map_err(|e| format!("HTTP client for {}: {e}", settings.upstream_registry))?;
