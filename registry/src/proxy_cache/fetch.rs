@@ -5,7 +5,10 @@
 //! bytes to an unnamed temporary file (it vanishes when the last reader
 //! closes it) and hashes them. Every request, the first included, streams
 //! from that file as it grows, so a slow client never slows the download or
-//! the others, and a client that hangs up does not cancel it. The blob's
+//! the others, and a client that hangs up does not cancel it. The latest
+//! written bytes are also kept in memory (`Window`): a client that keeps up
+//! is sent the very buffers the network gave, without reading the file
+//! back. The blob's
 //! last byte is held back until its digest matched: no client receives a
 //! complete wrong blob, and one whose upstream lied gets a broken body.
 //! Once verified and sent (the commit waits, up to 30 s, for the clients
@@ -14,12 +17,12 @@
 //! download leave the table, so a request arriving meanwhile still joins
 //! it rather than reading a half-committed store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
 use tokio::sync::watch;
 
@@ -31,12 +34,72 @@ use crate::storage::{ByteStream, Storage};
 
 /// Bytes read from the spool file per chunk sent to a client.
 const READ_CHUNK: u64 = 1024 * 1024;
-/// Upstream chunks already waiting are written together up to this size.
+/// Upstream chunks already waiting are handed on together up to this size.
 const WRITE_BATCH: usize = 1024 * 1024;
+/// Written bytes kept in memory for the clients that keep up.
+const WINDOW_BYTES: usize = 16 * 1024 * 1024;
 /// Longest wait for the clients of a download before it is committed.
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Batches queued for the writer and the hasher (memory: this many MiB).
 const STAGE_QUEUE: usize = 8;
+
+/// A download's bytes: the spool file, and its latest part in memory.
+pub struct Spool {
+    file: File,
+    window: Mutex<Window>,
+}
+
+/// The last written chunks, by offset, at most `WINDOW_BYTES` of them.
+#[derive(Default)]
+struct Window {
+    chunks: VecDeque<(u64, Bytes)>,
+    bytes: usize,
+}
+
+impl Spool {
+    fn new(file: File) -> Spool {
+        Spool {
+            file,
+            window: Mutex::default(),
+        }
+    }
+
+    /// Remember `chunk`, written at `at`, dropping the oldest beyond the
+    /// window.
+    fn remember(&self, at: u64, chunk: Bytes) {
+        let Ok(mut w) = self.window.lock() else {
+            return;
+        };
+        w.bytes += chunk.len();
+        w.chunks.push_back((at, chunk));
+        while w.bytes > WINDOW_BYTES {
+            match w.chunks.pop_front() {
+                Some((_, old)) => w.bytes -= old.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// The bytes from `pos` up to at most `end` that are still in memory
+    /// (a slice of one chunk, no copy).
+    fn recent(&self, pos: u64, end: u64) -> Option<Bytes> {
+        let w = self.window.lock().ok()?;
+        let i = w
+            .chunks
+            .partition_point(|(at, c)| at + c.len() as u64 <= pos);
+        let (at, chunk) = w.chunks.get(i)?;
+        if *at > pos {
+            return None;
+        }
+        let from = usize::try_from(pos - at).ok()?;
+        let to = usize::try_from(end.min(at + chunk.len() as u64) - at).ok()?;
+        (to > from).then(|| chunk.slice(from..to))
+    }
+
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
 
 /// Where a download is.
 #[derive(Clone)]
@@ -45,13 +108,13 @@ pub enum Progress {
     Connecting,
     /// `written` of `size` bytes are in `spool`.
     Streaming {
-        spool: Arc<File>,
+        spool: Arc<Spool>,
         size: u64,
         written: u64,
     },
     /// Complete and the digest matched.
     Verified {
-        spool: Arc<File>,
+        spool: Arc<Spool>,
         size: u64,
     },
     Failed(Arc<UpstreamError>),
@@ -150,7 +213,7 @@ async fn download(
     upstream: &Upstream,
     target: &Target,
     progress: &watch::Sender<Progress>,
-) -> Result<Arc<File>, UpstreamError> {
+) -> Result<Arc<Spool>, UpstreamError> {
     let (size, mut response) = upstream.blob_get(&target.remote, &target.digest).await?;
     let what = || format!("blob {} of {}", target.digest, target.remote);
     let invalid = |reason: String| UpstreamError::Invalid {
@@ -158,12 +221,12 @@ async fn download(
         what: what(),
         reason,
     };
-    let spool = Arc::new(tempfile::tempfile().map_err(|e| {
+    let spool = Arc::new(Spool::new(tempfile::tempfile().map_err(|e| {
         invalid(format!(
             "no spool file in {}: {e}",
             std::env::temp_dir().display()
         ))
-    })?);
+    })?));
     progress.send_replace(Progress::Streaming {
         spool: spool.clone(),
         size,
@@ -172,16 +235,23 @@ async fn download(
     // Three stages at once, so the blob moves at the pace of the slowest
     // rather than of all of them in turn: this task reads the network, one
     // thread writes the spool file (and tells the readers), one hashes.
-    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Bytes>(STAGE_QUEUE);
-    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Bytes>(STAGE_QUEUE);
+    // They share the network's buffers: a batch is a list of them, not a
+    // copy.
+    type Batch = Vec<Bytes>;
+    let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Batch>(STAGE_QUEUE);
+    let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Batch>(STAGE_QUEUE);
     let writer = {
         let spool = spool.clone();
         let progress = progress.clone();
         tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             let mut written = 0u64;
             while let Some(batch) = writer_rx.blocking_recv() {
-                spool.write_all_at(&batch, written)?;
-                written += batch.len() as u64;
+                for chunk in batch {
+                    spool.file.write_all_at(&chunk, written)?;
+                    let at = written;
+                    written += chunk.len() as u64;
+                    spool.remember(at, chunk);
+                }
                 progress.send_replace(Progress::Streaming {
                     spool: spool.clone(),
                     size,
@@ -195,7 +265,9 @@ async fn download(
     let hasher = tokio::task::spawn_blocking(move || {
         let mut hasher = DigestHasher::new(algorithm);
         while let Some(batch) = hasher_rx.blocking_recv() {
-            hasher.update(&batch);
+            for chunk in &batch {
+                hasher.update(chunk);
+            }
         }
         hasher.finish()
     });
@@ -214,15 +286,18 @@ async fn download(
             };
             // Take what else is already here, so a fast upstream costs one
             // hand-over per megabyte, a slow one one per chunk.
-            let mut batch = BytesMut::from(first.as_ref());
-            while batch.len() < WRITE_BATCH {
+            let mut batch_len = first.len();
+            let mut batch = vec![first];
+            while batch_len < WRITE_BATCH {
                 match response.chunk().now_or_never() {
-                    Some(Ok(Some(more))) => batch.extend_from_slice(&more),
+                    Some(Ok(Some(more))) => {
+                        batch_len += more.len();
+                        batch.push(more);
+                    }
                     _ => break,
                 }
             }
-            let batch: Bytes = batch.freeze();
-            received += batch.len() as u64;
+            received += batch_len as u64;
             if received > size {
                 return Err(invalid(format!(
                     "more bytes than its Content-Length of {size}"
@@ -231,7 +306,7 @@ async fn download(
             target
                 .metrics
                 .proxy_cache_upstream_bytes
-                .inc_by(batch.len() as u64);
+                .inc_by(batch_len as u64);
             // A stage that stopped has failed; its join below says why.
             if to_hasher.send(batch.clone()).await.is_err() || to_writer.send(batch).await.is_err()
             {
@@ -270,10 +345,10 @@ async fn download(
 }
 
 /// Store a verified spool file as the blob, linked into the repository.
-async fn commit(target: &Target, spool: Arc<File>) -> crate::storage::StorageResult<()> {
+async fn commit(target: &Target, spool: Arc<Spool>) -> crate::storage::StorageResult<()> {
     let storage = &target.storage;
     let id = storage.upload_start(&target.repo).await?;
-    let size = spool.metadata()?.len();
+    let size = spool.len()?;
     let body = spool_stream(spool, 0, size, None);
     let result = async {
         storage
@@ -294,13 +369,13 @@ async fn commit(target: &Target, spool: Arc<File>) -> crate::storage::StorageRes
 /// `progress`, it waits for bytes not yet written and holds the blob's
 /// last byte back until the digest matched.
 pub fn spool_stream(
-    spool: Arc<File>,
+    spool: Arc<Spool>,
     start: u64,
     end: u64,
     progress: Option<watch::Receiver<Progress>>,
 ) -> ByteStream {
     struct State {
-        spool: Arc<File>,
+        spool: Arc<Spool>,
         pos: u64,
         end: u64,
         progress: Option<watch::Receiver<Progress>>,
@@ -333,12 +408,19 @@ pub fn spool_stream(
                 return None;
             }
             if readable > state.pos {
+                if let Some(bytes) = state.spool.recent(state.pos, readable) {
+                    state.pos += bytes.len() as u64;
+                    return Some((Ok(bytes), Some(state)));
+                }
                 let len = (readable - state.pos).min(READ_CHUNK);
-                let file = state.spool.clone();
+                let spool = state.spool.clone();
                 let at = state.pos;
                 let read = tokio::task::spawn_blocking(move || {
                     let mut buf = vec![0; len as usize];
-                    file.read_exact_at(&mut buf, at).map(|()| Bytes::from(buf))
+                    spool
+                        .file
+                        .read_exact_at(&mut buf, at)
+                        .map(|()| Bytes::from(buf))
                 })
                 .await
                 .map_err(std::io::Error::other)
@@ -358,4 +440,34 @@ pub fn spool_stream(
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_serves_recent_bytes_up_to_the_limit_and_forgets_old_ones() {
+        let spool = Spool::new(tempfile::tempfile().unwrap());
+        let chunk = |byte: u8, len: usize| Bytes::from(vec![byte; len]);
+        spool.remember(0, chunk(1, 10));
+        spool.remember(10, chunk(2, 10));
+        assert_eq!(
+            spool.recent(0, 20).unwrap(),
+            chunk(1, 10),
+            "one chunk at a time"
+        );
+        assert_eq!(spool.recent(15, 20).unwrap(), chunk(2, 5));
+        assert_eq!(
+            spool.recent(12, 14).unwrap(),
+            chunk(2, 2),
+            "held back at the limit"
+        );
+        assert_eq!(spool.recent(20, 30), None, "not written yet");
+        assert_eq!(spool.recent(19, 19), None, "nothing below the limit");
+        // A window's worth more: the first chunks are gone.
+        spool.remember(20, chunk(3, WINDOW_BYTES));
+        assert_eq!(spool.recent(5, 20), None);
+        assert_eq!(spool.recent(20, 22).unwrap(), chunk(3, 2));
+    }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::fetch::{Progress, Target, spool_stream};
+use super::fetch::{Progress, Spool, Target, spool_stream};
 use super::upstream::UpstreamError;
 use super::{CachedRepo, ProxyCaches};
 use crate::api::blobs::{parse_digest, parse_range};
@@ -399,7 +399,7 @@ fn blob_headers(digest: &Digest, size: u64) -> Vec<(HeaderName, String)> {
 /// Wait until the download knows its size (or failed).
 async fn started(
     progress: &mut watch::Receiver<Progress>,
-) -> Result<(Arc<std::fs::File>, u64), Arc<UpstreamError>> {
+) -> Result<(Arc<Spool>, u64), Arc<UpstreamError>> {
     loop {
         match &*progress.borrow_and_update() {
             Progress::Connecting => {}
