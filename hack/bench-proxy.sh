@@ -35,6 +35,9 @@ load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 mkdir -p "$work/up" "$work/dproxy"
 start_distribution_fs "$work/up" "$up_port"
 pids+=("$!")
+# distribution's proxy mode asks its remote for /v2/ at start and panics
+# when nobody answers yet.
+wait_port "$up_port"
 cat >"$work/quarry.yaml" <<YAML
 FEATURE_PROXY_CACHE: true
 PROXY_CACHE_NAMESPACES:
