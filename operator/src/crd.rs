@@ -477,6 +477,10 @@ pub struct Features {
     /// clients fall back to sha256-<hex> tags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrers: Option<bool>,
+    /// Serve the web UI at /ui/ on the registry's port (FEATURE_UI).
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<bool>,
 }
 
 /// A component of the registry deployment.
@@ -640,6 +644,10 @@ pub struct QuarryRegistryStatus {
     /// TLS itself or behind an edge Route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_url: Option<String>,
+    /// The web UI's URL (registryUrl + /ui/), while spec.features.ui is
+    /// not false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_url: Option<String>,
     /// ConfigMap (key ca.crt) with the CA certificate that signs the
     /// registry's serving certificate, for clients to trust (managed tls).
     #[serde(default, skip_serializing_if = "Option::is_none")]

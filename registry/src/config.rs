@@ -254,6 +254,10 @@ pub struct RegistryConfig {
     /// where Quay has them.
     #[serde(rename = "REPO_MIRRORS", skip_serializing_if = "Vec::is_empty")]
     pub repo_mirrors: Vec<crate::mirror::RepoMirror>,
+
+    /// The web UI at /ui/ (docs/ui.md), on by default.
+    #[serde(rename = "FEATURE_UI")]
+    pub feature_ui: bool,
 }
 
 /// One storage location: `[Driver, {parameters}]`.
@@ -315,6 +319,7 @@ impl Default for RegistryConfig {
             feature_repo_mirror: false,
             repo_mirror_interval: 300,
             repo_mirrors: Vec::new(),
+            feature_ui: true,
         }
     }
 }

@@ -23,3 +23,4 @@ pub mod retention;
 pub mod server;
 pub mod storage;
 pub mod tls;
+pub mod ui;

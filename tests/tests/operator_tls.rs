@@ -71,6 +71,10 @@ fn generated_credentials_and_certificates_drive_a_real_https_registry() {
         c.jsonpath(NS, &qreg, "{.status.registryUrl}"),
         "https://registry.example.com"
     );
+    assert_eq!(
+        c.jsonpath(NS, &qreg, "{.status.uiUrl}"),
+        "https://registry.example.com/ui/"
+    );
     assert!(
         !c.jsonpath(NS, &qreg, "{.status.certificateNotAfter}")
             .is_empty()

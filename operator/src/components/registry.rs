@@ -138,7 +138,12 @@ impl Component for Registry {
             (None, Some(host)) => host.to_string(),
             _ => plan.endpoint(cx.cr),
         };
-        draft.status.registry_url = Some(format!("{}://{endpoint}", plan.scheme()));
+        let url = format!("{}://{endpoint}", plan.scheme());
+        draft.status.ui_url = plan
+            .registry_config
+            .feature_ui
+            .then(|| format!("{url}/ui/"));
+        draft.status.registry_url = Some(url);
         draft.status.registry_endpoint = Some(endpoint);
         let (ready, detail) = rollout(cx);
         if ready {

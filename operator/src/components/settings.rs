@@ -50,6 +50,12 @@ impl Component for Settings {
             features.referrers,
             &mut config.feature_referrers_api,
         );
+        typed(
+            "FEATURE_UI",
+            "spec.features.ui",
+            features.ui,
+            &mut config.feature_ui,
+        );
         if let Some(types) = &spec.allowed_artifact_types {
             if plan.bundle_keys.contains("ALLOWED_OCI_ARTIFACT_TYPES")
                 && config.allowed_oci_artifact_types.as_ref() != Some(types)

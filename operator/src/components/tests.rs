@@ -109,7 +109,7 @@ fn typed_fields_win_over_the_bundle_and_say_so() {
     );
     let s = spec(
         r#"
-features: {helm: false}
+features: {helm: false, ui: false}
 serverHostname: registry.example.com
 allowedArtifactTypes:
   application/vnd.sylabs.sif.config.v1+json: [application/vnd.sylabs.sif.layer.v1+tar]
@@ -118,6 +118,7 @@ allowedArtifactTypes:
     let plan = validate(&s, &bundle, "v", Offers::default()).unwrap();
     let c = &plan.registry_config;
     assert!(!c.feature_helm_oci_support);
+    assert!(!c.feature_ui, "spec.features.ui: false not rendered");
     assert!(
         !c.feature_referrers_api,
         "bundle value kept where the CR is silent"

@@ -233,20 +233,25 @@ async fn check_references(
     Ok(())
 }
 
+/// Delete a tag (not what it names), unless it is immutable. Shared by the
+/// API and the UI.
+pub(crate) async fn delete_tag(state: &AppState, repo: &RepoName, tag: &Tag) -> ApiResult<()> {
+    let current = state
+        .storage
+        .tag_get(repo, tag)
+        .await?
+        .ok_or_else(|| unknown(tag.as_str()))?;
+    tag_guard::check_tag_delete(state, repo, tag, &current).await?;
+    if !state.storage.tag_delete(repo, tag).await? {
+        return Err(unknown(tag.as_str()));
+    }
+    Ok(())
+}
+
 pub async fn delete(state: &AppState, call: Call, raw: &str) -> ApiResult<Response> {
     let repo = &call.repo;
     match Reference::parse(raw).ok_or_else(|| unknown(raw))? {
-        Reference::Tag(tag) => {
-            let current = state
-                .storage
-                .tag_get(repo, &tag)
-                .await?
-                .ok_or_else(|| unknown(raw))?;
-            tag_guard::check_tag_delete(state, repo, &tag, &current).await?;
-            if !state.storage.tag_delete(repo, &tag).await? {
-                return Err(unknown(raw));
-            }
-        }
+        Reference::Tag(tag) => delete_tag(state, repo, &tag).await?,
         Reference::Digest(digest) => {
             let stored = state
                 .storage
