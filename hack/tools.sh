@@ -53,7 +53,7 @@ TOOLS_DIR=${QUARRY_TOOLS_DIR:-$HOME/.cache/quarry/tools}
 export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
-TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo distribution shellcheck hadolint cargo-deny minio nginx openssl)
+TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo distribution shellcheck hadolint cargo-deny minio nginx openssl chromium chromedriver)
 BENCH_TOOLS=(distribution nginx wrk ab minio strace)
 FUZZ_TOOLS=(cargo-fuzz)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
@@ -88,7 +88,7 @@ version_of() {
     cni-plugins) echo "$CNI_PLUGINS_VERSION" ;;
     coredns) echo "$COREDNS_VERSION" ;;
     pause) echo "$PAUSE_VERSION" ;;
-    skopeo | nginx | wrk | ab | strace | openssl | shellcheck | dockerd | iptables | jq | debootstrap) echo debian ;;
+    skopeo | nginx | wrk | ab | strace | openssl | shellcheck | dockerd | iptables | jq | debootstrap | chromium | chromedriver) echo debian ;;
     *) die "unknown tool '$1' (known: ${TEST_TOOLS[*]} ${BENCH_TOOLS[*]} ${K8S_TOOLS[*]} ${KIND_TOOLS[*]} ${FUZZ_TOOLS[*]})" ;;
   esac
 }
@@ -107,6 +107,8 @@ debian_binary() {
     iptables) echo /usr/sbin/iptables ;;
     jq) echo /usr/bin/jq ;;
     debootstrap) echo /usr/sbin/debootstrap ;;
+    chromium) echo /usr/bin/chromium ;;
+    chromedriver) echo /usr/bin/chromedriver ;;
   esac
 }
 
@@ -114,6 +116,7 @@ debian_package() {
   case "$1" in
     ab) echo apache2-utils ;;
     dockerd) echo docker.io ;;
+    chromedriver) echo chromium-driver ;;
     *) echo "$1" ;;
   esac
 }

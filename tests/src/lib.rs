@@ -3,6 +3,7 @@
 //! built, and run them with their output kept for failure messages.
 
 pub mod bench_options;
+pub mod browser;
 pub mod clients;
 pub mod cluster;
 pub mod conformance;

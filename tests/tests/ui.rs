@@ -110,10 +110,15 @@ impl Browser {
     }
 }
 
-#[test]
-fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
-    let work = tempfile::tempdir().unwrap();
-    let dir = work.path();
+/// What `filled` pushed.
+struct Filled {
+    registry: Registry,
+    image: String,
+    other: String,
+}
+
+/// A registry filled by real clients, restarted with the test accounts.
+fn filled(dir: &std::path::Path) -> Filled {
     let mut registry = Registry::start_with_config(Some("FEATURE_UI: true\n"));
     let host = registry.host();
 
@@ -216,6 +221,22 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
         key.display()
     ));
     registry.restart();
+    Filled {
+        registry,
+        image: image.manifest_digest,
+        other: other.manifest_digest,
+    }
+}
+
+#[test]
+fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
+    let work = tempfile::tempdir().unwrap();
+    let Filled {
+        registry,
+        image,
+        other,
+    } = filled(work.path());
+    let host = registry.host();
     let base = registry.url();
 
     // / goes to the UI; /v2/ is untouched.
@@ -276,7 +297,7 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
         row("1").contains(&format!("podman pull {host}/apps/web:1"))
             || row("1").contains("podman pull")
     );
-    let sig_tag = format!("{}.sig", image.manifest_digest.replace(':', "-"));
+    let sig_tag = format!("{}.sig", image.replace(':', "-"));
     assert!(
         !html.contains(&format!("data-tag=\"{sig_tag}\"")),
         "the signature tag is listed as a tag of its own"
@@ -291,11 +312,11 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     );
 
     // The image: layers, config, the cosign signature with its payload.
-    let (_, html) = admin.get(&format!("/ui/manifest/apps/web@{}", image.manifest_digest));
+    let (_, html) = admin.get(&format!("/ui/manifest/apps/web@{}", image));
     assert!(html.contains("Layers") && html.contains("Config"), "{html}");
     assert!(html.contains("signature"), "{html}");
     assert!(
-        html.contains(&format!("signs {}", image.manifest_digest)),
+        html.contains(&format!("signs {}", image)),
         "the signed payload is not shown:\n{html}"
     );
     // The index: both platforms.
@@ -307,14 +328,8 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     };
     let (_, html_index) = admin.get(&format!("/ui/manifest/apps/web@{multi_digest}"));
     assert!(html_index.contains("Platforms"), "{html_index}");
-    assert!(
-        html_index.contains(&image.manifest_digest[7..19]),
-        "{html_index}"
-    );
-    assert!(
-        html_index.contains(&other.manifest_digest[7..19]),
-        "{html_index}"
-    );
+    assert!(html_index.contains(&image[7..19]), "{html_index}");
+    assert!(html_index.contains(&other[7..19]), "{html_index}");
     drop(html);
 
     // The chart: Chart.yaml, values and README, the payload inert.
@@ -398,9 +413,7 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     );
     assert_eq!(reader.get("/ui/repo/apps/web").0, 404);
     assert_eq!(
-        reader
-            .get(&format!("/ui/manifest/apps/web@{}", image.manifest_digest))
-            .0,
+        reader.get(&format!("/ui/manifest/apps/web@{}", image)).0,
         404
     );
     let (_, html) = reader.get("/ui/repo/team/app");
@@ -473,4 +486,120 @@ fn feature_ui_false_turns_it_off() {
         .send()
         .unwrap();
     assert_eq!(v2.status().as_u16(), 200);
+}
+
+/// The same registry in a real Chromium: sign in through the form, each
+/// view, pushed payloads inert (no dialog, no script, no injected element),
+/// a cross-site form post refused, a reader without the delete button.
+/// Screenshots go to target/ui-screenshots/.
+#[test]
+fn chromium_signs_in_shows_each_view_and_runs_nothing_pushed() {
+    let work = tempfile::tempdir().unwrap();
+    let Filled {
+        registry, image, ..
+    } = filled(work.path());
+    let base = registry.url();
+    let shots = quarry_e2e::workspace_root().join("target/ui-screenshots");
+    let browser = quarry_e2e::browser::Browser::start();
+    let inert = |page: &str| {
+        assert_eq!(browser.dialog(), None, "{page}: a dialog opened");
+        assert_eq!(
+            browser.execute("return document.scripts.length"),
+            0,
+            "{page}: a script element"
+        );
+        assert_eq!(
+            browser.execute("return document.querySelectorAll('img, [onerror]').length"),
+            0,
+            "{page}: an injected element"
+        );
+    };
+
+    browser.goto(&format!("{base}/"));
+    assert!(browser.url().ends_with("/ui/"), "{}", browser.url());
+    browser.click("header .who a");
+    browser.type_into("input[name=username]", ADMIN);
+    browser.type_into("input[name=password]", PASSWORD);
+    browser.click("form.login button");
+    browser.wait_for_text("header", "Signed in as admin");
+    assert!(browser.text("table.repositories").contains("charts/demo"));
+    browser.screenshot(&shots.join("repositories.png"));
+
+    browser.goto(&format!("{base}/ui/repo/apps/web"));
+    assert!(
+        browser
+            .text("tr[data-tag=multi] .kind")
+            .contains("multi-platform index")
+    );
+    assert!(
+        browser.text("tr.supplements").contains(".sig"),
+        "{}",
+        browser.text("body")
+    );
+    browser.screenshot(&shots.join("repository.png"));
+
+    browser.goto(&format!("{base}/ui/manifest/apps/web@{image}"));
+    assert!(browser.text("ul.tree").contains(&format!("signs {image}")));
+    browser.screenshot(&shots.join("image.png"));
+
+    browser.goto(&format!("{base}/ui/repo/charts/demo"));
+    browser.click("td.digest a");
+    browser.wait_for_text("pre.values", "replicaCount: 3");
+    assert!(
+        browser.text("pre.readme").contains(XSS),
+        "the README payload is not shown as text: {}",
+        browser.text("pre.readme")
+    );
+    inert("chart");
+    browser.screenshot(&shots.join("chart.png"));
+
+    browser.goto(&format!("{base}/ui/repo/apps/tool"));
+    browser.click("td.digest a");
+    browser.wait_for_text("body", XSS);
+    assert!(browser.text("ul.tree").contains("SPDX: 2 packages"));
+    inert("artifact");
+    browser.screenshot(&shots.join("referrers.png"));
+
+    // A form on another site posting to the delete endpoint.
+    let forged = format!(
+        "data:text/html,<form method=post action='{base}/ui/delete-tag'><input name=repository value=apps/web><input name=tag value=1><input name=csrf value=forged><button id=go>go</button></form>"
+    );
+    browser.goto(&forged);
+    browser.click("#go");
+    browser.wait_for_text("body", "Refused");
+    browser.goto(&format!("{base}/ui/repo/apps/web"));
+    assert!(
+        browser.find("tr[data-tag='1']").is_some(),
+        "the cross-site post deleted the tag"
+    );
+    // The admin's own delete button works.
+    browser.click("tr[data-tag=arm] button.delete");
+    browser.wait_for_text("h1", "apps/web");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while browser.find("tr[data-tag=arm]").is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delete button did not delete"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // Sign out; the reader sees team/ only and no delete button.
+    browser.click("header form button");
+    browser.wait_for_text("header", "Sign in");
+    browser.goto(&format!("{base}/ui/login"));
+    browser.type_into("input[name=username]", READER);
+    browser.type_into("input[name=password]", PASSWORD);
+    browser.click("form.login button");
+    browser.wait_for_text("header", "Signed in as team+reader");
+    assert!(!browser.text("body").contains("apps/web"));
+    browser.goto(&format!("{base}/ui/repo/apps/web"));
+    assert!(browser.text("h1").contains("Not found"));
+    browser.goto(&format!("{base}/ui/repo/team/app"));
+    assert!(browser.find("tr[data-tag='1']").is_some());
+    assert!(
+        browser.find("button.delete").is_none(),
+        "the reader has a delete button"
+    );
+    browser.screenshot(&shots.join("reader.png"));
 }

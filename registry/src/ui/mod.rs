@@ -22,6 +22,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use maud::Markup;
 use serde::Deserialize;
 
@@ -34,6 +35,9 @@ use crate::storage::Key;
 use inspect::Kind;
 use pages::{RepoRow, Site, TagRow};
 use session::Viewer;
+
+/// Tag and manifest reads of a repository page in flight at once.
+const TAG_READS_AT_ONCE: usize = 32;
 
 /// Security headers of every page: no scripts at all, no framing.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -243,18 +247,28 @@ async fn repository(
     // Referrer tags are folded under the tag of what they belong to.
     let mut rows: Vec<TagRow> = Vec::new();
     let mut supplements: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    for tag in &tags {
-        let Some(parsed) = Tag::parse(tag) else {
-            continue;
-        };
-        let digest = state.storage.tag_get(&repo, &parsed).await.ok().flatten();
-        let manifest = match &digest {
-            Some(d) => inspect::manifest(state.storage.as_ref(), &repo, d)
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        };
+    // Each tag costs two reads (tag, manifest): many at once, in order.
+    let storage = state.storage.as_ref();
+    let read = |tag: String| {
+        let repo = &repo;
+        async move {
+            let parsed = Tag::parse(&tag)?;
+            let digest = storage.tag_get(repo, &parsed).await.ok().flatten();
+            let manifest = match &digest {
+                Some(d) => inspect::manifest(storage, repo, d).await.ok().flatten(),
+                None => None,
+            };
+            Some((tag, manifest))
+        }
+    };
+    let read: Vec<(String, Option<inspect::Manifest>)> = futures::stream::iter(tags)
+        .map(read)
+        .buffered(TAG_READS_AT_ONCE)
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    for (tag, manifest) in read {
+        let tag = &tag;
         if let Some(subject) = inspect::referrer_tag_subject(tag) {
             let kind = manifest
                 .as_ref()
@@ -326,14 +340,20 @@ async fn manifest(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let mut tags = Vec::new();
-    for tag in &all_tags {
-        if let Some(t) = Tag::parse(tag)
-            && storage.tag_get(&repo, &t).await.ok().flatten().as_ref() == Some(&digest)
-        {
-            tags.push(tag.clone());
+    let naming = |tag: String| {
+        let (repo, digest) = (&repo, &digest);
+        async move {
+            let t = Tag::parse(&tag)?;
+            let current = storage.tag_get(repo, &t).await.ok().flatten()?;
+            (current == *digest).then_some(tag)
         }
-    }
+    };
+    let tags: Vec<String> = futures::stream::iter(all_tags.clone())
+        .map(naming)
+        .buffered(TAG_READS_AT_ONCE)
+        .filter_map(|t| async move { t })
+        .collect()
+        .await;
     let config = match m.kind {
         Kind::Image => inspect::image_config(storage, &m).await,
         _ => None,

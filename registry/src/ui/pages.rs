@@ -180,14 +180,7 @@ pub fn repository(
                                 }
                             }
                             @if may_delete {
-                                td {
-                                    form.delete method="post" action="/ui/delete-tag" {
-                                        input type="hidden" name="csrf" value=(site.viewer.csrf);
-                                        input type="hidden" name="repository" value=(repo);
-                                        input type="hidden" name="tag" value=(row.tag);
-                                        button type="submit" { "Delete tag" }
-                                    }
-                                }
+                                td { button.delete type="submit" form="delete-tag" name="tag" value=(row.tag) { "Delete tag" } }
                             }
                         }
                         @if !row.supplements.is_empty() {
@@ -200,6 +193,13 @@ pub fn repository(
                             }
                         }
                     }
+                }
+            }
+            @if may_delete {
+                // One form for every row's button (its name=tag says which).
+                form #delete-tag method="post" action="/ui/delete-tag" {
+                    input type="hidden" name="csrf" value=(site.viewer.csrf);
+                    input type="hidden" name="repository" value=(repo);
                 }
             }
             @if !loose_supplements.is_empty() {
@@ -372,6 +372,7 @@ pre{background:#fff;border:1px solid #e3e6ea;padding:.6rem;overflow:auto;max-hei
 .supplement{margin-right:1rem;color:#4a5562}.error{color:#a11}.message{color:#4a5562}
 ul.tree{list-style:none;padding-left:1.2rem;border-left:2px solid #d4d9de}.tree .kind{font-weight:600}
 .tree .found,.tree .type{color:#4a5562}form.search{margin-bottom:1rem}
+h1{font-size:1.5rem}.digest{word-break:break-all}
 ";
 
 #[cfg(test)]
