@@ -177,6 +177,16 @@ pub async fn usage(storage: &dyn Storage, namespace: &str) -> StorageResult<Usag
 
 /// Bytes as people read them (binary units), with the exact count.
 pub fn show_bytes(bytes: u64) -> String {
+    let short = short_bytes(bytes);
+    if bytes < 1024 {
+        short
+    } else {
+        format!("{short} ({bytes} bytes)")
+    }
+}
+
+/// Bytes in binary units, one decimal: `1.5 MiB`.
+pub fn short_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -187,7 +197,7 @@ pub fn show_bytes(bytes: u64) -> String {
     if unit == 0 {
         format!("{bytes} B")
     } else {
-        format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

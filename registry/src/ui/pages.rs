@@ -6,6 +6,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use super::inspect::{Chart, ImageConfig, Kind, Manifest, Referrer};
 use super::session::Viewer;
+pub use crate::quota::short_bytes as bytes;
 
 /// Where the page is served, for the pull commands.
 pub struct Site {
@@ -28,21 +29,6 @@ pub fn manifest_url(repo: &str, digest: &str) -> String {
 fn short(digest: &str) -> &str {
     let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
     &hex[..hex.len().min(12)]
-}
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// The page frame.
