@@ -56,6 +56,8 @@ pub struct AppState {
     pub uploads: Arc<upload_limits::UploadLedger>,
     /// Upstream clients and downloads of the pull-through cache namespaces.
     pub proxy: Arc<crate::proxy_cache::ProxyCaches>,
+    /// Parsed manifests the web UI showed.
+    pub ui_manifests: Arc<crate::ui::inspect::ManifestCache>,
 }
 
 impl AppState {
@@ -70,6 +72,7 @@ impl AppState {
             gc_sweeps: Arc::default(),
             uploads: Arc::default(),
             proxy: Arc::default(),
+            ui_manifests: Arc::default(),
         }
     }
 

@@ -220,6 +220,15 @@ pub async fn key_value_layer(store: &dyn Storage) {
     );
     assert!(store.kv_exists(&Key::tag(&r, &tag)).await.unwrap());
     assert!(store.kv_any_under(&Key::tags(&r)).await.unwrap());
+    // Many at once, in order, absent ones as None.
+    let absent = Tag::parse("absent").expect("tag");
+    assert_eq!(
+        store
+            .kv_get_many(&[Key::tag(&r, &absent), Key::tag(&r, &tag)])
+            .await
+            .unwrap(),
+        vec![None, Some(Bytes::from_static(b"second"))]
+    );
 
     // A value deeper down is not a name of the level above.
     store

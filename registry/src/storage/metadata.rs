@@ -152,6 +152,10 @@ pub struct Entry {
 #[async_trait::async_trait]
 pub trait KeyValue: Send + Sync {
     async fn kv_get(&self, key: &Key) -> StorageResult<Option<Bytes>>;
+    /// `kv_get` of each key, in order (a backend may read them in one go).
+    async fn kv_get_many(&self, keys: &[Key]) -> StorageResult<Vec<Option<Bytes>>> {
+        futures::future::try_join_all(keys.iter().map(|k| self.kv_get(k))).await
+    }
     async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()>;
     /// Like `kv_put`, but only when nothing is at `key`, atomically against
     /// every other writer of the store (other replicas included). Returns
@@ -254,6 +258,29 @@ pub(super) async fn tag_get<S: KeyValue + ?Sized>(
     Ok(Some(digest))
 }
 
+/// The digests `tags` of `repo` name, in order (`None`: no such tag).
+pub(super) async fn tag_get_many<S: KeyValue + ?Sized>(
+    s: &S,
+    repo: &RepoName,
+    tags: &[Tag],
+) -> StorageResult<Vec<Option<Digest>>> {
+    let keys: Vec<Key> = tags.iter().map(|t| Key::tag(repo, t)).collect();
+    s.kv_get_many(&keys)
+        .await?
+        .into_iter()
+        .zip(tags)
+        .map(|(raw, tag)| {
+            raw.map(|raw| {
+                String::from_utf8_lossy(&raw)
+                    .trim()
+                    .parse()
+                    .map_err(|e| corrupt(format!("corrupt tag {repo}:{tag}: {e}")))
+            })
+            .transpose()
+        })
+        .collect()
+}
+
 pub(super) async fn tags_list<S: KeyValue + ?Sized>(
     s: &S,
     repo: &RepoName,
@@ -293,14 +320,17 @@ pub(super) async fn referrers<S: KeyValue + ?Sized>(
     subject: &Digest,
 ) -> StorageResult<Vec<ReferrerDescriptor>> {
     let prefix = Key::referrers(repo, subject);
+    let keys: Vec<Key> = s
+        .kv_names(&prefix)
+        .await?
+        .into_iter()
+        .filter(|name| name.ends_with(".json"))
+        .map(|name| Key(format!("{prefix}/{name}")))
+        .collect();
     let mut out = Vec::new();
-    for name in s.kv_names(&prefix).await? {
-        if !name.ends_with(".json") {
-            continue;
-        }
-        let key = Key(format!("{prefix}/{name}"));
-        let Some(raw) = s.kv_get(&key).await? else {
-            continue;
+    for (key, raw) in keys.iter().zip(s.kv_get_many(&keys).await?) {
+        let Some(raw) = raw else {
+            continue; // removed meanwhile
         };
         let descriptor: ReferrerDescriptor = serde_json::from_slice(&raw)
             .map_err(|e| corrupt(format!("corrupt referrer {key}: {e}")))?;

@@ -237,6 +237,14 @@ pub trait Storage: KeyValue + 'static {
     async fn tag_get(&self, repo: &RepoName, tag: &Tag) -> StorageResult<Option<Digest>> {
         metadata::tag_get(self, repo, tag).await
     }
+    /// `tag_get` of many tags at once, in order.
+    async fn tag_get_many(
+        &self,
+        repo: &RepoName,
+        tags: &[Tag],
+    ) -> StorageResult<Vec<Option<Digest>>> {
+        metadata::tag_get_many(self, repo, tags).await
+    }
     async fn tag_set(&self, repo: &RepoName, tag: &Tag, digest: &Digest) -> StorageResult<()> {
         self.kv_put(&Key::tag(repo, tag), Bytes::from(digest.to_string()))
             .await

@@ -5,6 +5,7 @@
 //! markup, and every read is bounded.
 
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -167,6 +168,47 @@ pub fn strings(v: Option<&Value>) -> Vec<(String, String)> {
             .map(|(k, v)| (k.clone(), text(Some(v))))
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+/// Parsed manifests by digest, for the pages. A digest names its content,
+/// so an entry never goes stale; callers reach a digest through the
+/// repository's own tags, links or referrers before they look it up here.
+#[derive(Default)]
+pub struct ManifestCache {
+    entries: std::sync::Mutex<std::collections::HashMap<Digest, Arc<Manifest>>>,
+}
+
+/// Manifests kept before the cache starts over (a few KiB each).
+const CACHED_MANIFESTS: usize = 8192;
+
+impl ManifestCache {
+    /// The manifest `digest` of `repo`, parsed, from the cache or storage.
+    pub async fn get(
+        &self,
+        storage: &dyn Storage,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> StorageResult<Option<Arc<Manifest>>> {
+        if let Some(found) = self
+            .entries
+            .lock()
+            .ok()
+            .and_then(|e| e.get(digest).cloned())
+        {
+            return Ok(Some(found));
+        }
+        let Some(parsed) = manifest(storage, repo, digest).await? else {
+            return Ok(None);
+        };
+        let parsed = Arc::new(parsed);
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= CACHED_MANIFESTS {
+                entries.clear();
+            }
+            entries.insert(digest.clone(), parsed.clone());
+        }
+        Ok(Some(parsed))
     }
 }
 
@@ -404,7 +446,7 @@ fn chart_files(archive: &[u8]) -> (Option<String>, Option<String>) {
 /// One node of the referrer tree.
 #[derive(Debug)]
 pub struct Referrer {
-    pub manifest: Manifest,
+    pub manifest: Arc<Manifest>,
     /// How it was found: "referrers API" or the cosign tag.
     pub found_by: String,
     /// What it says, in a line or a few (signed payload, SBOM packages,
@@ -416,23 +458,42 @@ pub struct Referrer {
 /// The referrers of `subject`, and theirs, `TREE_DEPTH` levels down.
 pub async fn referrer_tree(
     storage: &dyn Storage,
+    cache: &ManifestCache,
     repo: &RepoName,
     subject: &Digest,
     tags: &[String],
 ) -> Vec<Referrer> {
     let mut visited = std::collections::HashSet::new();
     visited.insert(subject.clone());
-    tree(storage, repo, subject, tags, 0, &mut visited).await
+    let walk = Walk {
+        storage,
+        cache,
+        repo,
+        tags,
+    };
+    tree(&walk, subject, 0, &mut visited).await
+}
+
+/// What every level of the referrer tree reads from.
+struct Walk<'a> {
+    storage: &'a dyn Storage,
+    cache: &'a ManifestCache,
+    repo: &'a RepoName,
+    tags: &'a [String],
 }
 
 fn tree<'a>(
-    storage: &'a dyn Storage,
-    repo: &'a RepoName,
+    walk: &'a Walk<'a>,
     subject: &'a Digest,
-    tags: &'a [String],
     depth: usize,
     visited: &'a mut std::collections::HashSet<Digest>,
 ) -> futures::future::BoxFuture<'a, Vec<Referrer>> {
+    let Walk {
+        storage,
+        cache,
+        repo,
+        tags,
+    } = *walk;
     Box::pin(async move {
         if depth >= TREE_DEPTH {
             return Vec::new();
@@ -454,11 +515,11 @@ fn tree<'a>(
             if !visited.insert(digest.clone()) {
                 continue;
             }
-            let Ok(Some(manifest)) = manifest(storage, repo, &digest).await else {
+            let Ok(Some(manifest)) = cache.get(storage, repo, &digest).await else {
                 continue;
             };
             let details = details(storage, &manifest).await;
-            let children = tree(storage, repo, &digest, tags, depth + 1, visited).await;
+            let children = tree(walk, &digest, depth + 1, visited).await;
             out.push(Referrer {
                 manifest,
                 found_by,
@@ -505,6 +566,9 @@ pub fn referrer_tag_subject(tag: &str) -> Option<String> {
 /// packages, an attestation's predicate type.
 async fn details(storage: &dyn Storage, m: &Manifest) -> Vec<String> {
     let mut out = Vec::new();
+    if !m.kind.is_supplement() {
+        return out;
+    }
     for layer in m.layers().iter().take(20) {
         let Some(bytes) = small_blob(storage, &layer.digest, JSON_LIMIT).await else {
             continue;

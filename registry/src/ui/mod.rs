@@ -247,26 +247,31 @@ async fn repository(
     // Referrer tags are folded under the tag of what they belong to.
     let mut rows: Vec<TagRow> = Vec::new();
     let mut supplements: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    // Each tag costs two reads (tag, manifest): many at once, in order.
+    // All tags in one read; each manifest from the cache or storage, many
+    // at once, in order.
     let storage = state.storage.as_ref();
-    let read = |tag: String| {
+    let parsed: Vec<Tag> = tags.iter().filter_map(|t| Tag::parse(t)).collect();
+    let digests = match storage.tag_get_many(&repo, &parsed).await {
+        Ok(digests) => digests,
+        Err(e) => return failed(&site, "reading the tags", e),
+    };
+    let cache = &state.ui_manifests;
+    let read = |(tag, digest): (Tag, Option<Digest>)| {
         let repo = &repo;
         async move {
-            let parsed = Tag::parse(&tag)?;
-            let digest = storage.tag_get(repo, &parsed).await.ok().flatten();
             let manifest = match &digest {
-                Some(d) => inspect::manifest(storage, repo, d).await.ok().flatten(),
+                Some(d) => cache.get(storage, repo, d).await.ok().flatten(),
                 None => None,
             };
-            Some((tag, manifest))
+            (tag.as_str().to_string(), manifest)
         }
     };
-    let read: Vec<(String, Option<inspect::Manifest>)> = futures::stream::iter(tags)
-        .map(read)
-        .buffered(TAG_READS_AT_ONCE)
-        .filter_map(|r| async move { r })
-        .collect()
-        .await;
+    let read: Vec<(String, Option<std::sync::Arc<inspect::Manifest>>)> =
+        futures::stream::iter(parsed.into_iter().zip(digests))
+            .map(read)
+            .buffered(TAG_READS_AT_ONCE)
+            .collect()
+            .await;
     for (tag, manifest) in read {
         let tag = &tag;
         if let Some(subject) = inspect::referrer_tag_subject(tag) {
@@ -340,20 +345,16 @@ async fn manifest(
         .ok()
         .flatten()
         .unwrap_or_default();
-    let naming = |tag: String| {
-        let (repo, digest) = (&repo, &digest);
-        async move {
-            let t = Tag::parse(&tag)?;
-            let current = storage.tag_get(repo, &t).await.ok().flatten()?;
-            (current == *digest).then_some(tag)
-        }
+    let parsed: Vec<Tag> = all_tags.iter().filter_map(|t| Tag::parse(t)).collect();
+    let tags: Vec<String> = match storage.tag_get_many(&repo, &parsed).await {
+        Ok(digests) => parsed
+            .iter()
+            .zip(digests)
+            .filter(|(_, d)| d.as_ref() == Some(&digest))
+            .map(|(t, _)| t.as_str().to_string())
+            .collect(),
+        Err(e) => return failed(&site, "reading the tags", e),
     };
-    let tags: Vec<String> = futures::stream::iter(all_tags.clone())
-        .map(naming)
-        .buffered(TAG_READS_AT_ONCE)
-        .filter_map(|t| async move { t })
-        .collect()
-        .await;
     let config = match m.kind {
         Kind::Image => inspect::image_config(storage, &m).await,
         _ => None,
@@ -362,7 +363,8 @@ async fn manifest(
         Kind::HelmChart => inspect::chart(storage, &m).await,
         _ => None,
     };
-    let referrers = inspect::referrer_tree(storage, &repo, &digest, &all_tags).await;
+    let referrers =
+        inspect::referrer_tree(storage, &state.ui_manifests, &repo, &digest, &all_tags).await;
     let body = pages::manifest(
         &site,
         &pages::ManifestPage {

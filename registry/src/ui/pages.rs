@@ -110,7 +110,7 @@ pub fn repositories(site: &Site, query: &str, rows: &[RepoRow], hidden_hint: boo
 /// One tag of a repository page.
 pub struct TagRow {
     pub tag: String,
-    pub manifest: Option<Manifest>,
+    pub manifest: Option<std::sync::Arc<Manifest>>,
     /// When the tag was last set (RFC 3339).
     pub pushed: String,
     /// Signature, SBOM and attestation tags folded under this one.
