@@ -115,6 +115,8 @@ struct Filled {
     registry: Registry,
     image: String,
     other: String,
+    /// The two-platform index, signed as an OCI 1.1 referrer.
+    index: String,
 }
 
 /// A registry filled by real clients, restarted with the test accounts.
@@ -152,6 +154,26 @@ fn filled(dir: &std::path::Path) -> Filled {
             "--allow-insecure-registry",
         ])
         .arg(format!("{host}/apps/web@{}", image.manifest_digest)));
+    // ... and the index, as an OCI 1.1 referrer (the other storage mode).
+    let index = run_text(
+        crane(dir)
+            .args(["digest", "--insecure"])
+            .arg(format!("{host}/apps/web:multi")),
+    )
+    .trim()
+    .to_string();
+    run(cosign(dir)
+        .env("COSIGN_EXPERIMENTAL", "1")
+        .args([
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--allow-insecure-registry",
+            "--registry-referrers-mode=oci-1-1",
+        ])
+        .arg(format!("{host}/apps/web@{index}")));
     // A chart with values and a README carrying a payload.
     run(helm(dir).args(["create", "demo"]));
     std::fs::write(dir.join("demo/README.md"), format!("# Demo\n{XSS}\n")).unwrap();
@@ -215,8 +237,10 @@ fn filled(dir: &std::path::Path) -> Filled {
     std::fs::write(&accounts, accounts_yaml(&hash_password(PASSWORD))).unwrap();
     let key = dir.join("token.key");
     std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).unwrap();
+    // Policies of a namespace nobody pushes to, for the policy page.
+    let policies = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES: [{namespace: archive, tagPattern: 'v.*'}]\nFEATURE_QUOTA_MANAGEMENT: true\nNAMESPACE_QUOTAS: [{namespace: archive, limit_bytes: 1073741824}]\nFEATURE_AUTO_PRUNE: true\nAUTO_PRUNE_POLICIES: [{namespace: archive, method: number_of_tags, value: 5}]\n";
     registry.write_config(&format!(
-        "AUTH_ACCOUNTS_FILE: {}\nAUTH_TOKEN_KEY_FILE: {}\n",
+        "AUTH_ACCOUNTS_FILE: {}\nAUTH_TOKEN_KEY_FILE: {}\n{policies}",
         accounts.display(),
         key.display()
     ));
@@ -225,6 +249,7 @@ fn filled(dir: &std::path::Path) -> Filled {
         registry,
         image: image.manifest_digest,
         other: other.manifest_digest,
+        index,
     }
 }
 
@@ -235,6 +260,7 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
         registry,
         image,
         other,
+        index,
     } = filled(work.path());
     let host = registry.host();
     let base = registry.url();
@@ -328,6 +354,11 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     };
     let (_, html_index) = admin.get(&format!("/ui/manifest/apps/web@{multi_digest}"));
     assert!(html_index.contains("Platforms"), "{html_index}");
+    assert_eq!(multi_digest, index);
+    assert!(
+        html_index.contains("(referrers API)") && html_index.contains(&format!("signs {index}")),
+        "the OCI 1.1 cosign signature of the index is not in its tree:\n{html_index}"
+    );
     assert!(html_index.contains(&image[7..19]), "{html_index}");
     assert!(html_index.contains(&other[7..19]), "{html_index}");
     drop(html);
@@ -374,6 +405,13 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     );
     let (_, policy) = admin.get("/ui/policy");
     assert!(policy.contains("FEATURE_HELM_OCI_SUPPORT"), "{policy}");
+    for words in [
+        "namespace archive: tags matching v.* cannot be moved or deleted",
+        "namespace archive: 1.0 GiB (reject at 100 %)",
+        "namespace archive: the newest 5 tags are kept",
+    ] {
+        assert!(policy.contains(words), "{words:?} missing:\n{policy}");
+    }
 
     // CSRF: a post without the token, or from another site, is refused.
     let (_, page) = admin.get("/ui/repo/apps/web");

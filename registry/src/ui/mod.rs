@@ -414,18 +414,61 @@ async fn policy(State(state): State<AppState>, headers: HeaderMap) -> Response {
                 .join("; "),
         },
     ));
+    let namespace = |n: &str| match n {
+        "*" => "every namespace".to_string(),
+        n => format!("namespace {n}"),
+    };
+    let pattern = |p: &str, matches: bool| match matches {
+        true => format!("tags matching {p}"),
+        false => format!("tags not matching {p}"),
+    };
     if c.feature_immutable_tags {
         for p in &c.immutable_tags_policies {
-            lines.push(("Immutable tags".into(), format!("{p:?}")));
+            lines.push((
+                "Immutable tags".into(),
+                format!(
+                    "{}: {} cannot be moved or deleted",
+                    namespace(&p.namespace),
+                    pattern(&p.tag_pattern, p.tag_pattern_matches)
+                ),
+            ));
         }
     }
     if c.feature_quota_management {
         for q in &c.namespace_quotas {
-            lines.push(("Quota".into(), format!("{q:?}")));
+            let limits = q
+                .limits
+                .iter()
+                .map(|l| format!("{:?} at {} %", l.kind, l.threshold_percent).to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push((
+                "Quota".into(),
+                format!(
+                    "{}: {} ({limits})",
+                    namespace(&q.namespace),
+                    crate::quota::short_bytes(q.limit_bytes)
+                ),
+            ));
         }
     }
     for p in &c.auto_prune_policies {
-        lines.push(("Retention (auto-prune)".into(), format!("{p:?}")));
+        let rule = match &p.method {
+            crate::retention::PruneMethod::NumberOfTags(n) => {
+                format!("the newest {n} tags are kept")
+            }
+            crate::retention::PruneMethod::CreationDate(age) => {
+                format!("tags older than {age} are pruned")
+            }
+        };
+        let scope = match &p.tag_pattern {
+            Some(t) => format!(", among {}", pattern(t, p.tag_pattern_matches)),
+            None => String::new(),
+        };
+        lines.push((
+            "Retention (auto-prune)".into(),
+            format!("{}: {rule}{scope}", namespace(&p.namespace)),
+        ));
     }
     page(StatusCode::OK, pages::policy(&site, &lines))
 }
