@@ -299,6 +299,18 @@ fn the_ui_shows_images_charts_signatures_and_sboms_with_rights_and_csrf() {
     for repo in ["apps/web", "apps/tool", "charts/demo", "team/app"] {
         assert!(html.contains(repo), "{repo} missing from the list:\n{html}");
     }
+    // Sizes: a namespace of one repository has that repository's size.
+    let cell = |html: &str, marker: &str| {
+        let at = html
+            .find(marker)
+            .unwrap_or_else(|| panic!("{marker} missing:\n{html}"));
+        let row = html[at..].split("</tr>").next().unwrap();
+        let size = row.rsplit("class=\"size\">").next().unwrap();
+        size.split('<').next().unwrap().to_string()
+    };
+    let team = cell(&html, "data-namespace=\"team\"");
+    assert_eq!(team, cell(&html, "data-repository=\"team/app\""));
+    assert!(team.ends_with("KiB"), "team/ is {team}");
     let (_, html) = admin.get("/ui/?q=char");
     assert!(
         html.contains("charts/demo") && !html.contains("apps/web"),

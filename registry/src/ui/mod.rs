@@ -158,10 +158,11 @@ async fn repositories(
         return r;
     }
     let site = site(&state, &headers);
-    let all = match state.storage.repositories().await {
+    let mut all = match state.storage.repositories().await {
         Ok(all) => all,
         Err(e) => return failed(&site, "listing the repositories", e),
     };
+    all.sort();
     let query = search.q.trim().to_ascii_lowercase();
     let mut rows = Vec::new();
     let mut hidden = false;
@@ -173,17 +174,16 @@ async fn repositories(
         if !query.is_empty() && !name.contains(&query) {
             continue;
         }
-        let tags = match RepoName::parse(&name) {
-            Some(repo) => state
-                .storage
-                .tags_list(&repo)
-                .await
-                .ok()
-                .flatten()
-                .map_or(0, |t| t.len()),
-            None => 0,
+        let Some(repo) = RepoName::parse(&name) else {
+            continue;
         };
-        rows.push(RepoRow { name, tags });
+        let (tags, blobs) = tagged_content(&state, &repo).await;
+        rows.push(RepoRow {
+            namespace: crate::quota::namespace_of(&repo).to_string(),
+            name,
+            tags,
+            blobs,
+        });
     }
     let hint = hidden && site.viewer.account.is_none();
     page(
@@ -191,6 +191,41 @@ async fn repositories(
         pages::repositories(&site, &search.q, &rows, hint),
     )
 }
+
+/// How many tags `repo` has, and the blobs (digest, size) its tagged
+/// manifests name, an index's platforms included.
+async fn tagged_content(state: &AppState, repo: &RepoName) -> (usize, HashMap<String, u64>) {
+    let storage = state.storage.as_ref();
+    let tags: Vec<Tag> = storage
+        .tags_list(repo)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| Tag::parse(t))
+        .collect();
+    let digests = storage.tag_get_many(repo, &tags).await.unwrap_or_default();
+    let mut blobs = HashMap::new();
+    let mut pending: Vec<Digest> = digests.into_iter().flatten().collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(digest) = pending.pop() {
+        if !seen.insert(digest.clone()) || seen.len() > MANIFESTS_SIZED {
+            continue;
+        }
+        let Ok(Some(m)) = state.ui_manifests.get(storage, repo, &digest).await else {
+            continue;
+        };
+        for d in m.layers().into_iter().chain(m.config()) {
+            blobs.insert(d.digest, d.size);
+        }
+        pending.extend(m.entries().iter().filter_map(|e| e.digest.parse().ok()));
+    }
+    (tags.len(), blobs)
+}
+
+/// Manifests looked at per repository to size it.
+const MANIFESTS_SIZED: usize = 10_000;
 
 /// `YYYY-MM-DD HH:MM UTC`.
 fn when(t: std::time::SystemTime) -> String {

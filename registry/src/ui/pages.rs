@@ -73,8 +73,16 @@ pub fn message(site: &Site, title: &str, text: &str) -> Markup {
 
 /// One repository in the list.
 pub struct RepoRow {
+    pub namespace: String,
     pub name: String,
     pub tags: usize,
+    /// The blobs its tagged manifests name, by digest, with their sizes.
+    pub blobs: std::collections::HashMap<String, u64>,
+}
+
+/// The size of a set of blobs, each counted once.
+fn size(blobs: &std::collections::HashMap<String, u64>) -> u64 {
+    blobs.values().sum()
 }
 
 pub fn repositories(site: &Site, query: &str, rows: &[RepoRow], hidden_hint: bool) -> Markup {
@@ -92,19 +100,63 @@ pub fn repositories(site: &Site, query: &str, rows: &[RepoRow], hidden_hint: boo
                 @if hidden_hint { p { "Sign in to see the repositories your account may pull." } }
             } @else {
                 table.repositories {
-                    thead { tr { th { "Repository" } th { "Tags" } } }
+                    thead { tr { th { "Repository" } th { "Tags" } th { "Size" } } }
                     tbody {
-                        @for row in rows {
-                            tr {
-                                td { a href=(repo_url(&row.name)) { (row.name) } }
-                                td { (row.tags) }
+                        @for group in by_namespace(rows) {
+                            tr.namespace data-namespace=(group.name) {
+                                th { (group.name) "/" }
+                                th { (group.tags) }
+                                th.size { (bytes(group.size)) }
+                            }
+                            @for row in &group.members {
+                                tr.repository data-repository=(row.name) {
+                                    td { a href=(repo_url(&row.name)) { (row.name) } }
+                                    td { (row.tags) }
+                                    td.size { (bytes(size(&row.blobs))) }
+                                }
                             }
                         }
                     }
                 }
+                p.message { "Sizes count each blob the tagged manifests name once per repository (and once per namespace for its total)." }
             }
         },
     )
+}
+
+/// A namespace of the list: its repositories, their tags, and the size of
+/// what they name together (shared blobs once).
+struct NamespaceGroup<'a> {
+    name: &'a str,
+    members: Vec<&'a RepoRow>,
+    tags: usize,
+    size: u64,
+}
+
+/// The rows grouped by namespace, in order (the list is sorted by name).
+fn by_namespace(rows: &[RepoRow]) -> Vec<NamespaceGroup<'_>> {
+    let mut groups: Vec<(&str, Vec<&RepoRow>)> = Vec::new();
+    for row in rows {
+        match groups.last_mut() {
+            Some((ns, members)) if *ns == row.namespace => members.push(row),
+            _ => groups.push((&row.namespace, vec![row])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(name, members)| {
+            let union: std::collections::HashMap<&String, u64> = members
+                .iter()
+                .flat_map(|r| r.blobs.iter().map(|(d, s)| (d, *s)))
+                .collect();
+            NamespaceGroup {
+                name,
+                tags: members.iter().map(|r| r.tags).sum(),
+                size: union.values().sum(),
+                members,
+            }
+        })
+        .collect()
 }
 
 /// One tag of a repository page.
