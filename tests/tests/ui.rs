@@ -5,7 +5,7 @@
 //! text, CSRF and rights. Over HTTP, page by page (a browser test in
 //! Chromium is still to come: docs/ui.md).
 
-use quarry_e2e::clients::{cosign, crane, helm, oras};
+use quarry_e2e::clients::{cosign, crane, helm, oras, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{ADMIN, PASSWORD, READER, accounts_yaml, hash_password};
 use quarry_e2e::{Registry, run, run_text};
@@ -124,12 +124,12 @@ fn filled(dir: &std::path::Path) -> Filled {
     let mut registry = Registry::start_with_config(Some("FEATURE_UI: true\n"));
     let host = registry.host();
 
-    // An image and a two-platform index, with crane.
+    // An image with skopeo, and a two-platform index with crane.
     let image = write_image_layout(&dir.join("img"), "v1", 2, 8 * 1024);
-    run(crane(dir)
-        .args(["push", "--insecure"])
-        .arg(dir.join("img"))
-        .arg(format!("{host}/apps/web:1")));
+    run(&mut skopeo_copy_layout(
+        &dir.join("img"),
+        &format!("{host}/apps/web:1"),
+    ));
     let other = write_image_layout(&dir.join("img2"), "v1", 1, 4 * 1024);
     run(crane(dir)
         .args(["push", "--insecure"])
@@ -652,4 +652,82 @@ fn chromium_signs_in_shows_each_view_and_runs_nothing_pushed() {
         "the reader has a delete button"
     );
     browser.screenshot(&shots.join("reader.png"));
+}
+
+/// Over HTTPS the session cookie is Secure; anonymous viewers see exactly
+/// the namespaces anonymous pulls may read.
+#[test]
+fn over_https_cookies_are_secure_and_anonymous_viewers_see_anonymous_namespaces() {
+    let secure = quarry_e2e::secure::SecureRegistry::start("ANONYMOUS_PULL_NAMESPACES: [team]\n");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    write_image_layout(&dir.join("img"), "v1", 1, 4 * 1024);
+    run(crane(dir).env("SSL_CERT_FILE", &secure.ca_file).args([
+        "auth",
+        "login",
+        &secure.host(),
+        "-u",
+        ADMIN,
+        "-p",
+        PASSWORD,
+    ]));
+    for repo in ["team/app", "private/app"] {
+        run(crane(dir)
+            .env("SSL_CERT_FILE", &secure.ca_file)
+            .arg("push")
+            .arg(dir.join("img"))
+            .arg(format!("{}/{repo}:1", secure.host())));
+    }
+    let http = quarry_e2e::secure::client_trusting(&secure.ca_file);
+    let list = http
+        .get(format!("{}/ui/", secure.url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        list.contains("team/app") && !list.contains("private/app"),
+        "{list}"
+    );
+    let no_redirects = quarry_e2e::http::blocking_builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&secure.ca_file).unwrap()).unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = no_redirects
+        .get(format!("{}/ui/login", secure.url()))
+        .send()
+        .unwrap();
+    let login_cookie = set_cookie(&form, "quarry_login").unwrap();
+    let csrf = csrf_field(&form.text().unwrap());
+    let r = no_redirects
+        .post(format!("{}/ui/login", secure.url()))
+        .header("Cookie", &login_cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([("username", ADMIN), ("password", PASSWORD), ("csrf", &csrf)])
+                .finish(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let raw: Vec<String> = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    let session = raw
+        .iter()
+        .find(|c| c.starts_with("quarry_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("; Secure")
+            && session.contains("HttpOnly")
+            && session.contains("SameSite=Strict"),
+        "{session}"
+    );
 }
