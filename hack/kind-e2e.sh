@@ -315,26 +315,27 @@ done
 [ "$("$crane" digest "$reg/e2e/pause:1")" = "$digest" ] || die "garbage collection touched e2e/pause:1"
 "$crane" blob "$reg/e2e/pause@$("$crane" manifest "$reg/e2e/pause:1" | grep -o 'sha256:[0-9a-f]\{64\}' | tail -1)" >/dev/null ||
   die "a layer of the tagged e2e/pause:1 went"
-told=
-for _ in $(seq 1 60); do
-  if "$kubectl" get events -n "$ns" --field-selector reason=GarbageCollected -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
-    grep -q 'deleted .* [1-9][0-9]* blobs'; then told=yes; break; fi
-  sleep 2
-done
-[ -n "$told" ] || { "$kubectl" get events -n "$ns" >&2; die "no GarbageCollected Event on the QuarryRegistry"; }
+# wait_event REASON PATTERN: an Event of that reason whose message matches
+# (grep -E), within two minutes; else the namespace's Events and the status.
+wait_event() {
+  local _
+  for _ in $(seq 1 60); do
+    if "$kubectl" get events -n "$ns" --field-selector "reason=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
+      grep -qE "$2"; then return 0; fi
+    sleep 2
+  done
+  "$kubectl" get events -n "$ns" >&2
+  "$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status}' >&2
+  die "no $1 Event matching '$2'"
+}
+wait_event GarbageCollected 'deleted .* [1-9][0-9]* blobs'
 [ "$("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions[?(@.type=="GarbageCollection")].status}')" = True ] ||
   die "condition GarbageCollection is not True: $("$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status.conditions}')"
 say "GC: $("$kubectl" get events -n "$ns" --field-selector reason=GarbageCollected -o jsonpath='{.items[-1:].message}')"
 
 # --- mirroring: the pod copies an image with its signature; the operator tells --
 say "spec.mirroring: mirrored/pause follows e2e/pause, signature included; an Event, status.mirrors and a condition tell"
-synced=
-for _ in $(seq 1 60); do
-  if "$kubectl" get events -n "$ns" --field-selector reason=MirrorSynced -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
-    grep -q "mirrored/pause from $svc_host:5000/e2e/pause: 2 of 2 selected tags copied"; then synced=yes; break; fi
-  sleep 2
-done
-[ -n "$synced" ] || { "$kubectl" get events -n "$ns" >&2; "$kubectl" get qreg -n "$ns" registry -o jsonpath='{.status}' >&2; die "no MirrorSynced Event for mirrored/pause"; }
+wait_event MirrorSynced "mirrored/pause from $svc_host:5000/e2e/pause: 2 of 2 selected tags copied"
 [ "$("$crane" digest "$reg/mirrored/pause:1")" = "$digest" ] || die "mirrored/pause:1 is not e2e/pause:1 ($digest)"
 cosign_ verify --key "$work/cosign.pub" --insecure-ignore-tlog=true "$reg/mirrored/pause@$digest" >"$work/cosign.log" 2>&1 ||
   { cat "$work/cosign.log" >&2; die "cosign verify of the mirrored image failed"; }

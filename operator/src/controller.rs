@@ -58,6 +58,23 @@ fn references(cr: &QuarryRegistry, name: &str) -> bool {
             .any(|r| r.credentials_secret.as_deref() == Some(name))
 }
 
+/// Maps a user's object to the resources in its namespace that point at it
+/// (`points_at`), for a watch.
+fn referencing<K: ResourceExt>(
+    store: kube::runtime::reflector::Store<QuarryRegistry>,
+    points_at: fn(&QuarryRegistry, &str) -> bool,
+) -> impl Fn(K) -> Vec<ObjectRef<QuarryRegistry>> {
+    move |object: K| {
+        let (ns, name) = (object.namespace(), object.name_any());
+        store
+            .state()
+            .into_iter()
+            .filter(|cr| cr.namespace() == ns && points_at(cr, &name))
+            .map(|cr| ObjectRef::from_obj(&*cr))
+            .collect()
+    }
+}
+
 /// Whether the resource points at the ConfigMap `name` (an upstream CA).
 fn references_config_map(cr: &QuarryRegistry, name: &str) -> bool {
     let spec = &cr.spec;
@@ -123,7 +140,6 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
     let controller = Controller::new(api(client.clone()), watcher::Config::default())
         .trigger_backoff(WatchRetry);
     let store = controller.store();
-    let config_map_store = store.clone();
     controller
         .owns(
             owned::<Deployment>(client.clone(), &namespace),
@@ -164,31 +180,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<String>) {
         .watches(
             owned::<Secret>(client.clone(), &namespace),
             watcher::Config::default(),
-            move |secret: Secret| {
-                let ns = secret.namespace();
-                let name = secret.name_any();
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|cr| cr.namespace() == ns && references(cr, &name))
-                    .map(|cr| ObjectRef::from_obj(&*cr))
-                    .collect::<Vec<_>>()
-            },
+            referencing::<Secret>(store.clone(), references),
         )
         // The same for the user's ConfigMaps (upstream CAs).
         .watches(
             owned::<ConfigMap>(client.clone(), &namespace),
             watcher::Config::default(),
-            move |map: ConfigMap| {
-                let ns = map.namespace();
-                let name = map.name_any();
-                config_map_store
-                    .state()
-                    .into_iter()
-                    .filter(|cr| cr.namespace() == ns && references_config_map(cr, &name))
-                    .map(|cr| ObjectRef::from_obj(&*cr))
-                    .collect::<Vec<_>>()
-            },
+            referencing::<ConfigMap>(store, references_config_map),
         )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -10,35 +10,24 @@
 //!
 //! Reading is best effort (registry_pods.rs).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use kube::runtime::events::{Event, EventType};
 use quarry_registry::gc::journal::{SweepRecord, Sweeps};
 
 use crate::crd::QuarryRegistry;
 use crate::reconcile::Context;
-use crate::registry_pods::Health;
+use crate::registry_pods::{Health, Reported};
 use crate::status;
 
-/// Registry processes remembered before the memory starts over.
-const INSTANCES_KEPT: usize = 10_000;
-
-/// Remembers which sweeps were reported.
+/// Remembers which sweeps were reported: per registry process (its
+/// journal's `instance`), the last sequence looked at.
 pub struct Reporter {
-    /// Per registry process (its journal's `instance`): the last sequence
-    /// already looked at.
-    seen: Mutex<HashMap<String, u64>>,
-    /// Unix seconds; sweeps of a process seen for the first time are
-    /// reported only if they finished after this (no repeats on restart).
-    started_at: i64,
+    reported: Reported,
 }
 
 impl Reporter {
     pub fn new(started_at: i64) -> Reporter {
         Reporter {
-            seen: Mutex::default(),
-            started_at,
+            reported: Reported::new(started_at),
         }
     }
 
@@ -74,25 +63,17 @@ impl Reporter {
     /// The sweeps of `journal` not looked at before that are worth an
     /// Event; remembers that they were.
     fn news(&self, journal: &Sweeps) -> Vec<SweepRecord> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        let last = seen.get(&journal.instance).copied();
-        let fresh = journal
-            .sweeps
-            .iter()
-            .filter(|s| match last {
-                Some(last) => s.sequence > last,
-                None => s.finished_at >= self.started_at,
-            })
+        self.reported
+            .fresh(
+                &journal.instance,
+                &journal.sweeps,
+                |s| i64::try_from(s.sequence).unwrap_or(i64::MAX),
+                |s| s.finished_at,
+            )
+            .into_iter()
             .filter(|s| s.is_notable())
             .cloned()
-            .collect();
-        if let Some(newest) = journal.sweeps.last() {
-            if seen.len() >= INSTANCES_KEPT && last.is_none() {
-                seen.clear();
-            }
-            seen.insert(journal.instance.clone(), newest.sequence);
-        }
-        fresh
+            .collect()
     }
 }
 

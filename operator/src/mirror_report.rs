@@ -11,20 +11,14 @@
 //! Reading is best effort (registry_pods.rs): when no pod answers, status
 //! stays as it was.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use kube::ResourceExt;
 use kube::runtime::events::{Event, EventType};
 use quarry_registry::mirror::status::{MirrorState, MirrorStatus, SyncRecord, SyncResult};
 
 use crate::crd::{MirrorSyncStatus, QuarryRegistry};
 use crate::reconcile::Context;
-use crate::registry_pods::Health;
+use crate::registry_pods::{Health, Reported};
 use crate::status;
-
-/// Mirrors remembered before the memory starts over.
-const MIRRORS_KEPT: usize = 10_000;
 
 /// What one read of the mirrors' status gave.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,21 +28,16 @@ pub struct MirrorReport {
     pub health: Option<Health>,
 }
 
-/// Remembers which syncs were reported.
+/// Remembers which syncs were reported: per resource and mirrored
+/// repository, the finish time of the last sync looked at.
 pub struct Reporter {
-    /// Per resource and mirrored repository: the finish time of the last
-    /// sync already looked at.
-    seen: Mutex<HashMap<String, i64>>,
-    /// Unix seconds; a mirror seen for the first time has its last sync
-    /// reported only if it finished after this (no repeats on restart).
-    started_at: i64,
+    reported: Reported,
 }
 
 impl Reporter {
     pub fn new(started_at: i64) -> Reporter {
         Reporter {
-            seen: Mutex::default(),
-            started_at,
+            reported: Reported::new(started_at),
         }
     }
 
@@ -82,24 +71,21 @@ impl Reporter {
         owner: &str,
         status: &'a MirrorStatus,
     ) -> Vec<(&'a MirrorState, &'a SyncRecord)> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let mut fresh = Vec::new();
         for mirror in &status.mirrors {
             let Some(sync) = &mirror.last_sync else {
                 continue;
             };
             let key = format!("{owner}/{}", mirror.repository);
-            let new = match seen.get(&key) {
-                Some(last) => sync.finished_at > *last,
-                None => sync.finished_at >= self.started_at,
-            };
-            if new && sync.is_notable() {
+            let new = self.reported.fresh(
+                &key,
+                std::slice::from_ref(sync),
+                |s| s.finished_at,
+                |s| s.finished_at,
+            );
+            if !new.is_empty() && sync.is_notable() {
                 fresh.push((mirror, sync));
             }
-            if seen.len() >= MIRRORS_KEPT && !seen.contains_key(&key) {
-                seen.clear();
-            }
-            seen.insert(key, sync.finished_at);
         }
         fresh
     }

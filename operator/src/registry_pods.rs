@@ -8,6 +8,8 @@
 //! the kubelet's probes read `/readyz`: the requests carry no secret and
 //! the answers are informational.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -117,6 +119,54 @@ impl PodReader {
         }
         let body = response.bytes().await.map_err(|e| e.to_string())?;
         serde_json::from_slice(&body).map_err(|e| format!("not the expected JSON: {e}"))
+    }
+}
+
+/// Keys remembered by `Reported` before its memory starts over.
+const KEYS_KEPT: usize = 10_000;
+
+/// Which reports (sweeps, syncs) were already looked at, per key (a
+/// registry process, a mirror): the mark (a sequence or a time) of the
+/// newest one.
+pub struct Reported {
+    marks: Mutex<HashMap<String, i64>>,
+    /// Unix seconds; for a key seen for the first time, only reports
+    /// finished after this are new (no repeats after an operator restart).
+    started_at: i64,
+}
+
+impl Reported {
+    pub fn new(started_at: i64) -> Reported {
+        Reported {
+            marks: Mutex::default(),
+            started_at,
+        }
+    }
+
+    /// The items of `key` not looked at before; remembers the highest mark.
+    pub fn fresh<'a, T>(
+        &self,
+        key: &str,
+        items: &'a [T],
+        mark: impl Fn(&T) -> i64,
+        finished_at: impl Fn(&T) -> i64,
+    ) -> Vec<&'a T> {
+        let mut marks = self.marks.lock().unwrap_or_else(|e| e.into_inner());
+        let last = marks.get(key).copied();
+        let fresh = items
+            .iter()
+            .filter(|item| match last {
+                Some(last) => mark(item) > last,
+                None => finished_at(item) >= self.started_at,
+            })
+            .collect();
+        if let Some(newest) = items.iter().map(&mark).max() {
+            if last.is_none() && marks.len() >= KEYS_KEPT {
+                marks.clear();
+            }
+            marks.insert(key.to_string(), newest.max(last.unwrap_or(i64::MIN)));
+        }
+        fresh
     }
 }
 

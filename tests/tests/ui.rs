@@ -5,7 +5,7 @@
 //! text, CSRF and rights. Over HTTP, page by page (a browser test in
 //! Chromium is still to come: docs/ui.md).
 
-use quarry_e2e::clients::{cosign, crane, helm, oras, skopeo_copy_layout};
+use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, helm, oras, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{ADMIN, PASSWORD, READER, accounts_yaml, hash_password};
 use quarry_e2e::{Registry, run, run_text};
@@ -144,16 +144,10 @@ fn filled(dir: &std::path::Path) -> Filled {
         .arg(format!("{host}/apps/web:multi")));
     // cosign signs the image (the sha256-<hex>.sig tag scheme).
     run(cosign(dir).arg("generate-key-pair"));
-    run(cosign(dir)
-        .args([
-            "sign",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-        ])
-        .arg(format!("{host}/apps/web@{}", image.manifest_digest)));
+    run(&mut cosign_sign_plain_http(
+        dir,
+        &format!("{host}/apps/web@{}", image.manifest_digest),
+    ));
     // ... and the index, as an OCI 1.1 referrer (the other storage mode).
     let index = run_text(
         crane(dir)
@@ -162,18 +156,11 @@ fn filled(dir: &std::path::Path) -> Filled {
     )
     .trim()
     .to_string();
-    run(cosign(dir)
-        .env("COSIGN_EXPERIMENTAL", "1")
-        .args([
-            "sign",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-            "--registry-referrers-mode=oci-1-1",
-        ])
-        .arg(format!("{host}/apps/web@{index}")));
+    run(
+        cosign_sign_plain_http(dir, &format!("{host}/apps/web@{index}"))
+            .env("COSIGN_EXPERIMENTAL", "1")
+            .arg("--registry-referrers-mode=oci-1-1"),
+    );
     // A chart with values and a README carrying a payload.
     run(helm(dir).args(["create", "demo"]));
     std::fs::write(dir.join("demo/README.md"), format!("# Demo\n{XSS}\n")).unwrap();

@@ -107,7 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/gc/sweeps", get(ops::gc_sweeps))
         .route("/mirror/status", get(ops::mirror_status))
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), measure))
         .fallback(|| async { RegistryError::NotFound })
         .layer(axum::middleware::from_fn_with_state(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::digest::Digest;
 use crate::manifest::{self, ManifestKind};
@@ -26,7 +26,6 @@ const TREE_DEPTH: usize = 5;
 /// Referrers shown per subject.
 const REFERRERS_SHOWN: usize = 200;
 
-pub const HELM_CONFIG: &str = "application/vnd.cncf.helm.config.v1+json";
 const COSIGN_PAYLOAD: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const DSSE: &str = "application/vnd.dsse.envelope.v1+json";
 
@@ -257,7 +256,7 @@ pub async fn manifest(
 
 fn image_kind(facts: &manifest::ManifestFacts) -> Kind {
     let config = facts.config_media_type.as_deref().unwrap_or_default();
-    if config == HELM_CONFIG {
+    if config == crate::policy::HELM_CONFIG {
         return Kind::HelmChart;
     }
     if facts.layer_media_types.iter().any(|t| t == COSIGN_PAYLOAD) {
@@ -641,13 +640,6 @@ fn predicate(json: &Value) -> Vec<String> {
     } else {
         vec![format!("predicate {t}")]
     }
-}
-
-/// A JSON object's annotations, for the referrers shown by the API.
-pub fn annotation_map(map: &Option<Map<String, Value>>) -> Vec<(String, String)> {
-    map.as_ref()
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), text(Some(v)))).collect())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

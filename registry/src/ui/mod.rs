@@ -15,7 +15,6 @@ pub mod pages;
 pub mod session;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::UNIX_EPOCH;
 
 use axum::Router;
 use axum::extract::{Form, Path, Query, State};
@@ -43,9 +42,9 @@ const TAG_READS_AT_ONCE: usize = 32;
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The UI's routes, merged into the registry's router.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
-        .route("/", get(root))
+        .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(repositories))
         .route("/ui/style.css", get(style))
@@ -55,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/repo/{*name}", get(repository))
         .route("/ui/manifest/{*reference}", get(manifest))
         .route("/ui/delete-tag", post(delete_tag))
+        .route_layer(axum::middleware::from_fn_with_state(state, only_when_on))
 }
 
 /// The page, with the headers every page has.
@@ -124,18 +124,20 @@ fn failed(site: &Site, what: &str, error: impl std::fmt::Display) -> Response {
 }
 
 /// 404 for every UI route while the UI is off.
-fn off(state: &AppState) -> Option<Response> {
-    (!state.config().feature_ui).then(|| crate::error::RegistryError::NotFound.into_response())
-}
-
-async fn root(State(state): State<AppState>) -> Response {
-    off(&state).unwrap_or_else(|| Redirect::to("/ui/").into_response())
-}
-
-async fn style(State(state): State<AppState>) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
+/// Every UI route answers 404 while `FEATURE_UI` is false (a layer, so no
+/// handler has to ask).
+async fn only_when_on(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.config().feature_ui {
+        true => next.run(request).await,
+        false => crate::error::RegistryError::NotFound.into_response(),
     }
+}
+
+async fn style() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         pages::STYLE,
@@ -154,9 +156,6 @@ async fn repositories(
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     let mut all = match state.storage.repositories().await {
         Ok(all) => all,
@@ -229,26 +228,9 @@ const MANIFESTS_SIZED: usize = 10_000;
 
 /// `YYYY-MM-DD HH:MM UTC`.
 fn when(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil-from-days, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60
-    )
+    jiff::Timestamp::try_from(t)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
 }
 
 async fn repository(
@@ -256,9 +238,6 @@ async fn repository(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     let Some(repo) = RepoName::parse(&name) else {
         return not_found(&site);
@@ -355,9 +334,6 @@ async fn manifest(
     headers: HeaderMap,
     Path(reference): Path<String>,
 ) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     let Some((name, raw_digest)) = reference.rsplit_once('@') else {
         return not_found(&site);
@@ -415,9 +391,6 @@ async fn manifest(
 }
 
 async fn policy(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     let c = state.config();
     let on = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -509,9 +482,6 @@ async fn policy(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     login_page(&state, &headers, StatusCode::OK, None)
 }
 
@@ -546,9 +516,6 @@ struct LoginForm {
 }
 
 async fn login_post(State(state): State<AppState>, request: axum::extract::Request) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let (parts, body) = request.into_parts();
     let headers = parts.headers.clone();
     let Some(auth) = state.auth.clone() else {
@@ -644,9 +611,6 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     if !session::same_site_post(&headers, &site.viewer, &form.csrf) {
         return page(
@@ -684,9 +648,6 @@ async fn delete_tag(
     headers: HeaderMap,
     Form(form): Form<DeleteForm>,
 ) -> Response {
-    if let Some(r) = off(&state) {
-        return r;
-    }
     let site = site(&state, &headers);
     let refused = |status, text: &str| page(status, pages::message(&site, "Refused", text));
     if !session::same_site_post(&headers, &site.viewer, &form.csrf) {
