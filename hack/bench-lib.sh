@@ -26,6 +26,61 @@ YAML
   "$QUARRY_TOOL_DISTRIBUTION" serve "$1/distribution.yml" >"$1/distribution.log" 2>&1 &
 }
 
+# MinIO with its data under $1/minio on port $2, root user $3 / password $4,
+# in the background of the calling shell (its pid is then in $!).
+start_minio() { # work-dir port user password
+  MINIO_ROOT_USER=$3 MINIO_ROOT_PASSWORD=$4 MINIO_BROWSER=off MINIO_UPDATE=off HOME=$1 \
+    "$QUARRY_TOOL_MINIO" server --quiet --address "127.0.0.1:$2" --console-address "127.0.0.1:$(($2 + 50))" "$1/minio" \
+    >"$1/minio.log" 2>&1 &
+}
+
+# Once MinIO on port $1 is ready, create the buckets named after the credentials.
+make_buckets() { # port user password bucket...
+  local port=$1 user=$2 password=$3 bucket code
+  shift 3
+  for _ in $(seq 1 300); do
+    if curl -s -o /dev/null "http://127.0.0.1:$port/minio/health/ready"; then break; fi
+    sleep 0.1
+  done
+  for bucket in "$@"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$user:$password" \
+      -X PUT "http://127.0.0.1:$port/$bucket")
+    [ "$code" = 200 ] || { echo "${0##*/}: creating bucket $bucket in MinIO answered $code" >&2; return 1; }
+  done
+}
+
+# The registry config of a Quarry on bucket $4 of the MinIO on port $1 (Quay's keys).
+quarry_s3_config() { # port user password bucket
+  cat <<YAML
+DISTRIBUTED_STORAGE_CONFIG:
+  s3: [S3Storage, {host: 127.0.0.1, port: $1, is_secure: false, s3_bucket: $4, storage_path: /registry, s3_access_key: $2, s3_secret_key: $3}]
+DISTRIBUTED_STORAGE_PREFERENCE: [s3]
+YAML
+}
+
+# CNCF distribution on bucket $5 of the MinIO on port $2, listening on
+# port $6, config and log in $1, in the background (pid in $!).
+start_distribution_s3() { # work-dir minio-port user password bucket port
+  cat >"$1/distribution-s3.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  s3:
+    accesskey: $3
+    secretkey: $4
+    region: us-east-1
+    regionendpoint: http://127.0.0.1:$2
+    bucket: $5
+    forcepathstyle: true
+    secure: false
+    rootdirectory: /registry
+  delete: {enabled: true}
+  redirect: {disable: true}
+http: {addr: 127.0.0.1:$6}
+YAML
+  "$QUARRY_TOOL_DISTRIBUTION" serve "$1/distribution-s3.yml" >"$1/distribution-s3.log" 2>&1 &
+}
+
 # MiB/s for $bytes moved in $1 seconds.
 mbps() { awk -v b="$bytes" -v s="$1" 'BEGIN{ if (s <= 0) print "n/a"; else printf "%.0f", b / 1048576 / s }'; }
 best() { sort -g | head -1; }

@@ -7,7 +7,8 @@
 # the same sizes (the pull ceiling) and a plain writer that writes and
 # fsyncs the same bytes at the same concurrency (the durable-push ceiling).
 # Replaces its section of docs/benchmarks.md (between the load-bench
-# markers). Called by `make bench` after hack/bench-gc.sh (QUARRY_TOOL_*
+# markers). The same pushes and pulls also run with both registries on
+# MinIO (one bucket each) for the S3 backend. Called by `make bench` after hack/bench-gc.sh (QUARRY_TOOL_*
 # exported, the release registry and the release load client built).
 #
 # Knobs: BENCH_LOAD_SCALE (multiplies every request count; 1),
@@ -31,7 +32,7 @@ need() {
     exit 2
   fi
 }
-for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX; do need "$v"; done
+for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX QUARRY_TOOL_MINIO; do need "$v"; done
 for b in "$quarry_bin" "$load_bench"; do
   [ -x "$b" ] || { echo "bench-load: $b missing; run 'make bench'" >&2; exit 2; }
 done
@@ -44,7 +45,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 log() { echo "bench-load: $*" >&2; }
 
-q_port=15401 d_port=15402 n_port=15404
+q_port=15401 d_port=15402 n_port=15404 m_port=15405 qs_port=15406 ds_port=15407
+minio_user=quarry-bench minio_password=quarry-bench-secret
 started_at=$SECONDS
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 # What else keeps the cores busy: processes above 5 % CPU, by name, not
@@ -62,6 +64,16 @@ busy_at_start=$(busy)
 pids+=("$!")
 
 start_distribution_fs "$work" "$d_port"
+pids+=("$!")
+
+# Both registries on one MinIO (its data on the same disk), a bucket each.
+start_minio "$work" "$m_port" "$minio_user" "$minio_password"
+pids+=("$!")
+make_buckets "$m_port" "$minio_user" "$minio_password" quarry distribution
+quarry_s3_config "$m_port" "$minio_user" "$minio_password" quarry >"$work/quarry-s3.yaml"
+"$quarry_bin" --config "$work/quarry-s3.yaml" --listen 127.0.0.1:$qs_port 2>"$work/quarry-s3.log" &
+pids+=("$!")
+start_distribution_s3 "$work" "$m_port" "$minio_user" "$minio_password" distribution "$ds_port"
 pids+=("$!")
 
 # nginx gets both cores (worker_processes auto): it is the ceiling.
@@ -84,12 +96,14 @@ NGINX
 "$QUARRY_TOOL_NGINX" -c "$work/nginx.conf" -p "$work/nginx" &
 pids+=("$!")
 
-for p in $q_port $d_port $n_port; do wait_port "$p"; done
+for p in $q_port $d_port $n_port $qs_port $ds_port; do wait_port "$p"; done
 for mb in 1 10 100; do head -c $((mb * 1024 * 1024)) /dev/urandom >"$work/static/blob-$mb"; done
 
 # --- cases --------------------------------------------------------------
-declare -A url=([quarry]="http://127.0.0.1:$q_port" [distribution]="http://127.0.0.1:$d_port")
+declare -A url=([quarry]="http://127.0.0.1:$q_port" [distribution]="http://127.0.0.1:$d_port"
+  [quarry-s3]="http://127.0.0.1:$qs_port" [distribution-s3]="http://127.0.0.1:$ds_port")
 registries=(quarry distribution)
+on_s3=(quarry-s3 distribution-s3)
 n() { echo $(($1 * scale)); }
 bench() { # command target args...
   local command=$1 target=$2
@@ -98,6 +112,7 @@ bench() { # command target args...
 }
 push_requests() { case $1 in 1) n 200 ;; 10) n 40 ;; 100) n 12 ;; esac; }
 pull_requests() { case $1 in 1) n 2000 ;; 10) n 300 ;; 100) n 60 ;; esac; }
+s3_pull_requests() { case $1 in 10) n 150 ;; 100) n 24 ;; esac; }
 
 # Every case runs against each target back to back, so a change in the
 # machine's other load hits them alike; a round is every case once.
@@ -120,6 +135,15 @@ run_round() {
       bench pull "$t" --url "${url[$t]}" --size-mb "$mb" --concurrency "$c" --requests "$(pull_requests "$mb")"
     done
     bench pull nginx --plain-url "http://127.0.0.1:$n_port/blob-$mb" --size-mb "$mb" --concurrency "$c" --requests "$(pull_requests "$mb")"
+  done
+  for mb in 10 100; do
+    log "round $round: S3 (MinIO) push and pull ${mb} MiB, c=$conc"
+    for t in "${on_s3[@]}"; do
+      bench push "$t" --url "${url[$t]}" --size-mb "$mb" --concurrency "$conc" --requests "$(push_requests "$mb")"
+    done
+    for t in "${on_s3[@]}"; do
+      bench pull "$t" --url "${url[$t]}" --size-mb "$mb" --concurrency "$conc" --requests "$(s3_pull_requests "$mb")"
+    done
   done
   log "round $round: 75/25 pull/push mix of 10 MiB, c=$conc"
   for t in "${registries[@]}"; do
@@ -178,12 +202,17 @@ section=$work/section.md
   echo
   echo "Produced by \`make bench\` (hack/bench-load.sh, client tests/src/bin/quarry-load-bench.rs) on $(date -u +%Y-%m-%d), $(nproc) cores,"
   echo "$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo); servers and client on this one machine over loopback, stores in /var/tmp (disk); ${elapsed} s in all."
-  echo "**Measured under load**: load average ${load_at_start} when the run started, ${load_at_end} at the end."
+  if awk -v a="$load_at_start" -v b="$load_at_end" 'BEGIN { exit !(a < 1 && b < 3) }'; then
+    echo "Quiet machine: load average ${load_at_start} when the run started (the benchmark itself adds to it), ${load_at_end} at the end."
+  else
+    echo "**Measured under load**: load average ${load_at_start} when the run started, ${load_at_end} at the end."
+  fi
   echo "Other processes above 5 % CPU (top), at the start: ${busy_at_start:-none}; after round 1: ${busy_mid:-none}; at the end: ${busy_at_end:-none}."
   echo "Other work on the two cores makes every number lower and noisier; read the ratios, which compare targets measured back to back."
   echo
   echo "Each request is timed end to end (push: POST + PUT, or POST + 5 MiB PATCHes with Content-Range + PUT; pull: GET, body read whole)."
-  echo "Blobs are random bytes, distinct per push. Peers: CNCF distribution ($(basename "$(dirname "$QUARRY_TOOL_DISTRIBUTION")"), filesystem);"
+  echo "Blobs are random bytes, distinct per push. Peers: CNCF distribution ($(basename "$(dirname "$QUARRY_TOOL_DISTRIBUTION")"), filesystem;"
+  echo "\`-s3\` targets: both on one MinIO ($(basename "$(dirname "$QUARRY_TOOL_MINIO")")) on loopback, a bucket each);"
   echo "references: nginx with sendfile serving a file of the same size (pull ceiling) and a plain writer that writes the same bytes"
   echo "at the same concurrency, then fsync, rename, fsync of the directory, with no HTTP and no hashing (durable-push ceiling)."
   echo "Mix: 75 % pulls, 25 % monolithic pushes of 10 MiB; its baseline is the same number of pulls with no pushes, just before."
@@ -219,6 +248,10 @@ section=$work/section.md
   echo "| mix 75/25, c=$conc: req/s quarry / distribution | $(q_over mix 10 "$conc" req_s distribution) | |"
   echo "| pull 1 MiB, c=$conc: req/s quarry / distribution | $(q_over pull 1 "$conc" req_s distribution) | |"
   echo "| catalog n=100, c=8: req/s quarry / distribution | $(q_over catalog 0 8 req_s distribution) | |"
+  for mb in 10 100; do
+    echo "| S3: push ${mb} MiB, c=$conc, req/s quarry-s3 / distribution-s3 | $(ratio "$(get push-monolithic quarry-s3 "$mb" "$conc" req_s)" "$(get push-monolithic distribution-s3 "$mb" "$conc" req_s)") | |"
+    echo "| S3: pull ${mb} MiB, c=$conc, MiB/s quarry-s3 / distribution-s3 | $(ratio "$(get pull quarry-s3 "$mb" "$conc" mb_s)" "$(get pull distribution-s3 "$mb" "$conc" mb_s)") | |"
+  done
   echo
   echo "<!-- load-bench:end -->"
 } >"$section"

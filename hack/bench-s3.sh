@@ -45,23 +45,12 @@ wait_url() {
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 
 # --- MinIO and two buckets ------------------------------------------------------
-MINIO_ROOT_USER=$user MINIO_ROOT_PASSWORD=$password MINIO_BROWSER=off MINIO_UPDATE=off HOME=$work \
-  "$QUARRY_TOOL_MINIO" server --quiet --address 127.0.0.1:$m_port --console-address 127.0.0.1:$((m_port + 50)) "$work/minio" \
-  >"$work/minio.log" 2>&1 &
+start_minio "$work" "$m_port" "$user" "$password"
 pids+=("$!")
-wait_url "http://127.0.0.1:$m_port/minio/health/ready"
-for bucket in quarry distribution; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --aws-sigv4 "aws:amz:us-east-1:s3" --user "$user:$password" \
-    -X PUT "http://127.0.0.1:$m_port/$bucket")
-  [ "$code" = 200 ] || { echo "bench-s3: creating bucket $bucket answered $code" >&2; exit 1; }
-done
+make_buckets "$m_port" "$user" "$password" quarry distribution
 
 # --- registries -------------------------------------------------------------------
-cat >"$work/quarry.yaml" <<YAML
-DISTRIBUTED_STORAGE_CONFIG:
-  s3: [S3Storage, {host: 127.0.0.1, port: $m_port, is_secure: false, s3_bucket: quarry, storage_path: /registry, s3_access_key: $user, s3_secret_key: $password}]
-DISTRIBUTED_STORAGE_PREFERENCE: [s3]
-YAML
+quarry_s3_config "$m_port" "$user" "$password" quarry >"$work/quarry.yaml"
 for p in $q1_port $q2_port; do
   "$quarry_bin" --config "$work/quarry.yaml" --listen "127.0.0.1:$p" 2>"$work/quarry-$p.log" &
   pids+=("$!")
@@ -69,24 +58,7 @@ done
 "$quarry_bin" --listen 127.0.0.1:$qf_port --storage-path "$work/quarry-fs" 2>"$work/quarry-fs.log" &
 pids+=("$!")
 
-cat >"$work/distribution.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  s3:
-    accesskey: $user
-    secretkey: $password
-    region: us-east-1
-    regionendpoint: http://127.0.0.1:$m_port
-    bucket: distribution
-    forcepathstyle: true
-    secure: false
-    rootdirectory: /registry
-  delete: {enabled: true}
-  redirect: {disable: true}
-http: {addr: 127.0.0.1:$d_port}
-YAML
-"$QUARRY_TOOL_DISTRIBUTION" serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
+start_distribution_s3 "$work" "$m_port" "$user" "$password" distribution "$d_port"
 pids+=("$!")
 
 mkdir -p "$work/nginx"

@@ -121,8 +121,15 @@ impl FilesystemStorage {
             }
             Err(e) => return Err(e.into()),
         };
-        let info: UploadInfo = serde_json::from_slice(&raw)
-            .map_err(|e| std::io::Error::other(format!("corrupt upload info in {dir:?}: {e}")))?;
+        // Torn by a crash (the file is written without fsync, see
+        // upload_start): the session is lost, as it would be in any crash.
+        let info: UploadInfo = match serde_json::from_slice(&raw) {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::warn!(session = id, error = %e, "upload session info unreadable (torn by a crash?): treated as unknown");
+                return Err(StorageError::UploadUnknown);
+            }
+        };
         if info.repository != repo.as_str() {
             return Err(StorageError::UploadUnknown);
         }
@@ -323,11 +330,14 @@ impl Storage for FilesystemStorage {
         let (id, info) = UploadInfo::start(repo);
         let dir = self.upload_dir(&id)?;
         let info = info.to_json()?;
-        let tmp = self.tmp_dir();
         blocking(move || {
             fs::create_dir_all(&dir)?;
             fs::File::create(dir.join("data"))?;
-            write_atomic(&tmp, &dir.join("info.json"), &info)?;
+            // Not synced: a session is not data anyone was promised. A crash
+            // may lose it or tear this file, and either reads as an unknown
+            // session, which clients answer by starting again. Two fsyncs
+            // fewer per push.
+            fs::write(dir.join("info.json"), &info)?;
             Ok(())
         })
         .await?;
@@ -436,11 +446,11 @@ impl Storage for FilesystemStorage {
         let expected = digest.clone();
         let blob_path = self.blob_path(digest);
         let link = self.key_path(&Key::layer(repo, digest));
-        let tmp = self.tmp_dir();
         let upload_dir = dir.clone();
         let result = blocking(move || {
             let data = fs::OpenOptions::new().write(true).open(&data_path)?;
-            data.sync_all()?;
+            // fdatasync: the bytes and the size, not the timestamps.
+            data.sync_data()?;
             drop(data);
             let actual = match running {
                 Some(h) => h.finish(),
@@ -456,10 +466,24 @@ impl Storage for FilesystemStorage {
             // Identical content may already be there; renaming over it is
             // atomic and harmless.
             fs::rename(&data_path, &blob_path)?;
-            sync_dir(parent)?;
+            let link_dir = link
+                .parent()
+                .ok_or_else(|| std::io::Error::other("layer link path without parent"))?;
             if !link.exists() {
-                write_atomic(&tmp, &link, b"")?;
+                // Empty, so there is nothing to stage or tear: creating it in
+                // place is atomic, and syncing its folder makes it durable.
+                fs::create_dir_all(link_dir)?;
+                fs::File::create(&link)?;
             }
+            // Both folders are synced before the 201, so the blob and its
+            // link are durable when the client hears of them; on a
+            // journalling filesystem the first fsync commits both and the
+            // second finds nothing left. A crash before then may keep the
+            // link alone: nothing was acknowledged, and a link whose blob
+            // is missing reads as an unknown blob (api/blobs.rs) until GC
+            // removes it.
+            sync_dir(parent)?;
+            sync_dir(link_dir)?;
             fs::remove_dir_all(&upload_dir)?;
             Ok(size)
         })
@@ -626,6 +650,25 @@ mod tests {
             stored == content,
             "the stored blob differs from what was sent"
         );
+    }
+
+    /// A session whose info a crash tore (it is written without fsync)
+    /// is an unknown session, not a server error, and the purge of stale
+    /// sessions still removes it.
+    #[tokio::test]
+    async fn a_torn_session_is_unknown_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        let r = repo("torn");
+        let id = store.upload_start(&r).await.unwrap();
+        let info = dir.path().join("uploads").join(&id).join("info.json");
+        std::fs::write(&info, b"{\"repos").unwrap();
+        assert!(matches!(
+            store.upload_status(&r, &id).await,
+            Err(StorageError::UploadUnknown)
+        ));
+        assert_eq!(store.uploads_purge(Duration::ZERO).await.unwrap(), 1);
+        assert!(!info.exists());
     }
 
     /// The contract every backend keeps (storage/contract.rs).
