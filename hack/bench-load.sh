@@ -8,7 +8,8 @@
 # fsyncs the same bytes at the same concurrency (the durable-push ceiling).
 # Replaces its section of docs/benchmarks.md (between the load-bench
 # markers). The same pushes and pulls also run with both registries on
-# MinIO (one bucket each) for the S3 backend. Called by `make bench` after hack/bench-gc.sh (QUARRY_TOOL_*
+# MinIO (one bucket each) for the S3 backend, and pulls from a Quarry
+# serving HTTPS (quarry-tls). Called by `make bench` after hack/bench-gc.sh (QUARRY_TOOL_*
 # exported, the release registry and the release load client built).
 #
 # Knobs: BENCH_LOAD_SCALE (multiplies every request count; 1),
@@ -32,7 +33,7 @@ need() {
     exit 2
   fi
 }
-for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX QUARRY_TOOL_MINIO; do need "$v"; done
+for v in QUARRY_TOOL_DISTRIBUTION QUARRY_TOOL_NGINX QUARRY_TOOL_MINIO QUARRY_TOOL_OPENSSL; do need "$v"; done
 for b in "$quarry_bin" "$load_bench"; do
   [ -x "$b" ] || { echo "bench-load: $b missing; run 'make bench'" >&2; exit 2; }
 done
@@ -45,7 +46,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 log() { echo "bench-load: $*" >&2; }
 
-q_port=15401 d_port=15402 n_port=15404 m_port=15405 qs_port=15406 ds_port=15407
+q_port=15401 d_port=15402 n_port=15404 m_port=15405 qs_port=15406 ds_port=15407 qt_port=15408
 minio_user=quarry-bench minio_password=quarry-bench-secret
 started_at=$SECONDS
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
@@ -61,6 +62,32 @@ busy_at_start=$(busy)
 
 # --- servers ------------------------------------------------------------
 "$quarry_bin" --listen 127.0.0.1:$q_port --storage-path "$work/quarry" 2>"$work/quarry.log" &
+pids+=("$!")
+quarry_pid=$!
+
+# The same registry over HTTPS (rustls), its own store, a certificate made here.
+"$QUARRY_TOOL_OPENSSL" req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+"$quarry_bin" --listen 127.0.0.1:$qt_port --storage-path "$work/quarry-tls" --tls-cert "$work/tls.crt" \
+  --tls-key "$work/tls.key" 2>"$work/quarry-tls.log" &
+pids+=("$!")
+quarry_tls_pid=$!
+
+# Peak memory of the two filesystem Quarrys, sampled every 0.2 s: VmRSS
+# (which counts the blob pages mapped for sending) and RssAnon (the
+# process's own memory), the larger of the two processes' each time.
+rss_sampler() {
+  local max_rss=0 max_anon=0 rss anon pid
+  while sleep 0.2; do
+    for pid in "$quarry_pid" "$quarry_tls_pid"; do
+      read -r rss anon < <(awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r + 0, a + 0}' "/proc/$pid/status" 2>/dev/null || echo "0 0")
+      if [ "$rss" -gt "$max_rss" ]; then max_rss=$rss; fi
+      if [ "$anon" -gt "$max_anon" ]; then max_anon=$anon; fi
+    done
+    echo "$max_rss $max_anon" >"$work/rss.max"
+  done
+}
+rss_sampler &
 pids+=("$!")
 
 start_distribution_fs "$work" "$d_port"
@@ -97,11 +124,16 @@ NGINX
 pids+=("$!")
 
 for p in $q_port $d_port $n_port $qs_port $ds_port; do wait_port "$p"; done
+for _ in $(seq 1 200); do
+  if curl -s -o /dev/null --cacert "$work/tls.crt" "https://127.0.0.1:$qt_port/v2/"; then break; fi
+  sleep 0.05
+done
 for mb in 1 10 100; do head -c $((mb * 1024 * 1024)) /dev/urandom >"$work/static/blob-$mb"; done
 
 # --- cases --------------------------------------------------------------
 declare -A url=([quarry]="http://127.0.0.1:$q_port" [distribution]="http://127.0.0.1:$d_port"
-  [quarry-s3]="http://127.0.0.1:$qs_port" [distribution-s3]="http://127.0.0.1:$ds_port")
+  [quarry-s3]="http://127.0.0.1:$qs_port" [distribution-s3]="http://127.0.0.1:$ds_port"
+  [quarry-tls]="https://127.0.0.1:$qt_port")
 registries=(quarry distribution)
 on_s3=(quarry-s3 distribution-s3)
 n() { echo $(($1 * scale)); }
@@ -110,7 +142,7 @@ bench() { # command target args...
   shift 2
   "$load_bench" "$command" --target "$target" "$@" | tee -a "$work/round-$round.jsonl" >&2
 }
-push_requests() { case $1 in 1) n 200 ;; 10) n 40 ;; 100) n 12 ;; esac; }
+push_requests() { case $1 in 1) n 200 ;; 10) n 80 ;; 100) n 24 ;; esac; }
 pull_requests() { case $1 in 1) n 2000 ;; 10) n 300 ;; 100) n 60 ;; esac; }
 s3_pull_requests() { case $1 in 10) n 150 ;; 100) n 24 ;; esac; }
 
@@ -135,6 +167,10 @@ run_round() {
       bench pull "$t" --url "${url[$t]}" --size-mb "$mb" --concurrency "$c" --requests "$(pull_requests "$mb")"
     done
     bench pull nginx --plain-url "http://127.0.0.1:$n_port/blob-$mb" --size-mb "$mb" --concurrency "$c" --requests "$(pull_requests "$mb")"
+    if [ "$mb" != 1 ]; then
+      bench pull quarry-tls --url "${url[quarry-tls]}" --ca-file "$work/tls.crt" --size-mb "$mb" --concurrency "$c" \
+        --requests "$(pull_requests "$mb")"
+    fi
   done
   for mb in 10 100; do
     log "round $round: S3 (MinIO) push and pull ${mb} MiB, c=$conc"
@@ -193,6 +229,7 @@ q_over() { # case size_mb concurrency field other_target
   ratio "$(get "$1" quarry "$2" "$3" "$4")" "$(get "$1" "$5" "$2" "$3" "$4")"
 }
 busy_at_end=$(busy)
+read -r peak_rss peak_anon <"$work/rss.max"
 elapsed=$((SECONDS - started_at))
 load_at_end=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -221,6 +258,9 @@ section=$work/section.md
   echo "Catalog: 200 repositories (one tiny image each) besides the benchmark's own, \`GET /v2/_catalog?n=100\`."
   echo "Durability: quarry fsyncs the blob and its directory before answering 201; distribution v3.1's filesystem driver fsyncs the"
   echo "blob's data at commit but not the directory it renames it into. With fewer than 100 requests, p99 is the slowest request."
+  echo "\`quarry-tls\`: the same binary serving HTTPS (rustls, P-256 certificate made here), its own store; the client trusts its CA."
+  echo "Peak memory of the filesystem Quarrys (plain and HTTPS, sampled every 0.2 s): VmRSS $((peak_rss / 1024)) MiB, of which"
+  echo "anonymous (RssAnon) $((peak_anon / 1024)) MiB; the rest is blob pages mapped while they are sent, shared with the page cache."
   echo
   echo "| case | MiB | c | target | requests | req/s | MiB/s | p50 ms | p90 ms | p99 ms |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -245,9 +285,15 @@ section=$work/section.md
   done
   mix_tail() { ratio "$(get mix-pull "$1" 10 "$conc" p99_ms)" "$(get mix-baseline-pull "$1" 10 "$conc" p50_ms)"; }
   echo "| mix 75/25, c=$conc: pull p99 / pull p50 with no pushes | $(mix_tail quarry) | $(mix_tail distribution) |"
+  mix_p99() { ratio "$(get mix-pull "$1" 10 "$conc" p99_ms)" "$(get mix-baseline-pull "$1" 10 "$conc" p99_ms)"; }
+  echo "| mix 75/25, c=$conc: pull p99 / pull p99 with no pushes | $(mix_p99 quarry) | $(mix_p99 distribution) |"
   echo "| mix 75/25, c=$conc: req/s quarry / distribution | $(q_over mix 10 "$conc" req_s distribution) | |"
   echo "| pull 1 MiB, c=$conc: req/s quarry / distribution | $(q_over pull 1 "$conc" req_s distribution) | |"
   echo "| catalog n=100, c=8: req/s quarry / distribution | $(q_over catalog 0 8 req_s distribution) | |"
+  for c in 2 "$conc"; do
+    echo "| pull 100 MiB, c=$c, MiB/s over HTTPS / plain HTTP | $(ratio "$(get pull quarry-tls 100 "$c" mb_s)" "$(get pull quarry 100 "$c" mb_s)") | |"
+  done
+  echo "| peak RssAnon of quarry during the run, MiB (goal < 64) | $((peak_anon / 1024)) | |"
   for mb in 10 100; do
     echo "| S3: push ${mb} MiB, c=$conc, req/s quarry-s3 / distribution-s3 | $(ratio "$(get push-monolithic quarry-s3 "$mb" "$conc" req_s)" "$(get push-monolithic distribution-s3 "$mb" "$conc" req_s)") | |"
     echo "| S3: pull ${mb} MiB, c=$conc, MiB/s quarry-s3 / distribution-s3 | $(ratio "$(get pull quarry-s3 "$mb" "$conc" mb_s)" "$(get pull distribution-s3 "$mb" "$conc" mb_s)") | |"

@@ -54,7 +54,7 @@ export GOFLAGS="-mod=mod -trimpath"
 export CGO_ENABLED=0
 
 TEST_TOOLS=(oci-conformance-v1 oci-conformance-main oras oras-py crane helm cosign skopeo distribution shellcheck hadolint cargo-deny minio nginx openssl chromium chromedriver)
-BENCH_TOOLS=(distribution nginx wrk ab minio strace)
+BENCH_TOOLS=(distribution nginx wrk ab minio strace openssl)
 FUZZ_TOOLS=(cargo-fuzz)
 K8S_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
 # Debian's docker.io (dockerd), iptables, jq and debootstrap, then what the

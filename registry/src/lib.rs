@@ -24,3 +24,4 @@ pub mod server;
 pub mod storage;
 pub mod tls;
 pub mod ui;
+pub mod zero_copy;

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub request_seconds: Family<RouteLabels, Histogram>,
     pub bytes_received: Counter,
     pub bytes_sent: Counter,
+    /// Of `bytes_sent`, those the kernel sent from the blob file itself
+    /// (plain HTTP; zero_copy.rs).
+    pub bytes_sent_zero_copy: Counter,
     pub upload_seconds: Histogram,
     pub policy_refusals: Family<ReasonLabels, Counter>,
     pub config_reloads: Family<ResultLabels, Counter>,
@@ -100,6 +103,7 @@ impl Metrics {
         });
         let bytes_received = Counter::default();
         let bytes_sent = Counter::default();
+        let bytes_sent_zero_copy = Counter::default();
         let upload_seconds = Histogram::new(exponential_buckets(0.01, 4.0, 10));
         registry.register(
             "http_requests",
@@ -120,6 +124,11 @@ impl Metrics {
             "blob_bytes_sent",
             "Blob bytes streamed to clients",
             bytes_sent.clone(),
+        );
+        registry.register(
+            "blob_bytes_sent_zero_copy",
+            "Of the blob bytes sent, those sent from the file by sendfile (plain HTTP)",
+            bytes_sent_zero_copy.clone(),
         );
         registry.register(
             "blob_upload_duration_seconds",
@@ -292,6 +301,7 @@ impl Metrics {
             request_seconds,
             bytes_received,
             bytes_sent,
+            bytes_sent_zero_copy,
             upload_seconds,
             proxy_cache_requests,
             proxy_cache_upstream_errors,

@@ -27,6 +27,7 @@ use crate::metrics::{Metrics, ResultLabels};
 use crate::retention;
 use crate::storage::settings::StorageSettings;
 use crate::storage::{FilesystemStorage, ObjectStorage, S3Credentials, Storage};
+use crate::zero_copy::SendfileStream;
 
 /// How often stale upload sessions are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
@@ -202,7 +203,7 @@ async fn serve_plain(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let header_timeout = Duration::from_secs(state.config().request_header_timeout_seconds);
-    let app = router(state);
+    let app = router(state.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -230,6 +231,8 @@ async fn serve_plain(
         }
         let service =
             TowerToHyperService::new(app.clone().layer(AddExtensionLayer::new(ConnectInfo(peer))));
+        // Blob bytes leave by sendfile where they can (zero_copy.rs).
+        let tcp = SendfileStream::new(tcp, state.metrics.bytes_sent_zero_copy.clone());
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(tcp), service)
             .into_owned();

@@ -149,29 +149,38 @@ enum Opened {
     Large(fs::File, u64, u64),
 }
 
-fn is_repo_dir(dir: &Path) -> bool {
-    dir.join("_manifests").is_dir() || dir.join("_layers").is_dir()
-}
-
+/// Push onto `out` the repository `prefix` names, if `dir` is one (it has
+/// `_manifests` or `_layers`), and every repository below it. One
+/// directory listing per folder, and the entries' types come with it: a
+/// catalog request costs no `stat` per repository.
 fn collect_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
     let Some(entries) = not_found_is_none(fs::read_dir(dir))? else {
         return Ok(());
     };
+    let mut is_repo = false;
+    let mut children = Vec::new();
     for entry in entries {
         let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('_') || !entry.file_type()?.is_dir() {
+        if !entry.file_type()?.is_dir() {
             continue;
         }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "_manifests" || name == "_layers" {
+            is_repo = true;
+        } else if !name.starts_with('_') {
+            children.push(name);
+        }
+    }
+    if is_repo && !prefix.is_empty() {
+        out.push(prefix.to_string());
+    }
+    for name in children {
         let full = if prefix.is_empty() {
             name.clone()
         } else {
             format!("{prefix}/{name}")
         };
-        if is_repo_dir(&entry.path()) {
-            out.push(full.clone());
-        }
-        collect_repos(&entry.path(), &full, out)?;
+        collect_repos(&dir.join(&name), &full, out)?;
     }
     Ok(())
 }

@@ -12,7 +12,8 @@
 //! quarry-load-bench write   --dir DIR --size-mb N [--concurrency 4] [--requests R]
 //! ```
 //!
-//! Every command also takes `--target NAME` (the label in its output). Each
+//! Every command also takes `--target NAME` (the label in its output) and
+//! `--ca-file PEM` (a CA to trust, for a registry serving HTTPS). Each
 //! request is timed end to end; the output is one JSON line per case:
 //! `case, target, size_mb, concurrency, requests, seconds, req_s, mb_s,
 //! p50_ms, p90_ms, p99_ms` (MB are MiB).
@@ -160,8 +161,16 @@ fn body(parts: Vec<Bytes>) -> reqwest::Body {
     ))
 }
 
-fn client() -> anyhow::Result<Client> {
-    Ok(quarry_e2e::http::builder()
+fn client(o: &Options) -> anyhow::Result<Client> {
+    let mut builder = quarry_e2e::http::builder();
+    if o.flag("ca-file") {
+        let path = o.string("ca-file")?;
+        let pem = std::fs::read(&path).with_context(|| format!("reading --ca-file {path}"))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("--ca-file {path} holds no PEM certificate"))?;
+        builder = builder.add_root_certificate(ca);
+    }
+    Ok(builder
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(600))
@@ -467,7 +476,7 @@ async fn push(o: &Options) -> anyhow::Result<()> {
     let concurrency = o.number("concurrency", 4)?;
     let requests = o.requests(size_mb)?;
     let chunked = o.flag("chunked");
-    let mut job = Job::new(client()?, vec![Op::Push]);
+    let mut job = Job::new(client(o)?, vec![Op::Push]);
     job.base = Some(o.url("url")?);
     job.repo = format!("load/push-{size_mb}mb");
     job.content = Some(Content::new(size_mb * MIB)?);
@@ -493,7 +502,7 @@ async fn pull(o: &Options) -> anyhow::Result<()> {
     let size_mb = o.number("size-mb", 10)?;
     let concurrency = o.number("concurrency", 4)?;
     let requests = o.requests(size_mb)?;
-    let mut job = Job::new(client()?, vec![Op::Pull]);
+    let mut job = Job::new(client(o)?, vec![Op::Pull]);
     job.content = Some(Content::new(size_mb * MIB)?);
     if o.flag("plain-url") {
         job.gets = vec![o.url("plain-url")?];
@@ -523,7 +532,7 @@ async fn mix(o: &Options) -> anyhow::Result<()> {
     let concurrency = o.number("concurrency", 4)?;
     let requests = o.number("requests", 160)?;
     let target = o.target("registry");
-    let mut job = Job::new(client()?, vec![Op::Pull]);
+    let mut job = Job::new(client(o)?, vec![Op::Pull]);
     job.base = Some(o.url("url")?);
     job.repo = format!("load/mix-{size_mb}mb");
     job.content = Some(Content::new(size_mb * MIB)?);
@@ -558,7 +567,7 @@ async fn catalog(o: &Options) -> anyhow::Result<()> {
     let concurrency = o.number("concurrency", 8)?;
     let requests = o.number("requests", 2000)?;
     let base = o.url("url")?;
-    let client = client()?;
+    let client = client(o)?;
     // A tiny image per repository, eight at a time (untimed).
     let next = Arc::new(AtomicUsize::new(0));
     let mut makers = Vec::new();
@@ -636,7 +645,7 @@ async fn write(o: &Options) -> anyhow::Result<()> {
     let requests = o.requests(size_mb)?;
     let dir = PathBuf::from(o.string("dir")?);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {dir:?}"))?;
-    let mut job = Job::new(client()?, vec![Op::Write]);
+    let mut job = Job::new(client(o)?, vec![Op::Write]);
     job.content = Some(Content::new(size_mb * MIB)?);
     job.dir = Some(dir.clone());
     let r = run(Arc::new(job), concurrency, requests).await?;

@@ -2,6 +2,7 @@
 //! blob bodies written and read on blocking threads, and hashing a file.
 
 use super::*;
+use crate::zero_copy::FileWindow;
 
 /// Stage `contents` in `tmp` (same filesystem as `dest`), durably, and
 /// `publish` the staged file at `dest`; the parent folder is synced after
@@ -205,8 +206,11 @@ pub(super) fn write_in_background(
 /// windows mapped at once, so memory stays flat whatever the blob size.
 /// Mapping is safe here because committed blobs are never written again
 /// (they are replaced only by rename, which leaves open mappings intact).
+/// Over plain HTTP the windows leave by `sendfile` (zero_copy.rs), the
+/// mapping itself untouched.
 pub(super) fn read_in_background(file: fs::File, start: u64, len: u64) -> ByteStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(PIPELINE_DEPTH);
+    let file = Arc::new(file);
     tokio::task::spawn_blocking(move || {
         let page = 4096u64;
         let mut offset = start;
@@ -216,12 +220,7 @@ pub(super) fn read_in_background(file: fs::File, start: u64, len: u64) -> ByteSt
             let aligned = offset - offset % page;
             let skip = (offset - aligned) as usize;
             // SAFETY: the file is an immutable committed blob (see above).
-            let mapped = unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(aligned)
-                    .len(skip + want as usize)
-                    .map(&file)
-            };
+            let mapped = unsafe { FileWindow::map(&file, aligned, skip + want as usize) };
             let result = mapped.map(|m| Bytes::from_owner(m).slice(skip..skip + want as usize));
             let failed = result.is_err();
             if tx.blocking_send(result).is_err() || failed {
