@@ -88,13 +88,12 @@ impl Drop for FileWindow {
 }
 
 /// The file and offset holding `buf`, when `buf` lies wholly inside a
-/// live window.
-fn file_range(buf: &[u8]) -> Option<(Arc<File>, u64)> {
-    if buf.is_empty() {
+/// live window of `windows` and sendfile is there to send it (Linux).
+fn source_of(windows: &BTreeMap<usize, Source>, buf: &[u8]) -> Option<(Arc<File>, u64)> {
+    if !cfg!(target_os = "linux") || buf.is_empty() {
         return None;
     }
     let addr = buf.as_ptr() as usize;
-    let windows = windows();
     let (&start, source) = windows.range(..=addr).next_back()?;
     let within = addr - start;
     (within + buf.len() <= source.len).then(|| (source.file.clone(), source.offset + within as u64))
@@ -153,7 +152,7 @@ fn sendfile(tcp: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Elsewhere the mapped bytes are written as they are.
+/// Elsewhere no buffer is sent by sendfile (`source_of` finds none).
 #[cfg(not(target_os = "linux"))]
 fn sendfile(_tcp: &TcpStream, _file: &File, _offset: u64, _len: usize) -> io::Result<usize> {
     Err(io::Error::other("sendfile is only used on Linux"))
@@ -175,12 +174,11 @@ impl AsyncWrite for SendfileStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if cfg!(target_os = "linux")
-            && let Some((file, offset)) = file_range(buf)
-        {
-            return self.poll_sendfile(cx, &file, offset, buf.len());
+        let source = source_of(&windows(), buf);
+        match source {
+            Some((file, offset)) => self.poll_sendfile(cx, &file, offset, buf.len()),
+            None => Pin::new(&mut self.tcp).poll_write(cx, buf),
         }
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
     }
 
     /// Headers and other buffers go out together as usual; a buffer in a
@@ -195,14 +193,18 @@ impl AsyncWrite for SendfileStream {
             return Poll::Ready(Ok(0));
         };
         let bufs = &bufs[first..];
-        if cfg!(target_os = "linux") {
-            if let Some((file, offset)) = file_range(&bufs[0]) {
-                return self.poll_sendfile(cx, &file, offset, bufs[0].len());
-            }
-            let plain = bufs.iter().take_while(|b| file_range(b).is_none()).count();
-            return Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..plain]);
+        // One lookup under one lock; released before any system call.
+        let windows = windows();
+        if let Some((file, offset)) = source_of(&windows, &bufs[0]) {
+            drop(windows);
+            return self.poll_sendfile(cx, &file, offset, bufs[0].len());
         }
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let plain = bufs
+            .iter()
+            .take_while(|b| source_of(&windows, b).is_none())
+            .count();
+        drop(windows);
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, &bufs[..plain])
     }
 
     fn is_write_vectored(&self) -> bool {

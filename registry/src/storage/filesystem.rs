@@ -175,12 +175,13 @@ fn collect_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Re
         out.push(prefix.to_string());
     }
     for name in children {
+        let path = dir.join(&name);
         let full = if prefix.is_empty() {
-            name.clone()
+            name
         } else {
             format!("{prefix}/{name}")
         };
-        collect_repos(&dir.join(&name), &full, out)?;
+        collect_repos(&path, &full, out)?;
     }
     Ok(())
 }
