@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::generated::{self, Existing};
 use crate::names;
 use crate::plan::{Bundle, Inputs, ObjectStorageCheck, Referenced, UpstreamAccess, UpstreamCheck};
+use crate::probe_memory::ProbeMemory;
 
 /// How long the operator waits for the object store when it probes it.
 const OBJECT_STORAGE_PROBE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -34,11 +35,13 @@ pub async fn dereference(
     client: &Client,
     ns: &str,
     apis: &ClusterApis,
+    probes: &ProbeMemory,
 ) -> Result<Read, Error> {
     let secrets = Secrets {
         api: Api::namespaced(client.clone(), ns),
         config_maps: Api::namespaced(client.clone(), ns),
         ns,
+        probes,
     };
     let spec = &cr.spec;
     let bundle = match &spec.config_bundle_secret {
@@ -105,6 +108,8 @@ struct Secrets<'a> {
     api: Api<Secret>,
     config_maps: Api<ConfigMap>,
     ns: &'a str,
+    /// Probes that passed before are not repeated.
+    probes: &'a ProbeMemory,
 }
 
 impl Secrets<'_> {
@@ -200,7 +205,8 @@ async fn check_object_storage(
         hex::encode(&h.finalize()[..8])
     };
     let settings = s3_settings(object, Some((access, secret)));
-    let result = quarry_registry::storage::probe_s3(&settings, OBJECT_STORAGE_PROBE).await;
+    let probe = quarry_registry::storage::probe_s3(&settings, OBJECT_STORAGE_PROBE);
+    let result = secrets.probes.check("bucket", &settings, probe).await;
     Ok(ObjectStorageCheck::Probed {
         result,
         credentials_hash,
@@ -300,7 +306,9 @@ async fn check_upstream(
         }
     }
     if check.reference_problem.is_none() {
-        check.result = probe_upstream(&settings(check.access.clone())).await;
+        let settings = settings(check.access.clone());
+        let probe = probe_upstream(&settings);
+        check.result = secrets.probes.check("upstream", &settings, probe).await;
     }
     Ok(check)
 }

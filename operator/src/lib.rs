@@ -20,6 +20,7 @@ pub mod mirror_report;
 pub mod names;
 pub mod pki;
 pub mod plan;
+pub mod probe_memory;
 pub mod quantity;
 pub mod reconcile;
 pub mod registry_pods;

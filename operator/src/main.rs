@@ -98,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         gc_reports: quarry_operator::gc_report::Reporter::new(started_at),
         mirror_reports: quarry_operator::mirror_report::Reporter::new(started_at),
         pods: quarry_operator::registry_pods::PodReader::new().map_err(anyhow::Error::msg)?,
+        probes: Default::default(),
     });
     // OLM passes "" (all namespaces) or "a,b" through olm.targetNamespaces.
     let namespaces: Vec<String> = cli

@@ -144,6 +144,18 @@ impl Inputs {
             now: 0,
         }
     }
+
+    /// Whether a probe of something outside the cluster's API (the bucket,
+    /// an upstream) failed: that can heal without any change we would be
+    /// told about, so it is retried on a timer.
+    pub fn probe_failed(&self) -> bool {
+        let bucket = matches!(
+            self.object_storage,
+            ObjectStorageCheck::Probed { result: Err(_), .. }
+        );
+        let mut upstreams = self.proxy_cache.iter().chain(&self.mirrors);
+        bucket || upstreams.any(|c| c.result.is_err())
+    }
 }
 
 /// What every component's planning step reads.

@@ -44,7 +44,12 @@ pub struct Context {
     pub mirror_reports: crate::mirror_report::Reporter,
     /// Reads what the registry pods publish for the operator.
     pub pods: crate::registry_pods::PodReader,
+    /// The bucket and upstream probes that passed (probe_memory.rs).
+    pub probes: crate::probe_memory::ProbeMemory,
 }
+
+/// How soon a resource refused for a failed probe is looked at again.
+const PROBE_RETRY: Duration = Duration::from_secs(30);
 
 /// Reconcile one resource.
 pub async fn reconcile(cr: Arc<QuarryRegistry>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -58,14 +63,19 @@ pub async fn reconcile(cr: Arc<QuarryRegistry>, ctx: Arc<Context>) -> Result<Act
 async fn reconcile_inner(cr: &QuarryRegistry, ctx: &Context) -> Result<Action, Error> {
     let ns = cr.namespace().ok_or(Error::NoNamespace)?;
     let apis = ctx.apis.get(&ctx.client).await;
-    let read = dereference(cr, &ctx.client, &ns, &apis).await?;
+    let read = dereference(cr, &ctx.client, &ns, &apis, &ctx.probes).await?;
     let offers = apis.offers();
     let plan = match plan::plan_with(&cr.spec, &read.inputs, &ctx.default_version, offers) {
         Ok(plan) => plan,
         Err(errors) => {
             // Invalid input never touches what runs: only status changes.
             status::write(cr, ctx, &ns, status::invalid(cr, &errors)).await?;
-            return Ok(Action::await_change());
+            // A bucket or upstream that failed its probe may come back
+            // without an event we watch; anything else waits for an edit.
+            return Ok(match read.inputs.probe_failed() {
+                true => Action::requeue(PROBE_RETRY),
+                false => Action::await_change(),
+            });
         }
     };
     let now = Timestamp::now().as_second();

@@ -12,7 +12,7 @@ use crate::names::{ALL_NAMESPACES, RepoName, valid_namespace};
 pub const DEFAULT_EXPIRATION_SECONDS: u64 = 86_400;
 
 /// One namespace that is a pull-through cache of an upstream registry.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyCacheNamespace {
     /// The namespace (first segment of repository names) that caches.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 /// Where an S3-compatible bucket is and how to reach it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct S3Settings {
     /// `http(s)://host:port`; `None` = AWS S3 for the region.
     pub endpoint: Option<String>,
