@@ -2,7 +2,8 @@
 //! plane: the credentials Secret is rendered into the registry's config,
 //! and that config really pulls through, and mirrors from, a Quarry
 //! upstream with accounts; a wrong password is refused in ConfigValid,
-//! naming the upstream, with the Deployment untouched.
+//! naming the upstream, with the Deployment untouched; once accepted, an
+//! entry stays accepted while its upstream is down.
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     std::fs::write(&accounts, accounts_yaml(&hash_password(PASSWORD))).unwrap();
     let key = dir.path().join("token.key");
     std::fs::write(&key, hex::encode(rand::random::<[u8; 32]>())).unwrap();
-    let upstream = Registry::start_with_config(Some(&format!(
+    let mut upstream = Registry::start_with_config(Some(&format!(
         "AUTH_ACCOUNTS_FILE: {}\nAUTH_TOKEN_KEY_FILE: {}\n",
         accounts.display(),
         key.display()
@@ -62,11 +63,11 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     c.start_operator();
     c.create_namespace(NS);
     c.apply(&login_yaml(PASSWORD));
+    let upstream_host = upstream.host();
     let registry_yaml = |mirror_extra: &str| {
         format!(
             "apiVersion: quarry.dev/v1alpha1\nkind: QuarryRegistry\nmetadata: {{name: edge, namespace: {NS}}}\nspec:\n  proxyCache:\n  - {{namespace: mirror, upstream: '{}', credentialsSecret: upstream-login, expiration: 1h, insecure: true}}\n  mirroring:\n    interval: 1m\n    repositories:\n    - {{repository: local/notes, upstream: '{}/team/notes', credentialsSecret: upstream-login{mirror_extra}}}\n  components:\n  - {{kind: storage, managed: false}}\n",
-            upstream.host(),
-            upstream.host()
+            upstream_host, upstream_host
         )
     };
     c.apply(&registry_yaml(", insecure: true"));
@@ -156,6 +157,24 @@ fn caches_and_mirrors_with_the_secrets_login_and_refuse_a_wrong_one() {
     c.wait("ConfigValid=True", Duration::from_secs(60), || {
         c.condition(NS, "edge", "ConfigValid").status == "True"
     });
+
+    // The upstream goes away: the entries stay accepted (their probes
+    // passed with these very settings), so an unrelated change still rolls
+    // out; a down upstream is the registry's to report, not a refusal.
+    upstream.kill9();
+    c.patch(NS, "edge", r#"{"spec":{"mirroring":{"interval":"2m"}}}"#);
+    c.wait(
+        "the new interval rolled out with the upstream down",
+        Duration::from_secs(60),
+        || {
+            c.config_yaml(NS, "edge")
+                .contains("REPO_MIRROR_INTERVAL: 120")
+        },
+    );
+    let valid = c.condition(NS, "edge", "ConfigValid");
+    assert_eq!(valid.status, "True", "{}", valid.message);
+    c.wait_ready(NS, "edge");
+    let before = c.jsonpath(NS, deployment, "{.metadata.resourceVersion}");
 
     // A CA ConfigMap that is missing, then not PEM: refused under the
     // field, and the ConfigMap's creation alone wakes the operator (an
