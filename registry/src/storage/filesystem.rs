@@ -37,7 +37,9 @@ const IO_CHUNK: usize = 1024 * 1024;
 /// through the channel and fewer socket writes.
 const READ_CHUNK: usize = 4 * 1024 * 1024;
 
+mod catalog_cache;
 mod files;
+use catalog_cache::{CatalogCache, Lookup};
 use files::{
     blocking, create_atomic, hash_file, not_found_is_none, read_in_background, remove_if_present,
     sync_dir, write_atomic, write_in_background,
@@ -50,6 +52,8 @@ pub struct FilesystemStorage {
     /// what is on disk) and serialises requests on one session. Losing it
     /// (restart) costs a re-hash at commit, nothing else.
     sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<SessionCache>>>>,
+    /// The repositories, between catalog requests.
+    catalog: CatalogCache,
 }
 
 #[derive(Default)]
@@ -72,6 +76,7 @@ impl FilesystemStorage {
         Ok(FilesystemStorage {
             root,
             sessions: Mutex::new(HashMap::new()),
+            catalog: CatalogCache::default(),
         })
     }
 
@@ -134,6 +139,12 @@ impl FilesystemStorage {
             return Err(StorageError::UploadUnknown);
         }
         Ok((dir, info))
+    }
+
+    /// Whether `path` (of a key) lies under `repositories/`.
+    fn in_repositories(&self, path: &Path) -> bool {
+        path.strip_prefix(&self.root)
+            .is_ok_and(|rest| rest.starts_with("repositories"))
     }
 
     fn tmp_dir(&self) -> PathBuf {
@@ -208,13 +219,23 @@ impl KeyValue for FilesystemStorage {
     async fn kv_put(&self, key: &Key, value: Bytes) -> StorageResult<()> {
         let path = self.key_path(key);
         let tmp = self.tmp_dir();
-        blocking(move || Ok(write_atomic(&tmp, &path, &value)?)).await
+        let in_repository = self.in_repositories(&path);
+        blocking(move || Ok(write_atomic(&tmp, &path, &value)?)).await?;
+        if in_repository {
+            self.catalog.changed();
+        }
+        Ok(())
     }
 
     async fn kv_create(&self, key: &Key, value: Bytes) -> StorageResult<bool> {
         let path = self.key_path(key);
         let tmp = self.tmp_dir();
-        blocking(move || Ok(create_atomic(&tmp, &path, &value)?)).await
+        let in_repository = self.in_repositories(&path);
+        let created = blocking(move || Ok(create_atomic(&tmp, &path, &value)?)).await?;
+        if created && in_repository {
+            self.catalog.changed();
+        }
+        Ok(created)
     }
 
     async fn kv_delete(&self, key: &Key) -> StorageResult<bool> {
@@ -501,6 +522,7 @@ impl Storage for FilesystemStorage {
         if result.is_ok() {
             drop(cache);
             self.forget_session(id);
+            self.catalog.changed(); // the layer link may start a repository
         }
         result
     }
@@ -576,14 +598,20 @@ impl Storage for FilesystemStorage {
     }
 
     async fn repositories(&self) -> StorageResult<Vec<String>> {
+        let mark = match self.catalog.lookup() {
+            Lookup::Kept(repositories) => return Ok(repositories.to_vec()),
+            Lookup::Walk { mark } => mark,
+        };
         let dir = self.root.join("repositories");
-        blocking(move || {
+        let walked = blocking(move || {
             let mut out = Vec::new();
             collect_repos(&dir, "", &mut out)?;
             out.sort();
             Ok(out)
         })
-        .await
+        .await?;
+        self.catalog.store(mark, Arc::new(walked.clone()));
+        Ok(walked)
     }
 
     async fn ready(&self) -> StorageResult<()> {
@@ -601,6 +629,37 @@ impl Storage for FilesystemStorage {
 mod tests {
     use super::*;
     use crate::storage::contract::{self, body, repo};
+
+    /// The kept list of repositories: this process's pushes show at once,
+    /// a folder another process made within the list's maximum age.
+    #[tokio::test]
+    async fn the_catalog_follows_pushes_at_once_and_other_writers_soon() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FilesystemStorage::open(dir.path()).unwrap();
+        assert!(store.repositories().await.unwrap().is_empty());
+        // A blob pushed to a new repository: its layer link starts it.
+        let r = repo("team/app");
+        let id = store.upload_start(&r).await.unwrap();
+        store
+            .upload_append(&r, &id, None, body(&[b"layer"]))
+            .await
+            .unwrap();
+        let d = Digest::of_bytes(Algorithm::Sha256, b"layer");
+        store.upload_commit(&r, &id, &d).await.unwrap();
+        assert_eq!(store.repositories().await.unwrap(), ["team/app"]);
+        // A manifest link written into another new repository.
+        let key = Key::manifest(&repo("team/tool"), &d);
+        store.kv_put(&key, Bytes::new()).await.unwrap();
+        assert_eq!(
+            store.repositories().await.unwrap(),
+            ["team/app", "team/tool"]
+        );
+        // Another process's repository (folders only, as a link write makes).
+        fs::create_dir_all(dir.path().join("repositories/other/_manifests")).unwrap();
+        tokio::time::sleep(catalog_cache::MAX_AGE + Duration::from_millis(100)).await;
+        let all = store.repositories().await.unwrap();
+        assert_eq!(all, ["other", "team/app", "team/tool"]);
+    }
 
     #[tokio::test]
     async fn sha512_and_rehash_after_restart() {
