@@ -2,8 +2,8 @@
 //! multi-platform index, helm push of a chart with values and a README,
 //! cosign sign, oras artifacts with an SBOM and a signature of the SBOM),
 //! then restarted with accounts: login, each view, escaping of pushed
-//! text, CSRF and rights. Over HTTP, page by page (a browser test in
-//! Chromium is still to come: docs/ui.md).
+//! text, CSRF and rights: over HTTP page by page, and in real headless
+//! Chromium (`chromium_signs_in_shows_each_view_and_runs_nothing_pushed`).
 
 use quarry_e2e::clients::{cosign, cosign_sign_plain_http, crane, helm, oras, skopeo_copy_layout};
 use quarry_e2e::oci::write_image_layout;
