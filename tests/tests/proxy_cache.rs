@@ -441,3 +441,101 @@ fn walk_files(root: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A multi-platform index through a cache of distribution: the index is
+/// served as the upstream has it, only the platforms pulled are cached
+/// (docs/proxy-cache.md), and an SBOM the upstream keeps under the
+/// `sha256-<hex>` fallback tag (distribution has no referrers API) is
+/// found through the cache's referrers API.
+#[test]
+fn an_index_caches_the_platforms_pulled_and_finds_fallback_tag_referrers() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let mut upstream = Distribution::start();
+    let host = upstream.host();
+    let amd = write_image_layout(&dir.join("amd"), "v1", 1, 64 * 1024);
+    run(&mut skopeo_copy_layout(
+        &dir.join("amd"),
+        &format!("{host}/tools/multi:amd"),
+    ));
+    let arm = write_image_layout(&dir.join("arm"), "v1", 1, 32 * 1024);
+    run(&mut skopeo_copy_layout(
+        &dir.join("arm"),
+        &format!("{host}/tools/multi:arm"),
+    ));
+    run(crane(dir)
+        .args(["index", "append", "--insecure", "-m"])
+        .arg(format!("{host}/tools/multi:amd"))
+        .arg("-m")
+        .arg(format!("{host}/tools/multi:arm"))
+        .arg("-t")
+        .arg(format!("{host}/tools/multi:both")));
+    let index = run_text(
+        crane(dir)
+            .args(["digest", "--insecure"])
+            .arg(format!("{host}/tools/multi:both")),
+    )
+    .trim()
+    .to_string();
+    std::fs::write(dir.join("sbom.json"), br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
+    run(oras(dir)
+        .args([
+            "attach",
+            "--plain-http",
+            "--artifact-type",
+            "application/spdx+json",
+        ])
+        .arg(format!("{host}/tools/multi@{index}"))
+        .arg("sbom.json"));
+    let tags = run_text(
+        crane(dir)
+            .args(["ls", "--insecure"])
+            .arg(format!("{host}/tools/multi")),
+    );
+    let fallback = format!("sha256-{}", index.trim_start_matches("sha256:"));
+    assert!(
+        tags.contains(&fallback),
+        "the SBOM is not under the fallback tag upstream: {tags}"
+    );
+
+    let cache = Registry::start_with_config(Some(&cache_config(
+        "hub",
+        &host,
+        3600,
+        "    insecure: true\n",
+    )));
+    let through = format!("{}/v2/hub/tools/multi", cache.url());
+    let upstream_index = manifest_digest(&format!("http://{host}/v2/tools/multi/manifests/both"));
+    let (status, digest, _, body) = manifest_digest(&format!("{through}/manifests/both"));
+    assert_eq!(status, 200, "{body}\n{}", cache.log_text());
+    assert_eq!(digest.as_deref(), Some(index.as_str()));
+    assert_eq!(body, upstream_index.3, "the index is not byte-identical");
+    // One platform pulled, by digest.
+    let (status, digest, _, _) =
+        manifest_digest(&format!("{through}/manifests/{}", amd.manifest_digest));
+    assert_eq!(status, 200, "{}", cache.log_text());
+    assert_eq!(digest.as_deref(), Some(amd.manifest_digest.as_str()));
+    // The SBOM, found by the referrers API of the cache.
+    let tree = run_text(
+        oras(dir)
+            .args(["discover", "--plain-http", "--format", "tree"])
+            .arg(format!("{}/hub/tools/multi@{index}", cache.host())),
+    );
+    assert!(tree.contains("application/spdx+json"), "{tree}");
+
+    // Upstream gone: the index and the pulled platform are served; the
+    // platform nobody pulled was never cached.
+    upstream.stop();
+    let (status, _, _, _) = manifest_digest(&format!("{through}/manifests/both"));
+    assert_eq!(status, 200, "{}", cache.log_text());
+    let (status, _, _, _) =
+        manifest_digest(&format!("{through}/manifests/{}", amd.manifest_digest));
+    assert_eq!(status, 200, "{}", cache.log_text());
+    let (status, _, _, body) =
+        manifest_digest(&format!("{through}/manifests/{}", arm.manifest_digest));
+    assert_ne!(status, 200, "a platform nobody pulled was cached: {body}");
+    assert!(
+        body.contains(&host),
+        "the miss does not name the upstream: {body}"
+    );
+}
