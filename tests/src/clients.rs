@@ -86,6 +86,21 @@ pub fn oras(dir: &Path) -> Command {
     c
 }
 
+/// `oras attach` over plain HTTP of `file` (oras's `path[:media-type]`)
+/// to `subject`, as an artifact of `artifact_type`.
+pub fn oras_attach_plain_http(
+    dir: &Path,
+    artifact_type: &str,
+    subject: &str,
+    file: &str,
+) -> Command {
+    let mut c = oras(dir);
+    c.args(["attach", "--plain-http", "--artifact-type", artifact_type])
+        .arg(subject)
+        .arg(file);
+    c
+}
+
 /// The Python ORAS client (PyPI `oras`): a python3 that imports it.
 pub fn oras_py(dir: &Path) -> Command {
     let mut c = Command::new(tool("oras-py"));

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use quarry_e2e::clients::{crane, helm, oras, skopeo};
+use quarry_e2e::clients::{crane, helm, oras, oras_attach_plain_http, skopeo};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::{Registry, run, run_text, sha256};
 
@@ -144,24 +144,18 @@ fn oras_pushes_pulls_attaches_and_discovers_through_the_referrers_api() {
             "{f} differs after pull"
         );
     }
-    run(oras(dir)
-        .args([
-            "attach",
-            "--plain-http",
-            "--artifact-type",
-            "application/vnd.dev.cosign.artifact.sig.v1+json",
-        ])
-        .arg(&reference)
-        .arg("sig.txt:text/plain"));
-    run(oras(dir)
-        .args([
-            "attach",
-            "--plain-http",
-            "--artifact-type",
-            "application/spdx+json",
-        ])
-        .arg(&reference)
-        .arg("sbom.json:application/spdx+json"));
+    run(&mut oras_attach_plain_http(
+        dir,
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        &reference,
+        "sig.txt:text/plain",
+    ));
+    run(&mut oras_attach_plain_http(
+        dir,
+        "application/spdx+json",
+        &reference,
+        "sbom.json:application/spdx+json",
+    ));
     let tree = run_text(
         oras(dir)
             .args(["discover", "--plain-http", "--format", "tree"])

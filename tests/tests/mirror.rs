@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use quarry_e2e::clients::{cosign, cosign_verify_plain_http, oras, skopeo_copy_layout};
+use quarry_e2e::clients::{
+    cosign, cosign_verify_plain_http, oras, oras_attach_plain_http, skopeo_copy_layout,
+};
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::scale::{Minio, replicas};
 use quarry_e2e::upstreams::Distribution;
@@ -83,15 +85,12 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         br#"{"spdxVersion":"SPDX-2.3","packages":[]}"#,
     )
     .unwrap();
-    run(oras(dir)
-        .args([
-            "attach",
-            "--plain-http",
-            "--artifact-type",
-            "application/spdx+json",
-        ])
-        .arg(format!("{}/tools/app:v1.1", upstream.host()))
-        .arg("sbom.json"));
+    run(&mut oras_attach_plain_http(
+        dir,
+        "application/spdx+json",
+        &format!("{}/tools/app:v1.1", upstream.host()),
+        "sbom.json",
+    ));
 
     // v1.1 is immutable here: the mirror must not move it.
     let immutable = "FEATURE_IMMUTABLE_TAGS: true\nIMMUTABLE_TAGS_POLICIES: [{namespace: mirrors, tagPattern: 'v1\\.1'}]\n";

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use quarry_e2e::clients::{
-    cosign, cosign_verify_plain_http, crane, helm, oras, skopeo, skopeo_copy_layout,
+    cosign, cosign_verify_plain_http, crane, helm, oras, oras_attach_plain_http, skopeo,
+    skopeo_copy_layout,
 };
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::secure::{ADMIN, PASSWORD, SecureRegistry};
@@ -478,15 +479,12 @@ fn an_index_caches_the_platforms_pulled_and_finds_fallback_tag_referrers() {
     .trim()
     .to_string();
     std::fs::write(dir.join("sbom.json"), br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
-    run(oras(dir)
-        .args([
-            "attach",
-            "--plain-http",
-            "--artifact-type",
-            "application/spdx+json",
-        ])
-        .arg(format!("{host}/tools/multi@{index}"))
-        .arg("sbom.json"));
+    run(&mut oras_attach_plain_http(
+        dir,
+        "application/spdx+json",
+        &format!("{host}/tools/multi@{index}"),
+        "sbom.json",
+    ));
     let tags = run_text(
         crane(dir)
             .args(["ls", "--insecure"])
