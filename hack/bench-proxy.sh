@@ -3,12 +3,17 @@
 # namespace against pulling it from the upstream directly (throughput and
 # time to first byte), the cached pull against a normal local pull, and the
 # same first and cached pulls through CNCF distribution's proxy mode, all in
-# one run. The upstream is distribution on loopback. Each round uses a fresh
-# random blob, so every "first" pull really misses.
+# one run. The upstream is distribution, reached two ways: on loopback (no
+# limit but the CPU: both caches hash every byte, the direct pull does not)
+# and from a network namespace of this machine whose link is shaped to
+# 1 Gbit/s (tc tbf), as a real upstream is farther than loopback. Each round
+# uses a fresh random blob, so every "first" pull really misses.
 # Replaces the "## Pull-through cache" section of docs/benchmarks.md. Called
 # by `make bench` (QUARRY_TOOL_* exported, the release registry built).
 #
-# Knobs: BENCH_PROXY_ROUNDS (3), BENCH_PROXY_MIB (256).
+# Knobs: BENCH_PROXY_ROUNDS (3), BENCH_PROXY_MIB (256), BENCH_PROXY_RATE
+# (the shaped link, tc's syntax: 1gbit), BENCH_PROXY_SHAPED=0 to leave the
+# shaped link out (it needs root, ip and tc; the report says it was left out).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,46 +21,101 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/hack/bench-lib.sh"
 rounds=${BENCH_PROXY_ROUNDS:-3}
 mib=${BENCH_PROXY_MIB:-256}
+rate=${BENCH_PROXY_RATE:-1gbit}
+shaped=${BENCH_PROXY_SHAPED:-1}
 quarry_bin=${QUARRY_REGISTRY_BIN:-$root/target/release/quarry-registry}
 if [ -z "${QUARRY_TOOL_DISTRIBUTION:-}" ] || [ ! -x "$QUARRY_TOOL_DISTRIBUTION" ]; then
   echo "bench-proxy: QUARRY_TOOL_DISTRIBUTION is not set; run 'make bench'" >&2; exit 2
 fi
 [ -x "$quarry_bin" ] || { echo "bench-proxy: $quarry_bin missing; run 'make bench'" >&2; exit 2; }
 
+if [ "$shaped" = 1 ]; then
+  for t in ip tc; do
+    command -v "$t" >/dev/null || { echo "bench-proxy: the shaped link needs $t (iproute2); BENCH_PROXY_SHAPED=0 leaves it out" >&2; exit 2; }
+  done
+  [ "$(id -u)" = 0 ] || { echo "bench-proxy: the shaped link needs root (a network namespace); BENCH_PROXY_SHAPED=0 leaves it out" >&2; exit 2; }
+fi
+
 work=$(mktemp -d /var/tmp/quarry-bench-proxy.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# The namespace of the shaped upstream: a veth pair on a private /30, no
+# route beyond it, gone with the namespace.
+netns=quarry-bench-$$
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  if [ "$shaped" = 1 ]; then ip netns del "$netns" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
 trap cleanup EXIT
 log() { echo "bench-proxy: $*" >&2; }
 
-up_port=15501 q_port=15502 dp_port=15503
-up=http://127.0.0.1:$up_port q=http://127.0.0.1:$q_port dp=http://127.0.0.1:$dp_port
+up_port=15501 q_port=15502 dp_port=15503 dps_port=15504
+up=http://127.0.0.1:$up_port q=http://127.0.0.1:$q_port dp=http://127.0.0.1:$dp_port dps=http://127.0.0.1:$dps_port
+ns_addr=10.254.251.2 host_addr=10.254.251.1 ups=http://10.254.251.2:$up_port
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 
-mkdir -p "$work/up" "$work/dproxy"
+# SHA-256 on one core, MiB/s (openssl reports thousands of bytes a second).
+sha_rate() {
+  "${QUARRY_TOOL_OPENSSL:-openssl}" speed -evp sha256 -bytes 1048576 -seconds 1 2>/dev/null |
+    awk '$1 == "sha256" {printf "%.0f", $2 * 1000 / 1048576}'
+}
+wait_url() {
+  for _ in $(seq 1 200); do curl -s -o /dev/null "$1/" && return 0; sleep 0.05; done
+  echo "bench-proxy: nothing answers at $1" >&2; return 1
+}
+# distribution's proxy mode on port $2 in front of $3, data under $1.
+start_distribution_proxy() { # dir port remote
+  mkdir -p "$1"
+  cat >"$1/config.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $1/data}
+http: {addr: 127.0.0.1:$2}
+proxy: {remoteurl: "$3"}
+YAML
+  "$QUARRY_TOOL_DISTRIBUTION" serve "$1/config.yml" >"$1/log" 2>&1 &
+}
+
+mkdir -p "$work/up"
 start_distribution_fs "$work/up" "$up_port"
 pids+=("$!")
 # distribution's proxy mode asks its remote for /v2/ at start and panics
 # when nobody answers yet.
 wait_port "$up_port"
+shaped_cache=""
+if [ "$shaped" = 1 ]; then
+  # The same store served a second time from the namespace, its replies
+  # to the host shaped to $rate.
+  ip netns add "$netns"
+  ip link add "qb$$" type veth peer name "qbn$$"
+  ip link set "qbn$$" netns "$netns"
+  ip addr add "$host_addr/30" dev "qb$$"; ip link set "qb$$" up
+  ip -n "$netns" addr add "$ns_addr/30" dev "qbn$$"; ip -n "$netns" link set "qbn$$" up
+  tc -n "$netns" qdisc add dev "qbn$$" root tbf rate "$rate" burst 256kb latency 50ms
+  sed "s/addr: 127.0.0.1:$up_port/addr: $ns_addr:$up_port/" "$work/up/distribution.yml" >"$work/up/shaped.yml"
+  ip netns exec "$netns" "$QUARRY_TOOL_DISTRIBUTION" serve "$work/up/shaped.yml" >"$work/up/shaped.log" 2>&1 &
+  pids+=("$!")
+  wait_url "$ups"
+  shaped_cache="  - {namespace: cache-shaped, upstream_registry: \"$ns_addr:$up_port\", insecure: true}"
+fi
 cat >"$work/quarry.yaml" <<YAML
 FEATURE_PROXY_CACHE: true
 PROXY_CACHE_NAMESPACES:
   - {namespace: cache, upstream_registry: "127.0.0.1:$up_port", insecure: true}
+$shaped_cache
 YAML
 "$quarry_bin" --listen "127.0.0.1:$q_port" --storage-path "$work/quarry" --config "$work/quarry.yaml" 2>"$work/quarry.log" &
 pids+=("$!")
-cat >"$work/dproxy.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $work/dproxy/data}
-http: {addr: 127.0.0.1:$dp_port}
-proxy: {remoteurl: "$up"}
-YAML
-"$QUARRY_TOOL_DISTRIBUTION" serve "$work/dproxy.yml" >"$work/dproxy.log" 2>&1 &
+start_distribution_proxy "$work/dproxy" "$dp_port" "$up"
 pids+=("$!")
-for p in $up_port $q_port $dp_port; do wait_port "$p"; done
+ports="$up_port $q_port $dp_port"
+if [ "$shaped" = 1 ]; then
+  start_distribution_proxy "$work/dproxy-shaped" "$dps_port" "$ups"
+  pids+=("$!")
+  ports+=" $dps_port"
+fi
+for p in $ports; do wait_port "$p"; done
 
 # GET a URL; "<ttfb> <total>" in seconds, or exit on a non-200.
 timed_get() {
@@ -83,17 +143,30 @@ record() { # name "ttfb total"
   local t=${2% *} s=${2#* }
   ttfb[$1]+="$t "; total[$1]+="$s "
 }
+# One link's pulls of the blob in repository $4: directly from $1, through
+# Quarry's cache namespace $2, through distribution's proxy $3; names
+# suffixed with $5.
+pull_through() { # upstream cache-namespace dproxy repo suffix
+  record "direct$5" "$(timed_get "$1/v2/$4/blobs/$digest")"
+  record "quarry_first$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
+  record "dproxy_first$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
+  # Both caches commit after the last byte went out; give them a moment.
+  sleep 2
+  record "quarry_cached$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
+  record "dproxy_cached$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
+}
 for r in $(seq 1 "$rounds"); do
   log "round $r of $rounds: a fresh $mib MiB blob"
   new_blob
   push_to "$up" "bench/img$r"
-  record direct "$(timed_get "$up/v2/bench/img$r/blobs/$digest")"
-  record quarry_first "$(timed_get "$q/v2/cache/bench/img$r/blobs/$digest")"
-  record dproxy_first "$(timed_get "$dp/v2/bench/img$r/blobs/$digest")"
-  # Both caches commit after the last byte went out; give them a moment.
-  sleep 2
-  record quarry_cached "$(timed_get "$q/v2/cache/bench/img$r/blobs/$digest")"
-  record dproxy_cached "$(timed_get "$dp/v2/bench/img$r/blobs/$digest")"
+  pull_through "$up" cache "$dp" "bench/img$r" ""
+  if [ "$shaped" = 1 ]; then
+    # Another blob: the caches keep one copy of a blob for all their
+    # repositories, so the first one would already be there.
+    new_blob
+    push_to "$up" "shaped/img$r"
+    pull_through "$ups" cache-shaped "$dps" "shaped/img$r" _shaped
+  fi
   # Pushed only now: stored before, the cache's first pull would find it.
   push_to "$q" "local/img$r"
   record quarry_local "$(timed_get "$q/v2/local/img$r/blobs/$digest")"
@@ -103,22 +176,14 @@ done
 # flatter whoever got the quietest round).
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 declare -A med_t med_s
-for k in direct quarry_first dproxy_first quarry_cached dproxy_cached quarry_local; do
+for k in "${!total[@]}"; do
   med_t[$k]=$(echo "${ttfb[$k]}" | median)
   med_s[$k]=$(echo "${total[$k]}" | median)
 done
 ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s * 1000}'; }
-section=$work/section.md
-{
-  echo "## Pull-through cache"
-  echo
-  echo "Produced by \`make bench\` (hack/bench-proxy.sh) on $(date -u +%Y-%m-%d), $(nproc) cores; load average $load_at_start at the start."
-  echo "Upstream: CNCF distribution ($(basename "$QUARRY_TOOL_DISTRIBUTION"), filesystem) on loopback. Each of $rounds rounds pushes a fresh"
-  echo "random blob of $mib MiB to it, then pulls it: directly from the upstream; through a Quarry cache namespace (first pull: a"
-  echo "miss, streamed while it is written and hashed); through distribution's proxy mode (\`proxy.remoteurl\`, first pull); again"
-  echo "through both (cached); and, for comparison, the same bytes pushed to Quarry normally and pulled. curl, whole body, medians"
-  echo "of the rounds. Time to first byte is curl's \`time_starttransfer\`."
-  echo
+# The table of one link's pulls, names suffixed with $1.
+pull_table() { # suffix
+  local k name
   echo "| pull | TTFB ms | total ms | MiB/s |"
   echo "|---|---|---|---|"
   for k in direct quarry_first dproxy_first quarry_cached dproxy_cached quarry_local; do
@@ -130,14 +195,50 @@ section=$work/section.md
       dproxy_cached) name="distribution proxy, cached" ;;
       quarry_local) name="Quarry, pushed locally" ;;
     esac
+    [ "$k" = quarry_local ] || k=$k$1
     echo "| $name | $(ms "${med_t[$k]}") | $(ms "${med_s[$k]}") | $(mbps "${med_s[$k]}") |"
   done
-  echo
+}
+goal_table() { # suffix
+  local s=$1
   echo "| goal (ratio) | Quarry | distribution proxy |"
   echo "|---|---|---|"
-  echo "| first pull, throughput vs the upstream directly (goal ≥ 0.9) | $(ratio "${med_s[direct]}" "${med_s[quarry_first]}") | $(ratio "${med_s[direct]}" "${med_s[dproxy_first]}") |"
-  echo "| first pull, time to first byte / the upstream's (goal ≤ 1.2) | $(ratio "${med_t[quarry_first]}" "${med_t[direct]}") | $(ratio "${med_t[dproxy_first]}" "${med_t[direct]}") |"
-  echo "| cached pull, throughput vs Quarry's local pull (goal ≈ 1.0) | $(ratio "${med_s[quarry_local]}" "${med_s[quarry_cached]}") | $(ratio "${med_s[quarry_local]}" "${med_s[dproxy_cached]}") |"
+  echo "| first pull, throughput vs the upstream directly (goal ≥ 0.9) | $(ratio "${med_s[direct$s]}" "${med_s[quarry_first$s]}") | $(ratio "${med_s[direct$s]}" "${med_s[dproxy_first$s]}") |"
+  echo "| first pull, time to first byte / the upstream's (goal ≤ 1.2) | $(ratio "${med_t[quarry_first$s]}" "${med_t[direct$s]}") | $(ratio "${med_t[dproxy_first$s]}" "${med_t[direct$s]}") |"
+  echo "| cached pull, throughput vs Quarry's local pull (goal ≈ 1.0) | $(ratio "${med_s[quarry_local]}" "${med_s[quarry_cached$s]}") | $(ratio "${med_s[quarry_local]}" "${med_s[dproxy_cached$s]}") |"
+}
+section=$work/section.md
+{
+  echo "## Pull-through cache"
+  echo
+  echo "Produced by \`make bench\` (hack/bench-proxy.sh) on $(date -u +%Y-%m-%d), $(nproc) cores; load average $load_at_start at the start."
+  echo "Upstream: CNCF distribution ($(basename "$QUARRY_TOOL_DISTRIBUTION"), filesystem). Each of $rounds rounds pushes a fresh"
+  echo "random blob of $mib MiB to it, then pulls it: directly from the upstream; through a Quarry cache namespace (first pull: a"
+  echo "miss, streamed while it is written and hashed); through distribution's proxy mode (\`proxy.remoteurl\`, first pull); again"
+  echo "through both (cached); and, for comparison, the same bytes pushed to Quarry normally and pulled. curl, whole body, medians"
+  echo "of the rounds. Time to first byte is curl's \`time_starttransfer\`."
+  echo
+  echo "### Upstream on loopback"
+  echo
+  echo "No limit but the CPU: a cache hashes every byte it relays (SHA-256 runs at $(sha_rate) MiB/s on one core here, per"
+  echo "\`openssl speed\`), while the direct pull only copies them; on $(nproc) cores the upstream, the cache and curl share the CPU."
+  echo
+  pull_table ""
+  echo
+  goal_table ""
+  echo
+  echo "### Upstream behind a $rate link"
+  echo
+  if [ "$shaped" = 1 ]; then
+    echo "The same upstream store served by a second distribution in a network namespace of this machine, its link to the host"
+    echo "shaped to $rate (\`tc qdisc … tbf\`); a separate cache namespace and a separate distribution proxy point at it."
+    echo
+    pull_table _shaped
+    echo
+    goal_table _shaped
+  else
+    echo "Left out of this run (BENCH_PROXY_SHAPED=0)."
+  fi
 } >"$section"
 
 report="$root/docs/benchmarks.md"

@@ -191,6 +191,7 @@ mod tests {
                 tags_copied: copied,
                 tags_unchanged: 0,
                 tags_pruned: 0,
+                tags_skipped_unsigned: 0,
                 bytes_copied: 0,
                 failures: Vec::new(),
             }),

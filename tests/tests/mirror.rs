@@ -1,13 +1,16 @@
 //! Repository mirroring from CNCF distribution: a tag regex selects exactly
 //! the right tags, cosign signatures and an SBOM come along (`cosign verify`
 //! and `oras discover` against the mirror), a tag moved upstream is
-//! followed on the next sync; two replicas sharing a bucket sync each
-//! period once, not twice.
+//! followed on the next sync; a semver range with `signed_only` copies
+//! only the signed versions in range, and `prune_vanished_tags` removes a
+//! tag deleted upstream while a mirror without it keeps the tag; two
+//! replicas sharing a bucket sync each period once, not twice.
 
 use std::time::{Duration, Instant};
 
 use quarry_e2e::clients::{
-    cosign, cosign_verify_plain_http, oras, oras_attach_plain_http, skopeo_copy_layout,
+    cosign, cosign_sign_plain_http, cosign_verify_plain_http, oras, oras_attach_plain_http,
+    skopeo_copy_layout,
 };
 use quarry_e2e::oci::write_image_layout;
 use quarry_e2e::scale::{Minio, replicas};
@@ -21,8 +24,20 @@ fn mirror_config(upstream: &str, interval: u64) -> String {
 }
 
 fn tags(registry: &Registry) -> Vec<String> {
+    tags_of(registry, "mirrors/app")
+}
+
+/// The tags of `repository`, cosign's and the fallback's `sha256-` tags
+/// left out.
+fn plain_tags(registry: &Registry, repository: &str) -> Vec<String> {
+    let mut tags = tags_of(registry, repository);
+    tags.retain(|t| !t.starts_with("sha256-"));
+    tags
+}
+
+fn tags_of(registry: &Registry, repository: &str) -> Vec<String> {
     let list: serde_json::Value = http::blocking()
-        .get(format!("{}/v2/mirrors/app/tags/list", registry.url()))
+        .get(format!("{}/v2/{repository}/tags/list", registry.url()))
         .send()
         .and_then(|r| r.json())
         .unwrap_or_default();
@@ -70,16 +85,10 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
         digests.insert(tag, image.manifest_digest);
     }
     run(cosign(dir).arg("generate-key-pair"));
-    run(cosign(dir)
-        .args([
-            "sign",
-            "--key",
-            "cosign.key",
-            "--tlog-upload=false",
-            "--allow-http-registry",
-            "--allow-insecure-registry",
-        ])
-        .arg(format!("{}/tools/app@{}", upstream.host(), digests["v1.0"])));
+    run(&mut cosign_sign_plain_http(
+        dir,
+        &format!("{}/tools/app@{}", upstream.host(), digests["v1.0"]),
+    ));
     std::fs::write(
         dir.join("sbom.json"),
         br#"{"spdxVersion":"SPDX-2.3","packages":[]}"#,
@@ -199,6 +208,111 @@ fn mirrors_selected_tags_with_signatures_and_sboms() {
             .unwrap()
             .status()
             .is_success()
+    );
+}
+
+#[test]
+fn semver_range_signed_only_and_pruning_of_vanished_tags() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let upstream = Distribution::start();
+    let push = |tag: &str| {
+        let layout = dir.join(tag);
+        let image = write_image_layout(&layout, "v1", 1, 16 * 1024);
+        run(&mut skopeo_copy_layout(
+            &layout,
+            &format!("{}/tools/app:{tag}", upstream.host()),
+        ));
+        image.manifest_digest
+    };
+    let mut digests = std::collections::BTreeMap::new();
+    for tag in [
+        "v1.2.0",
+        "v1.3.0",
+        "v1.4.0-rc.1",
+        "v2.0.0",
+        "1.1.9",
+        "latest",
+    ] {
+        digests.insert(tag, push(tag));
+    }
+    run(cosign(dir).arg("generate-key-pair"));
+    let sign = |tag: &str| {
+        run(&mut cosign_sign_plain_http(
+            dir,
+            &format!("{}/tools/app@{}", upstream.host(), digests[tag]),
+        ))
+    };
+    // In the range: v1.2.0 and v1.3.0 (a pre-release is not, nor 1.1.9);
+    // signed: v1.3.0, and v2.0.0 which is out of range.
+    sign("v1.3.0");
+    sign("v2.0.0");
+    let mirrors = |name: &str, extra: &str| {
+        format!(
+            "  - repository: mirrors/{name}\n    external_reference: \"{}/tools/app\"\n    insecure: true\n    semver: '>=1.2, <2'\n{extra}",
+            upstream.host()
+        )
+    };
+    let config = format!(
+        "FEATURE_REPO_MIRROR: true\nREPO_MIRROR_INTERVAL: 2\nREPO_MIRRORS:\n{}{}",
+        mirrors(
+            "signed",
+            "    signed_only: true\n    prune_vanished_tags: true\n"
+        ),
+        mirrors("kept", "")
+    );
+    let mirror = Registry::start_with_config(Some(&config));
+    let ok_runs = || mirror.metric("quarry_mirror_runs_total{result=\"ok\"}");
+    wait_for("a first sync of both", Duration::from_secs(60), || {
+        ok_runs() >= 2.0
+    });
+    let status = mirror_status(&mirror);
+    let (signed, kept) = (
+        &status["mirrors"][0]["lastSync"],
+        &status["mirrors"][1]["lastSync"],
+    );
+    assert_eq!(signed["tagsSelected"], 2, "{status}");
+    assert_eq!(signed["tagsCopied"], 1, "{status}");
+    assert_eq!(signed["tagsSkippedUnsigned"], 1, "{status}");
+    assert_eq!(plain_tags(&mirror, "mirrors/signed"), ["v1.3.0"]);
+    assert_eq!(kept["tagsCopied"], 2, "{status}");
+    assert_eq!(plain_tags(&mirror, "mirrors/kept"), ["v1.2.0", "v1.3.0"]);
+    let signature = format!("{}.sig", digests["v1.3.0"].replace(':', "-"));
+    assert!(
+        tags_of(&mirror, "mirrors/signed").contains(&signature),
+        "the signature came along"
+    );
+
+    // Signed later: copied on a later sync.
+    sign("v1.2.0");
+    wait_for(
+        "v1.2.0 mirrored once signed",
+        Duration::from_secs(30),
+        || plain_tags(&mirror, "mirrors/signed") == ["v1.2.0", "v1.3.0"],
+    );
+
+    // v1.3.0 deleted upstream: pruned by the mirror told to, kept by the
+    // other.
+    let deleted = http::blocking()
+        .delete(format!(
+            "http://{}/v2/tools/app/manifests/{}",
+            upstream.host(),
+            digests["v1.3.0"]
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 202, "deleting v1.3.0 upstream");
+    wait_for("v1.3.0 pruned", Duration::from_secs(30), || {
+        plain_tags(&mirror, "mirrors/signed") == ["v1.2.0"]
+    });
+    let runs = ok_runs();
+    wait_for("one more sync of both", Duration::from_secs(30), || {
+        ok_runs() >= runs + 2.0
+    });
+    assert_eq!(
+        plain_tags(&mirror, "mirrors/kept"),
+        ["v1.2.0", "v1.3.0"],
+        "a vanished tag is kept unless told otherwise"
     );
 }
 

@@ -179,7 +179,9 @@ fn pulls_through_distribution() {
     assert!(cache.metric("quarry_proxy_cache_requests_total{result=\"revalidated\"}") >= 1.0);
 
     // 8 concurrent pulls of one uncached 100 MiB blob: one upstream GET,
-    // 8 identical bodies.
+    // 8 identical bodies. The first client pauses after its first bytes,
+    // so it falls behind the bytes kept in memory and reads the rest
+    // from the spool file.
     let mut content = vec![0u8; 100 * 1024 * 1024];
     rand::Rng::fill_bytes(&mut rand::rng(), &mut content);
     let layer = tokio::runtime::Runtime::new()
@@ -194,18 +196,23 @@ fn pulls_through_distribution() {
         .expect("push the big blob upstream");
     let url = format!("http://{}/v2/hub/tools/big/blobs/{layer}", cache.host());
     let pulls: Vec<_> = (0..8)
-        .map(|_| {
+        .map(|i| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let body = http::blocking_builder()
+                let mut response = http::blocking_builder()
                     .timeout(Duration::from_secs(300))
                     .build()
                     .unwrap()
                     .get(&url)
                     .send()
                     .and_then(|r| r.error_for_status())
-                    .and_then(|r| r.bytes())
                     .expect("pull through the cache");
+                let mut body = vec![0u8; 64 * 1024];
+                std::io::Read::read_exact(&mut response, &mut body).expect("the first bytes");
+                if i == 0 {
+                    std::thread::sleep(Duration::from_secs(4));
+                }
+                std::io::Read::read_to_end(&mut response, &mut body).expect("the rest");
                 sha256(&body)
             })
         })

@@ -54,6 +54,9 @@ pub struct SyncRecord {
     pub tags_copied: usize,
     pub tags_unchanged: usize,
     pub tags_pruned: usize,
+    /// Selected but left out for want of a signature (`signed_only`).
+    #[serde(default)]
+    pub tags_skipped_unsigned: usize,
     pub bytes_copied: u64,
     /// The first failures, "tag: why".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +79,7 @@ impl SyncRecord {
             tags_copied: report.tags_copied,
             tags_unchanged: report.tags_unchanged,
             tags_pruned: report.tags_pruned,
+            tags_skipped_unsigned: report.tags_skipped_unsigned,
             bytes_copied: report.bytes_copied,
             failures: report
                 .failures
@@ -96,6 +100,7 @@ impl SyncRecord {
             tags_copied: 0,
             tags_unchanged: 0,
             tags_pruned: 0,
+            tags_skipped_unsigned: 0,
             bytes_copied: 0,
             failures: Vec::new(),
         }

@@ -4,11 +4,12 @@
 //! The first request for a blob starts a download task that writes the
 //! bytes to an unnamed temporary file (it vanishes when the last reader
 //! closes it) and hashes them. Every request, the first included, streams
-//! from that file as it grows, so a slow client never slows the download or
-//! the others, and a client that hangs up does not cancel it. The latest
-//! written bytes are also kept in memory (`Window`): a client that keeps up
-//! is sent the very buffers the network gave, without reading the file
-//! back. The blob's
+//! from that download as it grows, so a slow client never slows the
+//! download or the others, and a client that hangs up does not cancel it.
+//! The latest bytes received are kept in memory (`Window`) from the moment
+//! they arrive, before they are written: a client that keeps up is sent the
+//! very buffers the network gave, at the network's pace rather than the
+//! disk's, and one that fell behind reads the file. The blob's
 //! last byte is held back until its digest matched: no client receives a
 //! complete wrong blob, and one whose upstream lied gets a broken body.
 //! Once verified and sent (the commit waits, up to 30 s, for the clients
@@ -20,6 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -36,7 +38,8 @@ use crate::storage::{ByteStream, Storage};
 const READ_CHUNK: u64 = 1024 * 1024;
 /// Upstream chunks already waiting are handed on together up to this size.
 const WRITE_BATCH: usize = 1024 * 1024;
-/// Written bytes kept in memory for the clients that keep up.
+/// Received bytes kept in memory for the clients that keep up (besides
+/// those not yet written, which stay until they are).
 const WINDOW_BYTES: usize = 16 * 1024 * 1024;
 /// Longest wait for the clients of a download before it is committed.
 const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -46,10 +49,13 @@ const STAGE_QUEUE: usize = 8;
 /// A download's bytes: the spool file, and its latest part in memory.
 pub struct Spool {
     file: File,
+    /// How many bytes of the file are written (they are readable).
+    written: AtomicU64,
     window: Mutex<Window>,
 }
 
-/// The last written chunks, by offset, at most `WINDOW_BYTES` of them.
+/// The last received chunks, by offset: at most `WINDOW_BYTES` of them
+/// once written, all of those not written yet.
 #[derive(Default)]
 struct Window {
     chunks: VecDeque<(u64, Bytes)>,
@@ -60,24 +66,33 @@ impl Spool {
     fn new(file: File) -> Spool {
         Spool {
             file,
+            written: AtomicU64::new(0),
             window: Mutex::default(),
         }
     }
 
-    /// Remember `chunk`, written at `at`, dropping the oldest beyond the
-    /// window.
+    /// Remember `chunk`, received for offset `at`, dropping the oldest
+    /// written ones beyond the window.
     fn remember(&self, at: u64, chunk: Bytes) {
+        let written = self.written();
         let Ok(mut w) = self.window.lock() else {
             return;
         };
         w.bytes += chunk.len();
         w.chunks.push_back((at, chunk));
         while w.bytes > WINDOW_BYTES {
-            match w.chunks.pop_front() {
-                Some((_, old)) => w.bytes -= old.len(),
-                None => break,
+            match w.chunks.front() {
+                Some((at, old)) if at + old.len() as u64 <= written => {
+                    w.bytes -= old.len();
+                    w.chunks.pop_front();
+                }
+                _ => break,
             }
         }
+    }
+
+    fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
     }
 
     /// The bytes from `pos` up to at most `end` that are still in memory
@@ -106,11 +121,12 @@ impl Spool {
 pub enum Progress {
     /// Asking the upstream.
     Connecting,
-    /// `written` of `size` bytes are in `spool`.
+    /// `received` of `size` bytes are in `spool` (in its window, or
+    /// written).
     Streaming {
         spool: Arc<Spool>,
         size: u64,
-        written: u64,
+        received: u64,
     },
     /// Complete and the digest matched.
     Verified {
@@ -230,13 +246,13 @@ async fn download(
     progress.send_replace(Progress::Streaming {
         spool: spool.clone(),
         size,
-        written: 0,
+        received: 0,
     });
     // Three stages at once, so the blob moves at the pace of the slowest
-    // rather than of all of them in turn: this task reads the network, one
-    // thread writes the spool file (and tells the readers), one hashes.
-    // They share the network's buffers: a batch is a list of them, not a
-    // copy.
+    // rather than of all of them in turn: this task reads the network (and
+    // hands the bytes to the clients through the window), one thread
+    // writes the spool file, one hashes. They share the network's buffers:
+    // a batch is a list of them, not a copy.
     type Batch = Vec<Bytes>;
     let (to_writer, mut writer_rx) = tokio::sync::mpsc::channel::<Batch>(STAGE_QUEUE);
     let (to_hasher, mut hasher_rx) = tokio::sync::mpsc::channel::<Batch>(STAGE_QUEUE);
@@ -246,17 +262,14 @@ async fn download(
         tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
             let mut written = 0u64;
             while let Some(batch) = writer_rx.blocking_recv() {
-                for chunk in batch {
-                    spool.file.write_all_at(&chunk, written)?;
-                    let at = written;
+                for chunk in &batch {
+                    spool.file.write_all_at(chunk, written)?;
                     written += chunk.len() as u64;
-                    spool.remember(at, chunk);
                 }
-                progress.send_replace(Progress::Streaming {
-                    spool: spool.clone(),
-                    size,
-                    written,
-                });
+                spool.written.store(written, Ordering::Release);
+                // Wakes the clients waiting for the file (those behind
+                // the window); the window may now let old chunks go.
+                progress.send_modify(|_| {});
             }
             Ok(written)
         })
@@ -297,12 +310,20 @@ async fn download(
                     _ => break,
                 }
             }
-            received += batch_len as u64;
-            if received > size {
+            if received + batch_len as u64 > size {
                 return Err(invalid(format!(
                     "more bytes than its Content-Length of {size}"
                 )));
             }
+            for chunk in &batch {
+                spool.remember(received, chunk.clone());
+                received += chunk.len() as u64;
+            }
+            progress.send_replace(Progress::Streaming {
+                spool: spool.clone(),
+                size,
+                received,
+            });
             target
                 .metrics
                 .proxy_cache_upstream_bytes
@@ -366,8 +387,9 @@ async fn commit(target: &Target, spool: Arc<Spool>) -> crate::storage::StorageRe
 }
 
 /// The bytes `start..end` of a download, sent as they arrive. With
-/// `progress`, it waits for bytes not yet written and holds the blob's
-/// last byte back until the digest matched.
+/// `progress`, it waits for bytes not yet received (or, behind the
+/// window, not yet written) and holds the blob's last byte back until the
+/// digest matched.
 pub fn spool_stream(
     spool: Arc<Spool>,
     start: u64,
@@ -394,9 +416,10 @@ pub fn spool_stream(
                 None => (state.end, true),
                 Some(rx) => match &*rx.borrow_and_update() {
                     Progress::Connecting => (state.pos, false),
-                    Progress::Streaming { size, written, .. } => {
-                        ((*written).min(size.saturating_sub(1)).min(state.end), false)
-                    }
+                    Progress::Streaming { size, received, .. } => (
+                        (*received).min(size.saturating_sub(1)).min(state.end),
+                        false,
+                    ),
                     Progress::Verified { .. } => (state.end, true),
                     Progress::Failed(e) => {
                         let e = std::io::Error::other(e.to_string());
@@ -407,11 +430,15 @@ pub fn spool_stream(
             if state.pos >= state.end && verified {
                 return None;
             }
+            if readable > state.pos
+                && let Some(bytes) = state.spool.recent(state.pos, readable)
+            {
+                state.pos += bytes.len() as u64;
+                return Some((Ok(bytes), Some(state)));
+            }
+            // Behind the window: from the file, once written there.
+            let readable = readable.min(state.spool.written());
             if readable > state.pos {
-                if let Some(bytes) = state.spool.recent(state.pos, readable) {
-                    state.pos += bytes.len() as u64;
-                    return Some((Ok(bytes), Some(state)));
-                }
                 let len = (readable - state.pos).min(READ_CHUNK);
                 let spool = state.spool.clone();
                 let at = state.pos;
@@ -447,7 +474,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_window_serves_recent_bytes_up_to_the_limit_and_forgets_old_ones() {
+    fn the_window_serves_recent_bytes_and_forgets_old_ones_only_once_written() {
         let spool = Spool::new(tempfile::tempfile().unwrap());
         let chunk = |byte: u8, len: usize| Bytes::from(vec![byte; len]);
         spool.remember(0, chunk(1, 10));
@@ -463,10 +490,15 @@ mod tests {
             chunk(2, 2),
             "held back at the limit"
         );
-        assert_eq!(spool.recent(20, 30), None, "not written yet");
+        assert_eq!(spool.recent(20, 30), None, "not received yet");
         assert_eq!(spool.recent(19, 19), None, "nothing below the limit");
-        // A window's worth more: the first chunks are gone.
+        // A window's worth more, nothing written yet: all is kept, as the
+        // file has none of it.
         spool.remember(20, chunk(3, WINDOW_BYTES));
+        assert_eq!(spool.recent(5, 20).unwrap(), chunk(1, 5));
+        // The first two written: the next chunk lets them go.
+        spool.written.store(20, Ordering::Release);
+        spool.remember(20 + WINDOW_BYTES as u64, chunk(4, 1));
         assert_eq!(spool.recent(5, 20), None);
         assert_eq!(spool.recent(20, 22).unwrap(), chunk(3, 2));
     }
