@@ -86,6 +86,8 @@ pub async fn serve(
         state.metrics.clone(),
         state.gc_sweeps.clone(),
     ));
+    let (proxy, config) = (state.proxy.clone(), state.config());
+    tokio::task::spawn_blocking(move || proxy.prepare(&config));
     let mirrors = tokio::spawn(crate::mirror::run(
         state.storage.clone(),
         state.config.clone(),

@@ -23,6 +23,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -42,7 +43,7 @@ const WRITE_BATCH: usize = 1024 * 1024;
 /// those not yet written, which stay until they are).
 const WINDOW_BYTES: usize = 16 * 1024 * 1024;
 /// Longest wait for the clients of a download before it is committed.
-const COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const COMMIT_WAIT: Duration = Duration::from_secs(30);
 /// Batches queued for the writer and the hasher (memory: this many MiB).
 const STAGE_QUEUE: usize = 8;
 
@@ -214,9 +215,9 @@ async fn run(upstream: &Upstream, target: &Target, progress: &watch::Sender<Prog
     // writes the blob again, which on a small machine would slow the
     // transfers still running. Bounded, so a stalled client cannot keep
     // the blob out of storage.
-    let waiting_since = std::time::Instant::now();
+    let waiting_since = Instant::now();
     while progress.receiver_count() > 0 && waiting_since.elapsed() < COMMIT_WAIT {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Err(e) = commit(target, spool).await {
         // The clients got their bytes; the next pull downloads again.
@@ -259,31 +260,38 @@ async fn download(
     let writer = {
         let spool = spool.clone();
         let progress = progress.clone();
-        tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+        tokio::task::spawn_blocking(move || -> std::io::Result<(u64, Duration)> {
             let mut written = 0u64;
+            let mut busy = Duration::ZERO;
             while let Some(batch) = writer_rx.blocking_recv() {
+                let started = Instant::now();
                 for chunk in &batch {
                     spool.file.write_all_at(chunk, written)?;
                     written += chunk.len() as u64;
                 }
                 spool.written.store(written, Ordering::Release);
+                busy += started.elapsed();
                 // Wakes the clients waiting for the file (those behind
                 // the window); the window may now let old chunks go.
                 progress.send_modify(|_| {});
             }
-            Ok(written)
+            Ok((written, busy))
         })
     };
     let algorithm = target.digest.algorithm();
     let hasher = tokio::task::spawn_blocking(move || {
         let mut hasher = DigestHasher::new(algorithm);
+        let mut busy = Duration::ZERO;
         while let Some(batch) = hasher_rx.blocking_recv() {
+            let started = Instant::now();
             for chunk in &batch {
                 hasher.update(chunk);
             }
+            busy += started.elapsed();
         }
-        hasher.finish()
+        (hasher.finish(), busy)
     });
+    let started = Instant::now();
     let mut received = 0u64;
     let read = async {
         loop {
@@ -342,10 +350,10 @@ async fn download(
     let written = writer.await;
     let actual = hasher.await;
     read?;
-    let written = written
+    let (written, writer_busy) = written
         .map_err(|e| invalid(format!("the spool writer stopped: {e}")))?
         .map_err(|e| invalid(format!("could not write the spool file: {e}")))?;
-    let actual = actual.map_err(|e| invalid(format!("the hasher stopped: {e}")))?;
+    let (actual, hasher_busy) = actual.map_err(|e| invalid(format!("the hasher stopped: {e}")))?;
     if written != size {
         return Err(UpstreamError::Unreachable {
             upstream: upstream.name().to_string(),
@@ -362,6 +370,16 @@ async fn download(
         spool: spool.clone(),
         size,
     });
+    // Which stage bounds a download: the one busy for most of it.
+    tracing::debug!(
+        repository = %target.repo,
+        digest = %target.digest,
+        size,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        writer_busy_ms = writer_busy.as_millis() as u64,
+        hasher_busy_ms = hasher_busy.as_millis() as u64,
+        "pull-through download verified"
+    );
     Ok(spool)
 }
 

@@ -70,6 +70,20 @@ impl ProxyCaches {
         Ok(Some(CachedRepo { upstream, remote }))
     }
 
+    /// Build the upstream client of every cache namespace of `config` now
+    /// (loading the system's CA certificates takes milliseconds), so the
+    /// first pull does not wait for it.
+    pub fn prepare(&self, config: &RegistryConfig) {
+        if !config.feature_proxy_cache {
+            return;
+        }
+        for settings in &config.proxy_cache_namespaces {
+            if let Err(e) = self.upstream(settings) {
+                tracing::warn!(namespace = %settings.namespace, error = %e, "no client for the upstream of a cache namespace");
+            }
+        }
+    }
+
     /// Whether `namespace` is a cache namespace under `config`.
     pub fn is_cache_namespace<'a>(
         config: &'a RegistryConfig,
