@@ -11,7 +11,7 @@
 # Replaces the "## Pull-through cache" section of docs/benchmarks.md. Called
 # by `make bench` (QUARRY_TOOL_* exported, the release registry built).
 #
-# Knobs: BENCH_PROXY_ROUNDS (3), BENCH_PROXY_MIB (256), BENCH_PROXY_RATE
+# Knobs: BENCH_PROXY_ROUNDS (5), BENCH_PROXY_MIB (256), BENCH_PROXY_RATE
 # (the shaped link, tc's syntax: 1gbit), BENCH_PROXY_SHAPED=0 to leave the
 # shaped link out (it needs root, ip and tc; the report says it was left out).
 set -euo pipefail
@@ -19,7 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/bench-lib.sh
 source "$root/hack/bench-lib.sh"
-rounds=${BENCH_PROXY_ROUNDS:-3}
+rounds=${BENCH_PROXY_ROUNDS:-5}
 mib=${BENCH_PROXY_MIB:-256}
 rate=${BENCH_PROXY_RATE:-1gbit}
 shaped=${BENCH_PROXY_SHAPED:-1}
@@ -148,12 +148,15 @@ record() { # name "ttfb total"
 # suffixed with $5.
 pull_through() { # upstream cache-namespace dproxy repo suffix
   record "direct$5" "$(timed_get "$1/v2/$4/blobs/$digest")"
+  # Each cache commits after the last byte went out: the cached pull waits
+  # a moment, and the other cache's pulls wait until that work is done.
   record "quarry_first$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
-  record "dproxy_first$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
-  # Both caches commit after the last byte went out; give them a moment.
   sleep 2
   record "quarry_cached$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
+  record "dproxy_first$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
+  sleep 2
   record "dproxy_cached$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
+  sleep 2
 }
 for r in $(seq 1 "$rounds"); do
   log "round $r of $rounds: a fresh $mib MiB blob"
@@ -214,9 +217,9 @@ section=$work/section.md
   echo "Produced by \`make bench\` (hack/bench-proxy.sh) on $(date -u +%Y-%m-%d), $(nproc) cores; load average $load_at_start at the start."
   echo "Upstream: CNCF distribution ($(basename "$QUARRY_TOOL_DISTRIBUTION"), filesystem). Each of $rounds rounds pushes a fresh"
   echo "random blob of $mib MiB to it, then pulls it: directly from the upstream; through a Quarry cache namespace (first pull: a"
-  echo "miss, streamed while it is written and hashed); through distribution's proxy mode (\`proxy.remoteurl\`, first pull); again"
-  echo "through both (cached); and, for comparison, the same bytes pushed to Quarry normally and pulled. curl, whole body, medians"
-  echo "of the rounds. Time to first byte is curl's \`time_starttransfer\`."
+  echo "miss, streamed while it is written and hashed), and again 2 s later (cached); the same through distribution's proxy mode"
+  echo "(\`proxy.remoteurl\`), 2 s after; and, for comparison, the same bytes pushed to Quarry normally and pulled. curl, whole"
+  echo "body, medians of the rounds. Time to first byte is curl's \`time_starttransfer\`."
   echo
   echo "### Upstream on loopback"
   echo

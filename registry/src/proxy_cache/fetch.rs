@@ -231,14 +231,18 @@ async fn download(
     target: &Target,
     progress: &watch::Sender<Progress>,
 ) -> Result<Arc<Spool>, UpstreamError> {
-    let (size, mut response) = upstream.blob_get(&target.remote, &target.digest).await?;
+    // The spool file is made while the upstream is asked.
+    let (answer, file) = tokio::join!(upstream.blob_get(&target.remote, &target.digest), async {
+        tempfile::tempfile()
+    });
+    let (size, mut response) = answer?;
     let what = || format!("blob {} of {}", target.digest, target.remote);
     let invalid = |reason: String| UpstreamError::Invalid {
         upstream: upstream.name().to_string(),
         what: what(),
         reason,
     };
-    let spool = Arc::new(Spool::new(tempfile::tempfile().map_err(|e| {
+    let spool = Arc::new(Spool::new(file.map_err(|e| {
         invalid(format!(
             "no spool file in {}: {e}",
             std::env::temp_dir().display()
