@@ -64,7 +64,7 @@ test-e2e: tools-test tools-k8s ## Black-box tests: the real binaries, real clien
 
 bench: tools-bench tools-k8s ## Registry vs CNCF distribution (transfers, S3, garbage collection), and operator convergence (report in docs/benchmarks.md)
 	$(CARGO) build --locked -p quarry-registry -p quarry-operator --release
-	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench --bin quarry-gc-bench && $(CARGO) build --locked -p quarry-e2e --release --bin quarry-load-bench
+	$(CARGO) build --locked -p quarry-e2e --bin quarry-operator-bench --bin quarry-gc-bench && $(CARGO) build --locked -p quarry-e2e --release --bin quarry-load-bench --bin quarry-delay-relay
 	eval "$$($(TOOLS) env)" && hack/bench.sh && hack/bench-s3.sh && hack/bench-gc.sh && hack/bench-load.sh && hack/bench-proxy.sh && hack/bench-ui.sh
 
 fuzz: ## Fuzz every parser of untrusted input for FUZZ_SECONDS each (60; cargo-fuzz, nightly); make test replays fuzz/corpus and fuzz/regressions

@@ -7,11 +7,15 @@
 # limit but the CPU: both caches hash every byte, the direct pull does not)
 # and from a network namespace of this machine whose link is shaped to
 # 1 Gbit/s (tc tbf), as a real upstream is farther than loopback. Each round
-# uses a fresh random blob, so every "first" pull really misses.
+# uses a fresh random blob, so every "first" pull really misses. Time to
+# first byte is also measured on small blobs through a relay that delays
+# each way by 10 ms (tests/src/bin/quarry-delay-relay.rs: this tc has no
+# netem), a 20 ms round trip to the upstream.
 # Replaces the "## Pull-through cache" section of docs/benchmarks.md. Called
 # by `make bench` (QUARRY_TOOL_* exported, the release registry built).
 #
-# Knobs: BENCH_PROXY_ROUNDS (5), BENCH_PROXY_MIB (256), BENCH_PROXY_RATE
+# Knobs: BENCH_PROXY_ROUNDS (5), BENCH_PROXY_MIB (256), BENCH_PROXY_TTFB_PULLS
+# (small-blob misses through the delaying relay: 15), BENCH_PROXY_RATE
 # (the shaped link, tc's syntax: 1gbit), BENCH_PROXY_SHAPED=0 to leave the
 # shaped link out (it needs root, ip and tc; the report says it was left out).
 set -euo pipefail
@@ -23,11 +27,15 @@ rounds=${BENCH_PROXY_ROUNDS:-5}
 mib=${BENCH_PROXY_MIB:-256}
 rate=${BENCH_PROXY_RATE:-1gbit}
 shaped=${BENCH_PROXY_SHAPED:-1}
+ttfb_pulls=${BENCH_PROXY_TTFB_PULLS:-15}
 quarry_bin=${QUARRY_REGISTRY_BIN:-$root/target/release/quarry-registry}
+relay_bin=${QUARRY_DELAY_RELAY_BIN:-$root/target/release/quarry-delay-relay}
 if [ -z "${QUARRY_TOOL_DISTRIBUTION:-}" ] || [ ! -x "$QUARRY_TOOL_DISTRIBUTION" ]; then
   echo "bench-proxy: QUARRY_TOOL_DISTRIBUTION is not set; run 'make bench'" >&2; exit 2
 fi
-[ -x "$quarry_bin" ] || { echo "bench-proxy: $quarry_bin missing; run 'make bench'" >&2; exit 2; }
+for b in "$quarry_bin" "$relay_bin"; do
+  [ -x "$b" ] || { echo "bench-proxy: $b missing; run 'make bench'" >&2; exit 2; }
+done
 
 if [ "$shaped" = 1 ]; then
   for t in ip tc; do
@@ -49,8 +57,9 @@ cleanup() {
 trap cleanup EXIT
 log() { echo "bench-proxy: $*" >&2; }
 
-up_port=15501 q_port=15502 dp_port=15503 dps_port=15504
+up_port=15501 q_port=15502 dp_port=15503 dps_port=15504 far_port=15505 dpf_port=15506
 up=http://127.0.0.1:$up_port q=http://127.0.0.1:$q_port dp=http://127.0.0.1:$dp_port dps=http://127.0.0.1:$dps_port
+far=http://127.0.0.1:$far_port dpf=http://127.0.0.1:$dpf_port
 ns_addr=10.254.251.2 host_addr=10.254.251.1 ups=http://10.254.251.2:$up_port
 load_at_start=$(cut -d' ' -f1 /proc/loadavg)
 
@@ -83,6 +92,10 @@ pids+=("$!")
 # distribution's proxy mode asks its remote for /v2/ at start and panics
 # when nobody answers yet.
 wait_port "$up_port"
+# The upstream 10 ms away each way.
+"$relay_bin" --listen "127.0.0.1:$far_port" --to "127.0.0.1:$up_port" --delay-ms 10 2>"$work/relay.log" &
+pids+=("$!")
+wait_port "$far_port"
 shaped_cache=""
 if [ "$shaped" = 1 ]; then
   # The same store served a second time from the namespace, its replies
@@ -103,13 +116,16 @@ cat >"$work/quarry.yaml" <<YAML
 FEATURE_PROXY_CACHE: true
 PROXY_CACHE_NAMESPACES:
   - {namespace: cache, upstream_registry: "127.0.0.1:$up_port", insecure: true}
+  - {namespace: cache-far, upstream_registry: "127.0.0.1:$far_port", insecure: true}
 $shaped_cache
 YAML
 "$quarry_bin" --listen "127.0.0.1:$q_port" --storage-path "$work/quarry" --config "$work/quarry.yaml" 2>"$work/quarry.log" &
 pids+=("$!")
 start_distribution_proxy "$work/dproxy" "$dp_port" "$up"
 pids+=("$!")
-ports="$up_port $q_port $dp_port"
+start_distribution_proxy "$work/dproxy-far" "$dpf_port" "$far"
+pids+=("$!")
+ports="$up_port $q_port $dp_port $dpf_port"
 if [ "$shaped" = 1 ]; then
   start_distribution_proxy "$work/dproxy-shaped" "$dps_port" "$ups"
   pids+=("$!")
@@ -175,6 +191,21 @@ for r in $(seq 1 "$rounds"); do
   record quarry_local "$(timed_get "$q/v2/local/img$r/blobs/$digest")"
 done
 
+# Time to first byte 20 ms (a round trip) from the upstream: small blobs,
+# each missed once by each cache.
+mib_saved=$mib
+mib=1
+for i in $(seq 1 "$ttfb_pulls"); do
+  new_blob
+  push_to "$up" "far/img$i"
+  record direct_far "$(timed_get "$far/v2/far/img$i/blobs/$digest")"
+  record quarry_far "$(timed_get "$q/v2/cache-far/far/img$i/blobs/$digest")"
+  record dproxy_far "$(timed_get "$dpf/v2/far/img$i/blobs/$digest")"
+done
+mib=$mib_saved
+# shellcheck disable=SC2034  # read by mbps (bench-lib.sh)
+bytes=$((mib * 1048576))
+
 # Median of the rounds (the first pulls are one per round: the best would
 # flatter whoever got the quietest round).
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
@@ -229,6 +260,18 @@ section=$work/section.md
   pull_table ""
   echo
   goal_table ""
+  echo
+  echo "### Time to first byte, upstream 20 ms away"
+  echo
+  echo "$ttfb_pulls blobs of 1 MiB, each pulled once directly and once through each cache (a miss), through a relay that"
+  echo "delays every byte by 10 ms each way (\`quarry-delay-relay\`, tests/src/bin): a 20 ms round trip to the upstream."
+  echo "Medians of the pulls."
+  echo
+  echo "| pull | TTFB ms | ratio to the direct pull (goal ≤ 1.2) |"
+  echo "|---|---|---|"
+  echo "| upstream, directly | $(ms "${med_t[direct_far]}") | |"
+  echo "| Quarry cache, first pull | $(ms "${med_t[quarry_far]}") | $(ratio "${med_t[quarry_far]}" "${med_t[direct_far]}") |"
+  echo "| distribution proxy, first pull | $(ms "${med_t[dproxy_far]}") | $(ratio "${med_t[dproxy_far]}" "${med_t[direct_far]}") |"
   echo
   echo "### Upstream behind a $rate link"
   echo
