@@ -159,6 +159,12 @@ record() { # name "ttfb total"
   local t=${2% *} s=${2#* }
   ttfb[$1]+="$t "; total[$1]+="$s "
 }
+# Pulls that can be repeated are: a single 256 MiB pull varies by a third
+# from one to the next on this machine.
+repeats=5
+repeat_get() { # name url
+  for _ in $(seq 1 "$repeats"); do record "$1" "$(timed_get "$2")"; done
+}
 # One link's pulls of the blob in repository $4: directly from $1, through
 # Quarry's cache namespace $2, through distribution's proxy $3; names
 # suffixed with $5.
@@ -168,10 +174,10 @@ pull_through() { # upstream cache-namespace dproxy repo suffix
   # a moment, and the other cache's pulls wait until that work is done.
   record "quarry_first$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
   sleep 2
-  record "quarry_cached$5" "$(timed_get "$q/v2/$2/$4/blobs/$digest")"
+  repeat_get "quarry_cached$5" "$q/v2/$2/$4/blobs/$digest"
   record "dproxy_first$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
   sleep 2
-  record "dproxy_cached$5" "$(timed_get "$3/v2/$4/blobs/$digest")"
+  repeat_get "dproxy_cached$5" "$3/v2/$4/blobs/$digest"
   sleep 2
 }
 for r in $(seq 1 "$rounds"); do
@@ -188,7 +194,7 @@ for r in $(seq 1 "$rounds"); do
   fi
   # Pushed only now: stored before, the cache's first pull would find it.
   push_to "$q" "local/img$r"
-  record quarry_local "$(timed_get "$q/v2/local/img$r/blobs/$digest")"
+  repeat_get quarry_local "$q/v2/local/img$r/blobs/$digest"
 done
 
 # Time to first byte 20 ms (a round trip) from the upstream: small blobs,
@@ -250,7 +256,8 @@ section=$work/section.md
   echo "random blob of $mib MiB to it, then pulls it: directly from the upstream; through a Quarry cache namespace (first pull: a"
   echo "miss, streamed while it is written and hashed), and again 2 s later (cached); the same through distribution's proxy mode"
   echo "(\`proxy.remoteurl\`), 2 s after; and, for comparison, the same bytes pushed to Quarry normally and pulled. curl, whole"
-  echo "body, medians of the rounds. Time to first byte is curl's \`time_starttransfer\`."
+  echo "body, medians (of the rounds; cached and local pulls are repeated $repeats times a round). Time to first byte is curl's"
+  echo "\`time_starttransfer\`."
   echo
   echo "### Upstream on loopback"
   echo
