@@ -255,11 +255,24 @@ fn owned_exactly(c: &Cluster, ns: &str, live: &[(Cr, usize)]) -> Result<(), Stri
             .map(|rs| text(&rs["metadata"]["uid"]))
             .collect();
         if sets.len() != *replica_sets || scaled.len() != 1 {
+            // What set them apart: each one's revision and pod template.
+            let templates: Vec<String> = sets
+                .iter()
+                .map(|rs| {
+                    format!(
+                        "revision {} replicas {} template {}",
+                        rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+                        rs["spec"]["replicas"],
+                        rs["spec"]["template"]
+                    )
+                })
+                .collect();
             return Err(format!(
-                "{}: {} ReplicaSets ({} scaled up), expected {replica_sets} (1)",
+                "{}: {} ReplicaSets ({} scaled up), expected {replica_sets} (1):\n{}",
                 cr.id(),
                 sets.len(),
-                scaled.len()
+                scaled.len(),
+                templates.join("\n")
             ));
         }
         let pods: Vec<String> = items(c, ns, "pods", &["-l", &selector])?
