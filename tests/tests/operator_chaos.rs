@@ -254,9 +254,27 @@ fn owned_exactly(c: &Cluster, ns: &str, live: &[(Cr, usize)]) -> Result<(), Stri
             .filter(|rs| rs["spec"]["replicas"].as_i64().unwrap_or(0) > 0)
             .map(|rs| text(&rs["metadata"]["uid"]))
             .collect();
-        if sets.len() != *replica_sets || scaled.len() != 1 {
+        // ReplicaSets count by pod template. A Deployment deleted and made
+        // again while the garbage collector lags (after an API server
+        // restart) adopts its predecessor's ReplicaSet and, the name being
+        // taken, makes a second one for the same template: two sets, one
+        // template, which is Kubernetes's doing. A template the operator
+        // changed is a second template.
+        let mut templates: Vec<String> = sets
+            .iter()
+            .map(|rs| {
+                let mut t = rs["spec"]["template"].clone();
+                if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
+                    labels.remove("pod-template-hash");
+                }
+                t.to_string()
+            })
+            .collect();
+        templates.sort();
+        templates.dedup();
+        if templates.len() != *replica_sets || scaled.len() != 1 {
             // What set them apart: each one's revision and pod template.
-            let templates: Vec<String> = sets
+            let described: Vec<String> = sets
                 .iter()
                 .map(|rs| {
                     format!(
@@ -268,11 +286,12 @@ fn owned_exactly(c: &Cluster, ns: &str, live: &[(Cr, usize)]) -> Result<(), Stri
                 })
                 .collect();
             return Err(format!(
-                "{}: {} ReplicaSets ({} scaled up), expected {replica_sets} (1):\n{}",
+                "{}: {} ReplicaSets ({} scaled up) with {} pod templates, expected {replica_sets} (1):\n{}",
                 cr.id(),
                 sets.len(),
                 scaled.len(),
-                templates.join("\n")
+                templates.len(),
+                described.join("\n")
             ));
         }
         let pods: Vec<String> = items(c, ns, "pods", &["-l", &selector])?
