@@ -3,14 +3,17 @@
 # caller's globals: blob (file), digest, bytes (its size), runs.
 # shellcheck disable=SC2154  # those globals are set by the sourcing script
 
-# Wait until something answers HTTP on 127.0.0.1:$1.
-wait_port() {
+# Wait until something answers HTTP at the base URL $1.
+wait_url() {
   for _ in $(seq 1 200); do
-    if curl -s -o /dev/null "http://127.0.0.1:$1/"; then return 0; fi
+    if curl -s -o /dev/null "$1/"; then return 0; fi
     sleep 0.05
   done
-  echo "${0##*/}: nothing listening on port $1" >&2; return 1
+  echo "${0##*/}: nothing answers at $1" >&2; return 1
 }
+
+# Wait until something answers HTTP on 127.0.0.1:$1.
+wait_port() { wait_url "http://127.0.0.1:$1"; }
 
 # CNCF distribution serving a filesystem store under $1 on port $2, in the
 # background of the calling shell (its pid is then in $!).

@@ -68,10 +68,6 @@ sha_rate() {
   "${QUARRY_TOOL_OPENSSL:-openssl}" speed -evp sha256 -bytes 1048576 -seconds 1 2>/dev/null |
     awk '$1 == "sha256" {printf "%.0f", $2 * 1000 / 1048576}'
 }
-wait_url() {
-  for _ in $(seq 1 200); do curl -s -o /dev/null "$1/" && return 0; sleep 0.05; done
-  echo "bench-proxy: nothing answers at $1" >&2; return 1
-}
 # distribution's proxy mode on port $2 in front of $3, data under $1.
 start_distribution_proxy() { # dir port remote
   mkdir -p "$1"
